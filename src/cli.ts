@@ -1,0 +1,122 @@
+import { inspectModel } from './model/inspect';
+import { isModelReadError } from './model/errors';
+import type { LayerStack } from './model/stack';
+import { PlanError, planKeep, planPrunePercent, type PrunePlan } from './prune/plan';
+import { formatBytes, formatParams, formatShare } from './format/units';
+
+const USAGE = `usage:
+  l3prune inspect PATH [--json]
+  l3prune plan PATH (--keep N | --prune-percent P) [--json]
+PATH is a Hugging Face model folder (config.json + safetensors), an .onnx file or a .safetensors file.`;
+
+class UsageError extends Error {}
+
+interface Parsed {
+  verb: string;
+  target: string;
+  json: boolean;
+  keep?: number;
+  prunePercent?: number;
+}
+
+function parseArgs(argv: string[]): Parsed {
+  const [verb, ...rest] = argv;
+  if (!verb || verb === '--help' || verb === '-h') throw new UsageError('');
+  if (verb !== 'inspect' && verb !== 'plan') throw new UsageError(`unknown command "${verb}"`);
+  const positional: string[] = [];
+  const parsed: Partial<Parsed> = { verb, json: false };
+  for (let i = 0; i < rest.length; i++) {
+    const arg = rest[i];
+    if (arg === '--json') parsed.json = true;
+    else if (arg === '--keep' || arg === '--prune-percent') {
+      const value = rest[++i];
+      const number = Number(value);
+      if (value === undefined || value.trim() === '' || !Number.isFinite(number)) throw new UsageError(`${arg} needs a number`);
+      if (arg === '--keep') parsed.keep = number;
+      else parsed.prunePercent = number;
+    } else if (arg.startsWith('--')) throw new UsageError(`unknown option ${arg}`);
+    else positional.push(arg);
+  }
+  if (positional.length !== 1) throw new UsageError('give exactly one model PATH');
+  parsed.target = positional[0];
+  if (verb === 'plan' && (parsed.keep === undefined) === (parsed.prunePercent === undefined)) {
+    throw new UsageError('plan needs exactly one of --keep N or --prune-percent P');
+  }
+  return parsed as Parsed;
+}
+
+/** The JSON face of a stack: the fields scripts rely on, without per-tensor detail. */
+export function stackSummary(stack: LayerStack) {
+  return {
+    path: stack.path,
+    source: stack.source,
+    family: stack.family,
+    numLayers: stack.numLayers,
+    hiddenSize: stack.hiddenSize ?? null,
+    numHeads: stack.numHeads ?? null,
+    numKeyValueHeads: stack.numKeyValueHeads ?? null,
+    vocabSize: stack.vocabSize ?? null,
+    tieWordEmbeddings: stack.tieWordEmbeddings ?? null,
+    totalParams: stack.totalParams,
+    totalBytes: stack.totalBytes,
+    embeddingParams: stack.embeddingParams,
+    headParams: stack.headParams,
+    finalNormParams: stack.finalNormParams,
+    otherParams: stack.otherParams,
+    otherTensors: stack.other.tensors.map((t) => t.name),
+    layers: stack.layers.map((l) => ({ index: l.index, params: l.params, bytes: l.bytes, tensors: l.tensors.length })),
+    files: stack.files,
+    io: stack.io ?? null,
+    warnings: stack.warnings,
+  };
+}
+
+function printStack(stack: LayerStack): string {
+  const lines = [
+    `${stack.name}: ${stack.family}, ${stack.numLayers} layers, hidden ${stack.hiddenSize ?? '?'}`,
+    `total      ${formatParams(stack.totalParams).padStart(9)} params  ${formatBytes(stack.totalBytes).padStart(10)}`,
+    `embedding  ${formatParams(stack.embeddingParams).padStart(9)}`,
+    ...stack.layers.map((l) => `layer ${String(l.index).padEnd(4)} ${formatParams(l.params).padStart(9)} params  ${formatBytes(l.bytes).padStart(10)}`),
+    `final norm ${formatParams(stack.finalNormParams).padStart(9)}`,
+    `head       ${formatParams(stack.headParams).padStart(9)}${stack.tieWordEmbeddings ? ' (tied to the embedding)' : ''}`,
+  ];
+  if (stack.otherParams) lines.push(`other      ${formatParams(stack.otherParams).padStart(9)}`);
+  for (const warning of stack.warnings) lines.push(`warning: ${warning}`);
+  return lines.join('\n');
+}
+
+function printPlan(plan: PrunePlan): string {
+  return [
+    `keep ${plan.keep} of ${plan.numLayers} layers (prune ${plan.prunedLayers})`,
+    `params ${formatParams(plan.params)} (−${formatShare(plan.paramsRemovedShare)}), ${formatBytes(plan.bytes)}`,
+    `expected layer-stack speed-up ×${plan.expectedSpeedup.toFixed(2)}`,
+  ].join('\n');
+}
+
+export async function main(argv: string[], out = process.stdout, err = process.stderr): Promise<number> {
+  let args: Parsed;
+  try {
+    args = parseArgs(argv);
+  } catch (e) {
+    const message = (e as Error).message;
+    err.write(`${message ? `l3prune: ${message}\n` : ''}${USAGE}\n`);
+    return message ? 2 : 0;
+  }
+  try {
+    const stack = await inspectModel(args.target);
+    if (args.verb === 'inspect') {
+      out.write(args.json ? `${JSON.stringify(stackSummary(stack))}\n` : `${printStack(stack)}\n`);
+      return 0;
+    }
+    const plan = args.keep !== undefined ? planKeep(stack, args.keep) : planPrunePercent(stack, args.prunePercent!);
+    out.write(args.json ? `${JSON.stringify(plan)}\n` : `${printPlan(plan)}\n`);
+    return 0;
+  } catch (e) {
+    if (isModelReadError(e) || e instanceof PlanError) {
+      err.write(`l3prune: ${e.message}\n`);
+      return 1;
+    }
+    err.write(`l3prune: unexpected failure: ${(e as Error)?.stack ?? String(e)}\n`);
+    return 70;
+  }
+}

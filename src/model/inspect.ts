@@ -1,0 +1,62 @@
+import { stat } from 'node:fs/promises';
+import * as path from 'node:path';
+import { readCheckpointTensors, INDEX_FILE } from './checkpoint';
+import { readModelConfig } from './config';
+import { ModelReadError } from './errors';
+import { inspectOnnx } from './onnx';
+import { fileOpenError, readSafetensorsHeader } from './safetensors';
+import { buildLayerStack, type LayerStack } from './stack';
+
+/**
+ * The one entry point for reading a layer stack, used by the extension and the CLI alike: a Hugging Face
+ * folder (or a file inside one), an ONNX file, or a lone safetensors file.
+ */
+export async function inspectModel(target: string): Promise<LayerStack> {
+  const resolved = path.resolve(target);
+  let info;
+  try {
+    info = await stat(resolved);
+  } catch (e) {
+    throw fileOpenError(resolved, e);
+  }
+  if (info.isDirectory()) return inspectHuggingFaceFolder(resolved);
+  const base = path.basename(resolved);
+  if (base.endsWith('.onnx')) return inspectOnnx(resolved);
+  if (base === 'config.json' || base === INDEX_FILE) return inspectHuggingFaceFolder(path.dirname(resolved));
+  if (base.endsWith('.safetensors')) return inspectLoneSafetensors(resolved);
+  throw new ModelReadError(resolved, 'is neither a model folder, an .onnx file nor a .safetensors file', 'open a Hugging Face model folder or an ONNX file');
+}
+
+async function inspectHuggingFaceFolder(folder: string): Promise<LayerStack> {
+  const config = await readModelConfig(path.join(folder, 'config.json')).catch((e: unknown) => {
+    if (e instanceof ModelReadError && e.problem === 'does not exist') {
+      throw new ModelReadError(folder, 'has no config.json', 'open a Hugging Face model folder saved with save_pretrained');
+    }
+    throw e;
+  });
+  const { files, tensors } = await readCheckpointTensors(folder);
+  return buildLayerStack(
+    {
+      source: 'safetensors',
+      path: folder,
+      name: path.basename(folder),
+      family: config.family,
+      numLayers: config.numLayers,
+      hiddenSize: config.hiddenSize,
+      numHeads: config.numHeads,
+      numKeyValueHeads: config.numKeyValueHeads,
+      vocabSize: config.vocabSize,
+      tieWordEmbeddings: config.tieWordEmbeddings,
+      files,
+    },
+    tensors,
+  );
+}
+
+async function inspectLoneSafetensors(file: string): Promise<LayerStack> {
+  const header = await readSafetensorsHeader(file);
+  return buildLayerStack(
+    { source: 'safetensors', path: file, name: path.basename(file), family: 'unknown', files: [file] },
+    header.tensors,
+  );
+}

@@ -1,0 +1,149 @@
+import type { TensorInfo } from './safetensors';
+import { groupTensor, namingFor } from './families';
+
+export interface TensorSummary {
+  name: string;
+  dtype: string;
+  shape: number[];
+  params: number;
+  bytes: number;
+}
+
+export interface ParamGroup {
+  params: number;
+  bytes: number;
+  tensors: TensorSummary[];
+}
+
+export interface LayerGroup extends ParamGroup {
+  index: number;
+}
+
+/** A model's layer stack as read from headers alone: the one shape every view, plan and the CLI use. */
+export interface LayerStack {
+  source: 'safetensors' | 'onnx';
+  path: string;
+  name: string;
+  family: string;
+  numLayers: number;
+  hiddenSize?: number;
+  numHeads?: number;
+  numKeyValueHeads?: number;
+  vocabSize?: number;
+  tieWordEmbeddings?: boolean;
+  totalParams: number;
+  totalBytes: number;
+  embeddingParams: number;
+  headParams: number;
+  finalNormParams: number;
+  otherParams: number;
+  embedding: ParamGroup;
+  finalNorm: ParamGroup;
+  head: ParamGroup;
+  other: ParamGroup;
+  layers: LayerGroup[];
+  files: string[];
+  /** ONNX graphs only: their inputs and outputs. */
+  io?: { inputs: IoInfo[]; outputs: IoInfo[] };
+  warnings: string[];
+}
+
+export interface IoInfo {
+  name: string;
+  dtype: string;
+  shape: Array<number | string>;
+}
+
+export interface StackShape {
+  source: LayerStack['source'];
+  path: string;
+  name: string;
+  family: string;
+  /** From config.json when there is one; otherwise the layers seen in tensor names. */
+  numLayers?: number;
+  hiddenSize?: number;
+  numHeads?: number;
+  numKeyValueHeads?: number;
+  vocabSize?: number;
+  tieWordEmbeddings?: boolean;
+  files: string[];
+  io?: LayerStack['io'];
+}
+
+const emptyGroup = (): ParamGroup => ({ params: 0, bytes: 0, tensors: [] });
+
+function add(group: ParamGroup, tensor: TensorSummary): void {
+  group.params += tensor.params;
+  group.bytes += tensor.bytes;
+  group.tensors.push(tensor);
+}
+
+export function buildLayerStack(shape: StackShape, tensors: ReadonlyArray<TensorInfo | TensorSummary>): LayerStack {
+  const naming = namingFor(shape.family);
+  const embedding = emptyGroup();
+  const finalNorm = emptyGroup();
+  const head = emptyGroup();
+  const other = emptyGroup();
+  const byLayer = new Map<number, ParamGroup>();
+  let totalParams = 0;
+  let totalBytes = 0;
+  for (const { name, dtype, shape: dims, params, bytes } of tensors) {
+    const tensor: TensorSummary = { name, dtype, shape: dims, params, bytes };
+    totalParams += params;
+    totalBytes += bytes;
+    const group = groupTensor(name, naming);
+    switch (group.kind) {
+      case 'layer': {
+        let layer = byLayer.get(group.index);
+        if (!layer) byLayer.set(group.index, (layer = emptyGroup()));
+        add(layer, tensor);
+        break;
+      }
+      case 'embedding': add(embedding, tensor); break;
+      case 'finalNorm': add(finalNorm, tensor); break;
+      case 'head': add(head, tensor); break;
+      default: add(other, tensor);
+    }
+  }
+  const warnings: string[] = [];
+  const seenLayers = byLayer.size ? Math.max(...byLayer.keys()) + 1 : 0;
+  const numLayers = shape.numLayers ?? seenLayers;
+  if (shape.numLayers !== undefined && seenLayers !== shape.numLayers) {
+    warnings.push(`config.json declares ${shape.numLayers} layers but the weights hold ${seenLayers}`);
+  }
+  const layers: LayerGroup[] = [];
+  for (let index = 0; index < Math.max(numLayers, seenLayers); index++) {
+    const group = byLayer.get(index) ?? emptyGroup();
+    if (group.tensors.length === 0 && index < seenLayers) warnings.push(`layer ${index} has no tensors`);
+    layers.push({ index, ...group });
+  }
+  if (other.tensors.length) {
+    warnings.push(`${other.tensors.length} tensor(s) match no embedding, layer, norm or head name of family "${shape.family}" and are listed under Other`);
+  }
+  return {
+    source: shape.source,
+    path: shape.path,
+    name: shape.name,
+    family: shape.family,
+    numLayers,
+    hiddenSize: shape.hiddenSize,
+    numHeads: shape.numHeads,
+    numKeyValueHeads: shape.numKeyValueHeads,
+    vocabSize: shape.vocabSize,
+    tieWordEmbeddings: shape.tieWordEmbeddings,
+    totalParams,
+    totalBytes,
+    embeddingParams: embedding.params,
+    headParams: head.params,
+    finalNormParams: finalNorm.params,
+    otherParams: other.params,
+    embedding,
+    finalNorm,
+    head,
+    other,
+    layers,
+    files: shape.files,
+    io: shape.io,
+    warnings,
+  };
+}

@@ -1,0 +1,34 @@
+import type { LayerStack } from '../model/stack';
+import { firstMatch, isFiniteNumber, isInteger, isMessage, type Check } from './validate';
+
+/** The layer-stack panel's contract, imported by the host (src/views) and the page (webview/layerStack). */
+export interface InitialLossView {
+  losses: number[];
+  small: number;
+  large: number;
+  blockInfluence?: number[];
+  angularDistance?: number[];
+  runDir?: string;
+}
+
+export type LayerStackToWebview =
+  | { type: 'show'; stack: LayerStack; keep: number; initialLoss?: InitialLossView }
+  | { type: 'error'; message: string };
+
+export type LayerStackFromWebview =
+  | { type: 'ready' }
+  | { type: 'keepChanged'; keep: number }
+  | { type: 'pruneAt'; keep: number };
+
+/** Checks depend on the stack shown: a keep outside 1..N is as invalid as a missing one. */
+export function parseLayerStackMessage(raw: unknown, numLayers: number): LayerStackFromWebview | undefined {
+  const keep = isInteger(1, Math.max(1, numLayers));
+  const checks: Check<LayerStackFromWebview>[] = [
+    isMessage('ready', {}),
+    isMessage('keepChanged', { keep }),
+    isMessage('pruneAt', { keep }),
+  ];
+  return firstMatch(raw, checks);
+}
+
+export const isLossCurve: Check<number[]> = (v): v is number[] => Array.isArray(v) && v.length > 0 && v.every(isFiniteNumber);

@@ -1,0 +1,104 @@
+import * as vscode from 'vscode';
+import type { LayerStack } from '../model/stack';
+import { parseLayerStackMessage, type InitialLossView, type LayerStackToWebview } from '../protocol/layerStackMessages';
+import { onValidatedMessage, renderPage, webviewOptions } from './webviewHost';
+
+export const LAYER_STACK_VIEW_TYPE = 'l3prune.layerStack';
+
+/**
+ * One panel per model: the stack drawn to scale with a cut the user moves, and the initial-loss curve with
+ * L³Prune's cuts once computed. The page holds no state that matters; the host re-sends it on every load.
+ */
+export class LayerStackPanel implements vscode.Disposable {
+  private static readonly open = new Map<string, LayerStackPanel>();
+  private readonly disposables: vscode.Disposable[] = [];
+  private keep: number;
+
+  static show(
+    extensionUri: vscode.Uri,
+    stack: LayerStack,
+    options: { initialLoss?: InitialLossView; log: (line: string) => void; onPruneAt?: (stack: LayerStack, keep: number) => void },
+  ): LayerStackPanel {
+    const existing = LayerStackPanel.open.get(stack.path);
+    if (existing) {
+      existing.update(stack, options.initialLoss ?? existing.initialLoss);
+      existing.panel.reveal();
+      return existing;
+    }
+    const panel = vscode.window.createWebviewPanel(
+      LAYER_STACK_VIEW_TYPE,
+      `Layer Stack: ${stack.name}`,
+      vscode.ViewColumn.Active,
+      webviewOptions(extensionUri),
+    );
+    const created = new LayerStackPanel(panel, extensionUri, stack, options.initialLoss, options.log, options.onPruneAt);
+    LayerStackPanel.open.set(stack.path, created);
+    return created;
+  }
+
+  static forModel(modelPath: string): LayerStackPanel | undefined {
+    return LayerStackPanel.open.get(modelPath);
+  }
+
+  private constructor(
+    readonly panel: vscode.WebviewPanel,
+    extensionUri: vscode.Uri,
+    private stack: LayerStack,
+    private initialLoss: InitialLossView | undefined,
+    log: (line: string) => void,
+    onPruneAt?: (stack: LayerStack, keep: number) => void,
+  ) {
+    this.keep = initialLoss?.small ?? stack.layers.length;
+    panel.webview.html = renderPage(panel.webview, extensionUri, {
+      title: panel.title,
+      script: 'layerStack.js',
+      styles: [
+        { folder: 'dist/webview', file: 'uPlot.min.css' },
+        { folder: 'media', file: 'webview.css' },
+      ],
+      body: '<main id="app" aria-live="polite"><p>Reading the layer stack…</p></main>',
+    });
+    this.disposables.push(
+      onValidatedMessage(
+        panel.webview,
+        (raw) => parseLayerStackMessage(raw, this.stack.layers.length),
+        (message) => {
+          switch (message.type) {
+            case 'ready':
+              return this.post();
+            case 'keepChanged':
+              this.keep = message.keep;
+              return;
+            case 'pruneAt':
+              onPruneAt?.(this.stack, message.keep);
+              return;
+          }
+        },
+        log,
+      ),
+      panel.onDidDispose(() => this.dispose()),
+    );
+  }
+
+  update(stack: LayerStack, initialLoss?: InitialLossView): void {
+    this.stack = stack;
+    this.initialLoss = initialLoss;
+    this.keep = Math.min(this.keep, stack.layers.length);
+    void this.post();
+  }
+
+  get currentKeep(): number {
+    return this.keep;
+  }
+
+  private post(): Thenable<boolean> {
+    const message: LayerStackToWebview = { type: 'show', stack: this.stack, keep: this.keep, initialLoss: this.initialLoss };
+    return this.panel.webview.postMessage(message);
+  }
+
+  dispose(): void {
+    LayerStackPanel.open.delete(this.stack.path);
+    while (this.disposables.length) this.disposables.pop()?.dispose();
+    this.panel.dispose();
+  }
+}

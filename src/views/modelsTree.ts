@@ -1,0 +1,107 @@
+import * as vscode from 'vscode';
+import { formatBytes, formatParams } from '../format/units';
+import type { LayerStack, ParamGroup, TensorSummary } from '../model/stack';
+import type { ModelRegistry, OpenedModel } from '../workspace/modelRegistry';
+
+export type ModelsNode =
+  | { kind: 'model'; model: OpenedModel }
+  | { kind: 'group'; modelPath: string; label: string; group: ParamGroup; layerIndex?: number };
+
+/** Models tree: each opened model, then its embedding, layers, final norm, head and anything unmatched. */
+export class ModelsTreeProvider implements vscode.TreeDataProvider<ModelsNode>, vscode.Disposable {
+  private readonly changed = new vscode.EventEmitter<ModelsNode | undefined>();
+  readonly onDidChangeTreeData = this.changed.event;
+  private readonly subscription: vscode.Disposable;
+
+  constructor(private readonly registry: ModelRegistry) {
+    this.subscription = registry.onDidChange(() => this.changed.fire(undefined));
+  }
+
+  getChildren(node?: ModelsNode): ModelsNode[] {
+    if (!node) return this.registry.list().map((model) => ({ kind: 'model', model }));
+    if (node.kind !== 'model' || node.model.state !== 'ready') return [];
+    return stackGroups(node.model.stack);
+  }
+
+  getParent(node: ModelsNode): ModelsNode | undefined {
+    if (node.kind === 'model') return undefined;
+    const model = this.registry.get(node.modelPath);
+    return model ? { kind: 'model', model } : undefined;
+  }
+
+  getTreeItem(node: ModelsNode): vscode.TreeItem {
+    return node.kind === 'model' ? modelItem(node.model) : groupItem(node);
+  }
+
+  dispose(): void {
+    this.subscription.dispose();
+    this.changed.dispose();
+  }
+}
+
+function stackGroups(stack: LayerStack): ModelsNode[] {
+  const modelPath = stack.path;
+  const nodes: ModelsNode[] = [{ kind: 'group', modelPath, label: 'Embedding', group: stack.embedding }];
+  for (const layer of stack.layers) {
+    nodes.push({ kind: 'group', modelPath, label: `Layer ${layer.index}`, group: layer, layerIndex: layer.index });
+  }
+  if (stack.finalNorm.tensors.length) nodes.push({ kind: 'group', modelPath, label: 'Final norm', group: stack.finalNorm });
+  if (stack.head.tensors.length) nodes.push({ kind: 'group', modelPath, label: 'Head', group: stack.head });
+  if (stack.other.tensors.length) nodes.push({ kind: 'group', modelPath, label: 'Other', group: stack.other });
+  return nodes;
+}
+
+function modelItem(model: OpenedModel): vscode.TreeItem {
+  const label = model.path.split(/[\\/]/).pop() || model.path;
+  const item = new vscode.TreeItem(label, vscode.TreeItemCollapsibleState.Collapsed);
+  item.id = `model:${model.path}`;
+  item.resourceUri = vscode.Uri.file(model.path);
+  if (model.state === 'loading') {
+    item.description = 'reading headers…';
+    item.iconPath = new vscode.ThemeIcon('loading~spin');
+    item.contextValue = 'l3prune.model.loading';
+  } else if (model.state === 'failed') {
+    item.description = 'cannot be read';
+    item.tooltip = model.error;
+    item.iconPath = new vscode.ThemeIcon('error', new vscode.ThemeColor('errorForeground'));
+    item.contextValue = 'l3prune.model.failed';
+    item.collapsibleState = vscode.TreeItemCollapsibleState.None;
+  } else {
+    const { stack } = model;
+    item.description = `${stack.family} · ${stack.numLayers} layers · ${formatParams(stack.totalParams)} params`;
+    item.tooltip = new vscode.MarkdownString(
+      [
+        `**${label}** (${stack.source})`,
+        '',
+        `${stack.path}`,
+        '',
+        `${stack.numLayers} layers, hidden size ${stack.hiddenSize ?? '?'}, ${formatParams(stack.totalParams)} params, ${formatBytes(stack.totalBytes)}`,
+        ...stack.warnings.map((w) => `- ⚠ ${w}`),
+      ].join('\n'),
+    );
+    item.iconPath = new vscode.ThemeIcon(stack.source === 'onnx' ? 'symbol-interface' : 'layers');
+    item.contextValue = 'l3prune.model';
+  }
+  return item;
+}
+
+const MAX_TOOLTIP_TENSORS = 40;
+
+function groupItem(node: Extract<ModelsNode, { kind: 'group' }>): vscode.TreeItem {
+  const item = new vscode.TreeItem(node.label, vscode.TreeItemCollapsibleState.None);
+  item.id = `group:${node.modelPath}:${node.label}`;
+  item.description = `${formatParams(node.group.params)} params · ${formatBytes(node.group.bytes)}`;
+  item.tooltip = new vscode.MarkdownString(tensorTable(node.group.tensors));
+  item.iconPath = new vscode.ThemeIcon(node.layerIndex !== undefined ? 'symbol-field' : node.label === 'Other' ? 'question' : 'symbol-constant');
+  item.contextValue = 'l3prune.group';
+  return item;
+}
+
+function tensorTable(tensors: TensorSummary[]): string {
+  if (!tensors.length) return 'no tensors';
+  const rows = tensors
+    .slice(0, MAX_TOOLTIP_TENSORS)
+    .map((t) => `| \`${t.name.replace(/[|`]/g, '')}\` | ${t.dtype} | ${t.shape.join('×') || 'scalar'} | ${formatParams(t.params)} |`);
+  const more = tensors.length > MAX_TOOLTIP_TENSORS ? `\n\n…and ${tensors.length - MAX_TOOLTIP_TENSORS} more` : '';
+  return `| tensor | dtype | shape | params |\n|---|---|---|---|\n${rows.join('\n')}${more}`;
+}

@@ -1,0 +1,136 @@
+"""The run folder: the single contract between this worker and the extension.
+
+Layout (see protocol/run.schema.json and protocol/events.schema.json):
+  run.json      spec + status + pid + heartbeat; rewritten atomically so a reader never sees half a file
+  events.jsonl  append-only, one JSON object per line, flushed and fsynced per line so a crash loses
+                at most the line being written and a tailing reader never needs to re-parse old lines
+
+Every event also goes to stdout as one JSON line, so a caller that only reads the pipe sees the same stream.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+
+
+def now_iso() -> str:
+    # Millisecond UTC timestamps with a Z suffix parse the same in Python and JavaScript (Date.parse).
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class RunFolderError(Exception):
+    """The run folder cannot be used (already holds a run, or is not writable)."""
+
+
+class RunFolder:
+    def __init__(self, run_dir: str | os.PathLike, verb: str, spec: dict[str, Any], *, stdout=None):
+        self.dir = Path(run_dir)
+        self.verb = verb
+        self.spec = spec
+        self._stdout = stdout if stdout is not None else sys.stdout
+        # One lock for both files: the heartbeat thread and the main thread both write.
+        self._lock = threading.RLock()
+        self._hb_stop = threading.Event()
+        self._hb_thread: threading.Thread | None = None
+        self.run_json_path = self.dir / "run.json"
+        self.events_path = self.dir / "events.jsonl"
+        self._state: dict[str, Any] = {}
+        self._events_fh = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def open(self) -> None:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RunFolderError(f"cannot create run folder {self.dir}: {e.strerror}; choose a writable --run-dir") from e
+        # A folder may be pre-created by the extension (with a spec file in it), but a second run must never
+        # append to the history of a first one: that would make the event stream lie.
+        if self.run_json_path.exists() or (self.events_path.exists() and self.events_path.stat().st_size > 0):
+            raise RunFolderError(
+                f"run folder {self.dir} already holds a run (run.json or events.jsonl exists); use a new --run-dir"
+            )
+        start = now_iso()
+        self._state = {
+            "schemaVersion": SCHEMA_VERSION,
+            "runId": self.dir.resolve().name,
+            "verb": self.verb,
+            "spec": self.spec,
+            "status": "running",
+            "pid": os.getpid(),
+            "startedAt": start,
+            "heartbeatAt": start,
+            "endedAt": None,
+            "error": None,
+            "result": None,
+        }
+        self._events_fh = open(self.events_path, "a", encoding="utf-8")
+        self._write_run_json()
+
+    def start_heartbeat(self, interval_s: float = 5.0) -> None:
+        """Refresh run.json's heartbeatAt so a reader can tell a live run from one whose process died."""
+
+        def loop() -> None:
+            while not self._hb_stop.wait(interval_s):
+                with self._lock:
+                    if self._state.get("status") != "running":
+                        return
+                    self._state["heartbeatAt"] = now_iso()
+                    self._write_run_json()
+                    self.emit("heartbeat")
+
+        self._hb_thread = threading.Thread(target=loop, name="l3prune-heartbeat", daemon=True)
+        self._hb_thread.start()
+
+    def stop_heartbeat(self) -> None:
+        self._hb_stop.set()
+        t = self._hb_thread
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout=10)
+
+    # -- writing -----------------------------------------------------------------------------------------
+    def emit(self, kind: str, **fields: Any) -> dict[str, Any]:
+        event = {"event": kind, "time": now_iso(), **fields}
+        line = json.dumps(event, ensure_ascii=False, allow_nan=False)
+        with self._lock:
+            if self._events_fh is not None:
+                self._events_fh.write(line + "\n")
+                self._events_fh.flush()
+                os.fsync(self._events_fh.fileno())
+            try:
+                self._stdout.write(line + "\n")
+                self._stdout.flush()
+            except (BrokenPipeError, ValueError):
+                # The reader went away; the file stays the source of truth.
+                pass
+        return event
+
+    def finish(self, status: str, *, error: dict[str, Any] | None = None, result: dict[str, Any] | None = None) -> None:
+        assert status in TERMINAL_STATUSES
+        self.stop_heartbeat()
+        with self._lock:
+            t = now_iso()
+            self._state.update(status=status, endedAt=t, heartbeatAt=t, error=error, result=result)
+            self._write_run_json()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._events_fh is not None:
+                self._events_fh.close()
+                self._events_fh = None
+
+    def _write_run_json(self) -> None:
+        tmp = self.run_json_path.with_name(f".run.json.{os.getpid()}.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(self._state, fh, ensure_ascii=False, indent=2, allow_nan=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.run_json_path)
