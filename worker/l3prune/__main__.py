@@ -92,10 +92,19 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
 
+    _quiet_libraries()
+    from .analyze import AnalyzeSpec
+
     run: RunFolder | None = None
     try:
+        # An invalid spec is refused before the run folder exists: run.json must always hold a valid spec.
         try:
             spec_dict = load_spec(args)
+            try:
+                spec = AnalyzeSpec(**spec_dict)
+            except TypeError as e:
+                raise ValueError(f"invalid spec: {e}") from None
+            spec.validate()
         except ValueError as e:
             print(f"l3prune: {e}", file=sys.stderr)
             return EXIT_USER_ERROR
@@ -108,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USER_ERROR
         run.emit("started", verb=args.verb, pid=run._state["pid"], spec=spec_dict)
         run.start_heartbeat(args.heartbeat_seconds)
-        return _run_verb(args, spec_dict, run)
+        return _run_verb(spec, run)
     except Cancelled as c:
         if run is not None:
             run.stop_heartbeat()
@@ -120,16 +129,24 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + c.signum
 
 
-def _run_verb(args, spec_dict: dict, run) -> int:
-    from .analyze import AnalyzeSpec, run_analyze
+def _quiet_libraries() -> None:
+    """stderr is reserved for the one-sentence error; library progress bars and warnings would bury it."""
+    import os
+    import warnings
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore")
+
+
+def _run_verb(spec, run) -> int:
+    from .analyze import run_analyze
     from .data import DataError
     from .encoder import ModelError
 
     try:
-        try:
-            spec = AnalyzeSpec(**spec_dict)
-        except TypeError as e:
-            raise ValueError(f"invalid spec: {e}") from None
         result = run_analyze(spec, run.emit)
     except (DataError, ModelError, ValueError) as e:
         return _fail(run, str(e), "user", EXIT_USER_ERROR)

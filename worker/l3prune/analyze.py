@@ -29,6 +29,13 @@ class AnalyzeSpec:
     trustRemoteCode: bool = False
 
     def validate(self) -> None:
+        types = {"model": str, "data": str, "samples": int, "batchSize": int, "pooling": str, "scale": (int, float),
+                 "maxLength": int, "seed": int, "device": str, "trustRemoteCode": bool}
+        for name, t in types.items():
+            v = getattr(self, name)
+            # bool is an int in Python; a spec saying "samples": true is a mistake, not 1.
+            if not isinstance(v, t) or (isinstance(v, bool) and t is not bool):
+                raise ValueError(f"spec field '{name}' must be {getattr(t, '__name__', 'a number')}, got {v!r}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
         if self.samples < 1:

@@ -1,0 +1,126 @@
+/**
+ * Model folders for the end-to-end tests.
+ *
+ * The real SmolLM2-135M folder (.demo/models/smollm2-135m, prepared outside the tests, git-ignored) is
+ * used when it is there; otherwise the test writes a tiny synthetic Hugging Face folder: a llama
+ * config.json plus a model.safetensors with a valid header and zero-filled data. Both are read from file
+ * headers only by the extension, so the synthetic one exercises the same code paths.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { REPO_ROOT } from './harness';
+
+export interface ModelFixture {
+  /** Absolute path of the model folder. */
+  dir: string;
+  /** Folder name: the model's label in the Models tree. */
+  name: string;
+  /** num_hidden_layers from config.json: the ground truth for the layer count shown. */
+  numLayers: number;
+  /** Whether lm_head.weight is tied to the embedding (then the tree has no "Head" item). */
+  tied: boolean;
+  synthetic: boolean;
+}
+
+export const DEMO_MODEL_DIR = path.join(REPO_ROOT, '.demo', 'models', 'smollm2-135m');
+
+/**
+ * The model to test with: $E2E_MODEL if set, else the demo model when complete, else a synthetic
+ * model written under `scratchDir`. E2E_SYNTHETIC=1 forces the synthetic one (fast, no 500 MB file).
+ */
+export function modelFixture(scratchDir: string): ModelFixture {
+  const candidate = process.env.E2E_MODEL ?? DEMO_MODEL_DIR;
+  if (!process.env.E2E_SYNTHETIC && isCompleteHfFolder(candidate)) return describeHfFolder(candidate, false);
+  return writeSyntheticLlama(path.join(scratchDir, 'tiny-llama'), 4);
+}
+
+function isCompleteHfFolder(dir: string): boolean {
+  try {
+    const files = fs.readdirSync(dir);
+    // The preparer writes `.complete` last; when it is used, a folder without it is still downloading.
+    const hasMarkerConvention = fs.existsSync(path.join(path.dirname(dir), '..', 'models'));
+    return files.includes('config.json') && files.some((f) => f.endsWith('.safetensors'))
+      && (!hasMarkerConvention || files.includes('.complete'));
+  } catch {
+    return false;
+  }
+}
+
+function describeHfFolder(dir: string, synthetic: boolean): ModelFixture {
+  const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as {
+    num_hidden_layers: number; tie_word_embeddings?: boolean;
+  };
+  return {
+    dir: path.resolve(dir),
+    name: path.basename(dir),
+    numLayers: config.num_hidden_layers,
+    // transformers' default for llama is tied = false
+    tied: config.tie_word_embeddings ?? false,
+    synthetic,
+  };
+}
+
+/**
+ * Writes a llama-shaped HF folder with `numLayers` decoder layers and untied embeddings (so the tree
+ * shows a "Head" item too). Tensor data is zeros: only the header matters to the inspector.
+ */
+export function writeSyntheticLlama(dir: string, numLayers: number): ModelFixture {
+  const hidden = 64;
+  const intermediate = 128;
+  const vocab = 256;
+  const heads = 4;
+  const kvHeads = 2;
+  const headDim = hidden / heads;
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({
+    architectures: ['LlamaForCausalLM'],
+    model_type: 'llama',
+    hidden_size: hidden,
+    intermediate_size: intermediate,
+    num_hidden_layers: numLayers,
+    num_attention_heads: heads,
+    num_key_value_heads: kvHeads,
+    head_dim: headDim,
+    vocab_size: vocab,
+    max_position_embeddings: 512,
+    rms_norm_eps: 1e-5,
+    tie_word_embeddings: false,
+    torch_dtype: 'float32',
+  }, null, 2));
+
+  const shapes: Array<[string, number[]]> = [['model.embed_tokens.weight', [vocab, hidden]]];
+  for (let i = 0; i < numLayers; i++) {
+    const p = `model.layers.${i}`;
+    shapes.push(
+      [`${p}.input_layernorm.weight`, [hidden]],
+      [`${p}.self_attn.q_proj.weight`, [heads * headDim, hidden]],
+      [`${p}.self_attn.k_proj.weight`, [kvHeads * headDim, hidden]],
+      [`${p}.self_attn.v_proj.weight`, [kvHeads * headDim, hidden]],
+      [`${p}.self_attn.o_proj.weight`, [hidden, heads * headDim]],
+      [`${p}.post_attention_layernorm.weight`, [hidden]],
+      [`${p}.mlp.gate_proj.weight`, [intermediate, hidden]],
+      [`${p}.mlp.up_proj.weight`, [intermediate, hidden]],
+      [`${p}.mlp.down_proj.weight`, [hidden, intermediate]],
+    );
+  }
+  shapes.push(['model.norm.weight', [hidden]], ['lm_head.weight', [vocab, hidden]]);
+  fs.writeFileSync(path.join(dir, 'model.safetensors'), safetensorsBytes(shapes));
+  return describeHfFolder(dir, true);
+}
+
+/** safetensors layout: u64 LE header length, JSON header (padded to 8 bytes), then the data. F32 here. */
+function safetensorsBytes(shapes: Array<[string, number[]]>): Buffer {
+  const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
+  let offset = 0;
+  for (const [name, shape] of shapes) {
+    const bytes = shape.reduce((a, b) => a * b, 1) * 4;
+    header[name] = { dtype: 'F32', shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
+  const headerBytes = Buffer.from(json, 'utf8');
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(BigInt(headerBytes.length));
+  return Buffer.concat([prefix, headerBytes, Buffer.alloc(offset)]);
+}

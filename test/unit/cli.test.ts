@@ -1,0 +1,90 @@
+import * as assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+import { Writable } from 'node:stream';
+import { main } from '../../src/cli';
+import { LLAMA3_8B, writeLlamaFolder } from '../fixtures/checkpoints';
+import { useTempDir } from '../fixtures/tmp';
+
+function capture(): Writable & { text: () => string } {
+  const chunks: string[] = [];
+  const stream = new Writable({
+    write(chunk, _encoding, done) {
+      chunks.push(String(chunk));
+      done();
+    },
+  }) as Writable & { text: () => string };
+  stream.text = () => chunks.join('');
+  return stream;
+}
+
+async function cli(...argv: string[]) {
+  const out = capture();
+  const err = capture();
+  const code = await main(argv, out as unknown as NodeJS.WriteStream, err as unknown as NodeJS.WriteStream);
+  return { code, stdout: out.text(), stderr: err.text() };
+}
+
+describe('l3prune command line', () => {
+  const dir = useTempDir();
+  const model = () => path.join(dir(), 'llama3-8b');
+  before(() => writeLlamaFolder(model(), LLAMA3_8B, 4));
+
+  it('inspect --json prints one object with the stack’s numbers', async () => {
+    const { code, stdout, stderr } = await cli('inspect', model(), '--json');
+    assert.equal(code, 0, stderr);
+    const lines = stdout.trim().split('\n');
+    assert.equal(lines.length, 1);
+    const summary = JSON.parse(lines[0]);
+    for (const key of ['family', 'numLayers', 'hiddenSize', 'totalParams', 'totalBytes', 'embeddingParams', 'headParams', 'finalNormParams', 'layers']) {
+      assert.ok(key in summary, key);
+    }
+    assert.equal(summary.totalParams, 8_030_261_248);
+    assert.deepEqual(summary.layers[31], { index: 31, params: 218_112_000, bytes: 436_224_000, tensors: 9 });
+  });
+
+  it('plan --keep and --prune-percent print the plan', async () => {
+    const keep = JSON.parse((await cli('plan', model(), '--keep', '16', '--json')).stdout);
+    assert.deepEqual(
+      [keep.keep, keep.prunedLayers, keep.params, keep.bytes, keep.paramsRemovedShare],
+      [16, 16, 8_030_261_248 - 16 * 218_112_000, 2 * (8_030_261_248 - 16 * 218_112_000), (16 * 218_112_000) / 8_030_261_248],
+    );
+    const percent = JSON.parse((await cli('plan', model(), '--prune-percent', '25', '--json')).stdout);
+    assert.equal(percent.keep, 24);
+  });
+
+  it('prints readable text without --json', async () => {
+    const { stdout } = await cli('inspect', model());
+    assert.match(stdout, /llama, 32 layers, hidden 4096/);
+    assert.match(stdout, /layer 31\s+218\.11M params/);
+  });
+
+  it('reports bad input on stderr with one sentence and a non-zero exit', async () => {
+    const missing = await cli('inspect', path.join(dir(), 'nowhere'));
+    assert.equal(missing.code, 1);
+    assert.equal(missing.stdout, '');
+    assert.match(missing.stderr, /^l3prune: .*nowhere: does not exist; check the path\.\n$/);
+    const badKeep = await cli('plan', model(), '--keep', '99');
+    assert.equal(badKeep.code, 1);
+    assert.match(badKeep.stderr, /keep must be a whole number of layers from 1 to 32/);
+    const usage = await cli('plan', model());
+    assert.equal(usage.code, 2);
+    assert.match(usage.stderr, /exactly one of --keep N or --prune-percent P/);
+    assert.equal((await cli('frobnicate', model())).code, 2);
+  });
+
+  it('runs as `npx l3prune` from the built bundle', function () {
+    this.timeout(30_000);
+    if (!existsSync(path.resolve(__dirname, '../../dist/cli.js'))) {
+      if (process.env.CI) assert.fail('dist/cli.js is missing: the set-up builds it');
+      this.skip();
+    }
+    const root = path.resolve(__dirname, '../..');
+    const stdout = execFileSync('npx', ['--no-install', 'l3prune', 'inspect', model(), '--json'], { cwd: root, encoding: 'utf8' });
+    assert.equal(JSON.parse(stdout).numLayers, 32);
+    const failed = spawnSync('npx', ['--no-install', 'l3prune', 'inspect', path.join(dir(), 'nowhere')], { cwd: root, encoding: 'utf8' });
+    assert.equal(failed.status, 1);
+    assert.match(failed.stderr, /does not exist/);
+  });
+});

@@ -1,0 +1,52 @@
+import * as assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { parseLayerStackMessage } from '../../src/protocol/layerStackMessages';
+import { contentSecurityPolicy, escapeHtml, newNonce } from '../../src/views/csp';
+
+describe('webview security', () => {
+  it('a CSP that allows only our nonce-tagged script and never eval or inline code', () => {
+    const csp = contentSecurityPolicy('https://webview.example', 'abc123');
+    assert.match(csp, /default-src 'none'/);
+    assert.match(csp, /script-src 'nonce-abc123'(;|$)/);
+    assert.doesNotMatch(csp, /unsafe-eval|unsafe-inline|\*/);
+    assert.match(csp, /connect-src 'none'/);
+  });
+
+  it('a fresh, unguessable nonce per load', () => {
+    const nonces = new Set(Array.from({ length: 1000 }, newNonce));
+    assert.equal(nonces.size, 1000);
+    for (const nonce of nonces) assert.match(nonce, /^[A-Za-z0-9_-]{24}$/);
+  });
+
+  it('escapes text placed in HTML', () => {
+    assert.equal(escapeHtml(`<script>alert("x")</script>&'`), '&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;');
+  });
+
+  describe('layer-stack panel messages', () => {
+    it('accepts exactly the messages of the protocol', () => {
+      assert.deepEqual(parseLayerStackMessage({ type: 'ready' }, 30), { type: 'ready' });
+      assert.deepEqual(parseLayerStackMessage({ type: 'keepChanged', keep: 12 }, 30), { type: 'keepChanged', keep: 12 });
+      assert.deepEqual(parseLayerStackMessage({ type: 'pruneAt', keep: 30 }, 30), { type: 'pruneAt', keep: 30 });
+    });
+    it('rejects wrong types, extra fields and keeps outside the stack', () => {
+      const bad: unknown[] = [
+        null, undefined, 'ready', 42, [], {}, { type: 'READY' }, { type: 'ready', extra: 1 },
+        { type: 'keepChanged' }, { type: 'keepChanged', keep: 0 }, { type: 'keepChanged', keep: 31 },
+        { type: 'keepChanged', keep: 2.5 }, { type: 'keepChanged', keep: '3' }, { type: 'keepChanged', keep: Number.NaN },
+        { type: 'pruneAt', keep: -1 }, JSON.parse('{"type":"keepChanged","keep":3,"__proto__":{"admin":true}}'),
+        { type: 'runCommand', command: 'rm -rf /' },
+      ];
+      for (const message of bad) assert.equal(parseLayerStackMessage(message, 30), undefined, JSON.stringify(message));
+    });
+    it('never accepts a random value that is not a valid message (fuzz)', () => {
+      fc.assert(
+        fc.property(fc.oneof(fc.anything(), fc.record({ type: fc.constantFrom('ready', 'keepChanged', 'pruneAt'), keep: fc.anything() })), (raw) => {
+          const parsed = parseLayerStackMessage(raw, 30);
+          if (parsed === undefined) return;
+          assert.ok(parsed.type === 'ready' || (Number.isInteger(parsed.keep) && parsed.keep >= 1 && parsed.keep <= 30));
+        }),
+        { numRuns: 5000, seed: 1 },
+      );
+    });
+  });
+});
