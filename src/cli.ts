@@ -93,7 +93,11 @@ function printPlan(plan: PrunePlan): string {
   ].join('\n');
 }
 
-export async function main(argv: string[], out = process.stdout, err = process.stderr): Promise<number> {
+interface Output {
+  write(text: string): unknown;
+}
+
+export async function main(argv: string[], out: Output = process.stdout, err: Output = process.stderr): Promise<number> {
   let args: Parsed;
   try {
     args = parseArgs(argv);

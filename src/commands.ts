@@ -1,16 +1,30 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { LayerStack } from './model/stack';
+import { planKeep } from './prune/plan';
+import { runAnalyze } from './runs/analyzeRun';
+import { newRunDir, runsRoot } from './runs/runLocation';
+import { formatBytes, formatParams, formatShare } from './format/units';
 import { LayerStackPanel } from './views/layerStackPanel';
 import type { ModelsNode } from './views/modelsTree';
+import { findPython, WorkspaceNotTrustedError } from './worker/python';
+import { ensureWorkerPackage } from './worker/workerPackage';
+import type { AnalysisStore } from './workspace/analyses';
 import type { ModelRegistry } from './workspace/modelRegistry';
 
 export interface Services {
   extensionUri: vscode.Uri;
+  globalStorageUri: vscode.Uri;
+  workspaceState: vscode.Memento;
   registry: ModelRegistry;
+  analyses: AnalysisStore;
   modelsView: vscode.TreeView<ModelsNode>;
   log: vscode.LogOutputChannel;
 }
+
+/** The cut the user chose last, for the step after it (prune and finetune). */
+export const PENDING_PRUNE_KEY = 'l3prune.pendingPrune';
+const LAST_DATA_KEY = 'l3prune.lastDataFile';
 
 type Handler = (services: Services, ...args: unknown[]) => unknown;
 
@@ -20,6 +34,9 @@ export const COMMANDS: Record<string, Handler> = {
   'l3prune.openOnnxModel': (s, arg) => openModel(s, arg, 'onnx'),
   'l3prune.showLayerStack': (s, arg) => showLayerStack(s, arg),
   'l3prune.removeModel': (s, arg) => removeModel(s, arg),
+  'l3prune.computeInitialLoss': (s, arg) => computeInitialLoss(s, arg),
+  'l3prune.pruneAtSmallCut': (s, arg) => pruneAtCut(s, arg, 'small'),
+  'l3prune.pruneAtLargeCut': (s, arg) => pruneAtCut(s, arg, 'large'),
 };
 
 export function registerCommands(services: Services): vscode.Disposable[] {
@@ -43,7 +60,7 @@ function pathFromArg(arg: unknown): string | undefined {
   if (arg instanceof vscode.Uri) return arg.fsPath;
   const node = arg as ModelsNode | undefined;
   if (node?.kind === 'model') return node.model.path;
-  if (node?.kind === 'group') return node.modelPath;
+  if (node?.kind === 'group' || node?.kind === 'cut') return node.modelPath;
   return undefined;
 }
 
@@ -92,7 +109,127 @@ async function showLayerStack(s: Services, arg: unknown): Promise<void> {
   if (!modelPath) return;
   const entry = s.registry.get(modelPath);
   const stack = entry?.state === 'ready' ? entry.stack : await s.registry.open(modelPath);
-  LayerStackPanel.show(s.extensionUri, stack, { log: (line) => s.log.warn(line) });
+  showPanel(s, stack);
+}
+
+function showPanel(s: Services, stack: LayerStack, keep?: number): LayerStackPanel {
+  return LayerStackPanel.show(s.extensionUri, stack, {
+    initialLoss: s.analyses.get(stack.path),
+    keep,
+    log: (line) => s.log.warn(line),
+    onPruneAt: (picked, k) => void rememberCut(s, picked, k),
+  });
+}
+
+async function readyStack(s: Services, modelPath: string): Promise<LayerStack> {
+  const entry = s.registry.get(modelPath);
+  return entry?.state === 'ready' ? entry.stack : s.registry.open(modelPath);
+}
+
+async function pickDataFile(s: Services): Promise<string | undefined> {
+  const configured = vscode.workspace.getConfiguration('l3prune').get<string>('dataFile')?.trim();
+  const last = s.workspaceState.get<string>(LAST_DATA_KEY);
+  const candidates = [...new Set([configured, last].filter((p): p is string => !!p))];
+  const browse = { label: '$(folder-opened) Browse…', detail: 'a JSONL file of {"query", "positive", "negative"} triples', file: undefined as string | undefined };
+  const picked = await vscode.window.showQuickPick(
+    [...candidates.map((file) => ({ label: path.basename(file), detail: file, file })), browse],
+    { title: 'Training triples for the initial loss' },
+  );
+  if (!picked) return undefined;
+  let file = picked.file;
+  if (!file) {
+    const uri = await vscode.window.showOpenDialog({ canSelectMany: false, filters: { 'JSON Lines': ['jsonl', 'json'] }, openLabel: 'Use Triples' });
+    file = uri?.[0]?.fsPath;
+  }
+  if (file) await s.workspaceState.update(LAST_DATA_KEY, file);
+  return file;
+}
+
+async function computeInitialLoss(s: Services, arg: unknown): Promise<void> {
+  if (!vscode.workspace.isTrusted) throw new WorkspaceNotTrustedError();
+  const modelPath = await pickModel(s, arg);
+  if (!modelPath) return;
+  const stack = await readyStack(s, modelPath);
+  if (stack.source !== 'safetensors' || stack.path.endsWith('.safetensors')) {
+    throw new Error(`${stack.name}: the initial loss needs a Hugging Face model folder (config.json, tokenizer and safetensors), not an ${stack.source} file.`);
+  }
+  const data = await pickDataFile(s);
+  if (!data) return;
+  const samplesText = await vscode.window.showInputBox({
+    title: 'How many training triples to sample',
+    prompt: 'The paper uses 6400 (64 × 100) on a GPU; a few hundred give the curve’s shape on a CPU in minutes.',
+    value: '256',
+    validateInput: (v) => (/^\d+$/.test(v.trim()) && Number(v) >= 1 && Number(v) <= 1_000_000 ? undefined : 'a whole number from 1 to 1,000,000'),
+  });
+  if (!samplesText) return;
+  const python = await findPython(vscode.Uri.file(modelPath));
+  s.log.info(`worker interpreter: ${python.executable} (${python.source})`);
+  if (!(await ensureWorkerPackage(python.executable, s.extensionUri, s.log))) return;
+  const runDir = await newRunDir(runsRoot(s.globalStorageUri), 'analyze');
+  s.log.info(`analyze ${stack.path} on ${data} → ${runDir}`);
+  const outcome = await vscode.window.withProgress(
+    { location: vscode.ProgressLocation.Notification, title: `Initial loss of ${stack.name}`, cancellable: true },
+    (progress, token) => {
+      let reported = 0;
+      return runAnalyze(
+        { python: python.executable, model: stack.path, data, runDir, samples: Number(samplesText) },
+        (event) => {
+          if (event.event === 'progress' && typeof event.batch === 'number' && typeof event.batches === 'number' && event.batches > 0) {
+            const done = (100 * event.batch) / event.batches;
+            progress.report({ increment: done - reported, message: `batch ${event.batch} of ${event.batches}, all ${stack.numLayers} depths at once` });
+            reported = done;
+          } else if (event.event === 'model_loaded') {
+            progress.report({ message: 'model loaded' });
+          }
+        },
+        token,
+      );
+    },
+  );
+  if (outcome.status === 'cancelled') {
+    void vscode.window.showInformationMessage(`Initial loss cancelled; the run folder ${outcome.runDir} is marked cancelled.`);
+    return;
+  }
+  if (outcome.status === 'failed') {
+    const open = 'Reveal Run Folder';
+    const choice = await vscode.window.showErrorMessage(`Initial loss failed: ${outcome.message}`, open);
+    if (choice) void vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(outcome.runDir));
+    return;
+  }
+  const { result } = outcome;
+  await s.analyses.set(stack.path, { ...result, runDir: outcome.runDir });
+  showPanel(s, stack, result.small);
+  const small = planKeep(stack, result.small);
+  const large = planKeep(stack, result.large);
+  void vscode.window.showInformationMessage(
+    `L³Prune cuts for ${stack.name}: small keeps ${result.small} layers (−${formatShare(small.paramsRemovedShare)} params), ` +
+      `large keeps ${result.large} (−${formatShare(large.paramsRemovedShare)}).`,
+  );
+}
+
+async function pruneAtCut(s: Services, arg: unknown, variant: 'small' | 'large'): Promise<void> {
+  const modelPath = await pickModel(s, arg);
+  if (!modelPath) return;
+  const analysis = s.analyses.get(modelPath);
+  if (!analysis) {
+    const compute = 'Compute Initial Loss…';
+    const choice = await vscode.window.showInformationMessage(`No initial loss has been computed for ${path.basename(modelPath)} yet.`, compute);
+    if (choice) await vscode.commands.executeCommand('l3prune.computeInitialLoss', modelPath);
+    return;
+  }
+  const stack = await readyStack(s, modelPath);
+  const keep = variant === 'small' ? analysis.small : analysis.large;
+  showPanel(s, stack, keep);
+  await rememberCut(s, stack, keep);
+}
+
+/** Pre-fills the next step: the model and the cut are kept for "Prune and Finetune". */
+async function rememberCut(s: Services, stack: LayerStack, keep: number): Promise<void> {
+  const plan = planKeep(stack, keep);
+  await s.workspaceState.update(PENDING_PRUNE_KEY, { model: stack.path, keep, data: s.workspaceState.get<string>(LAST_DATA_KEY) });
+  void vscode.window.showInformationMessage(
+    `Cut chosen for ${stack.name}: keep ${keep} of ${plan.numLayers} layers, ${formatParams(plan.params)} params, ${formatBytes(plan.bytes)} (−${formatShare(plan.paramsRemovedShare)}).`,
+  );
 }
 
 async function removeModel(s: Services, arg: unknown): Promise<void> {

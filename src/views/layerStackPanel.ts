@@ -17,11 +17,16 @@ export class LayerStackPanel implements vscode.Disposable {
   static show(
     extensionUri: vscode.Uri,
     stack: LayerStack,
-    options: { initialLoss?: InitialLossView; log: (line: string) => void; onPruneAt?: (stack: LayerStack, keep: number) => void },
+    options: {
+      initialLoss?: InitialLossView;
+      keep?: number;
+      log: (line: string) => void;
+      onPruneAt?: (stack: LayerStack, keep: number) => void;
+    },
   ): LayerStackPanel {
     const existing = LayerStackPanel.open.get(stack.path);
     if (existing) {
-      existing.update(stack, options.initialLoss ?? existing.initialLoss);
+      existing.update(stack, options.initialLoss ?? existing.initialLoss, options.keep);
       existing.panel.reveal();
       return existing;
     }
@@ -31,7 +36,7 @@ export class LayerStackPanel implements vscode.Disposable {
       vscode.ViewColumn.Active,
       webviewOptions(extensionUri),
     );
-    const created = new LayerStackPanel(panel, extensionUri, stack, options.initialLoss, options.log, options.onPruneAt);
+    const created = new LayerStackPanel(panel, extensionUri, stack, options.initialLoss, options.keep, options.log, options.onPruneAt);
     LayerStackPanel.open.set(stack.path, created);
     return created;
   }
@@ -45,10 +50,11 @@ export class LayerStackPanel implements vscode.Disposable {
     extensionUri: vscode.Uri,
     private stack: LayerStack,
     private initialLoss: InitialLossView | undefined,
+    keep: number | undefined,
     log: (line: string) => void,
     onPruneAt?: (stack: LayerStack, keep: number) => void,
   ) {
-    this.keep = initialLoss?.small ?? stack.layers.length;
+    this.keep = keep ?? stack.layers.length;
     panel.webview.html = renderPage(panel.webview, extensionUri, {
       title: panel.title,
       script: 'layerStack.js',
@@ -80,10 +86,10 @@ export class LayerStackPanel implements vscode.Disposable {
     );
   }
 
-  update(stack: LayerStack, initialLoss?: InitialLossView): void {
+  update(stack: LayerStack, initialLoss?: InitialLossView, keep?: number): void {
     this.stack = stack;
     this.initialLoss = initialLoss;
-    this.keep = Math.min(this.keep, stack.layers.length);
+    this.keep = Math.min(keep ?? this.keep, stack.layers.length);
     void this.post();
   }
 
@@ -96,7 +102,11 @@ export class LayerStackPanel implements vscode.Disposable {
     return this.panel.webview.postMessage(message);
   }
 
+  private disposed = false;
+
   dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
     LayerStackPanel.open.delete(this.stack.path);
     while (this.disposables.length) this.disposables.pop()?.dispose();
     this.panel.dispose();

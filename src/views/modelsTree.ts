@@ -1,26 +1,39 @@
 import * as vscode from 'vscode';
 import { formatBytes, formatParams } from '../format/units';
 import type { LayerStack, ParamGroup, TensorSummary } from '../model/stack';
+import { planKeep } from '../prune/plan';
+import type { InitialLossView } from '../protocol/layerStackMessages';
+import type { AnalysisStore } from '../workspace/analyses';
 import type { ModelRegistry, OpenedModel } from '../workspace/modelRegistry';
 
 export type ModelsNode =
   | { kind: 'model'; model: OpenedModel }
+  | { kind: 'cut'; modelPath: string; variant: 'small' | 'large'; stack: LayerStack; analysis: InitialLossView }
   | { kind: 'group'; modelPath: string; label: string; group: ParamGroup; layerIndex?: number };
 
 /** Models tree: each opened model, then its embedding, layers, final norm, head and anything unmatched. */
 export class ModelsTreeProvider implements vscode.TreeDataProvider<ModelsNode>, vscode.Disposable {
   private readonly changed = new vscode.EventEmitter<ModelsNode | undefined>();
   readonly onDidChangeTreeData = this.changed.event;
-  private readonly subscription: vscode.Disposable;
+  private readonly subscriptions: vscode.Disposable[];
 
-  constructor(private readonly registry: ModelRegistry) {
-    this.subscription = registry.onDidChange(() => this.changed.fire(undefined));
+  constructor(
+    private readonly registry: ModelRegistry,
+    private readonly analyses: AnalysisStore,
+  ) {
+    this.subscriptions = [registry.onDidChange(() => this.changed.fire(undefined)), analyses.onDidChange(() => this.changed.fire(undefined))];
   }
 
   getChildren(node?: ModelsNode): ModelsNode[] {
     if (!node) return this.registry.list().map((model) => ({ kind: 'model', model }));
     if (node.kind !== 'model' || node.model.state !== 'ready') return [];
-    return stackGroups(node.model.stack);
+    const { stack } = node.model;
+    const analysis = this.analyses.get(stack.path);
+    const cuts: ModelsNode[] =
+      analysis && analysis.losses.length === stack.layers.length
+        ? (['small', 'large'] as const).map((variant) => ({ kind: 'cut', modelPath: stack.path, variant, stack, analysis }))
+        : [];
+    return [...cuts, ...stackGroups(stack)];
   }
 
   getParent(node: ModelsNode): ModelsNode | undefined {
@@ -30,11 +43,13 @@ export class ModelsTreeProvider implements vscode.TreeDataProvider<ModelsNode>, 
   }
 
   getTreeItem(node: ModelsNode): vscode.TreeItem {
-    return node.kind === 'model' ? modelItem(node.model) : groupItem(node);
+    if (node.kind === 'model') return modelItem(node.model);
+    if (node.kind === 'cut') return cutItem(node);
+    return groupItem(node);
   }
 
   dispose(): void {
-    this.subscription.dispose();
+    this.subscriptions.forEach((d) => d.dispose());
     this.changed.dispose();
   }
 }
@@ -82,6 +97,27 @@ function modelItem(model: OpenedModel): vscode.TreeItem {
     item.iconPath = new vscode.ThemeIcon(stack.source === 'onnx' ? 'symbol-interface' : 'layers');
     item.contextValue = 'l3prune.model';
   }
+  return item;
+}
+
+function cutItem(node: Extract<ModelsNode, { kind: 'cut' }>): vscode.TreeItem {
+  const keep = node.variant === 'small' ? node.analysis.small : node.analysis.large;
+  const plan = planKeep(node.stack, keep);
+  const item = new vscode.TreeItem(`L³Prune ${node.variant} cut: keep ${keep}`, vscode.TreeItemCollapsibleState.None);
+  item.id = `cut:${node.modelPath}:${node.variant}`;
+  item.description = `${formatParams(plan.params)} params · −${formatBytes(plan.bytesRemoved)} · loss ${node.analysis.losses[keep - 1].toFixed(3)}`;
+  item.tooltip = new vscode.MarkdownString(
+    `Initial loss is lowest at depth ${keep} in the ${node.variant === 'small' ? 'lower' : 'upper'} half of the stack.\n\n` +
+      `Keeping ${keep} of ${plan.numLayers} layers removes ${(plan.paramsRemovedShare * 100).toFixed(1)}% of the parameters ` +
+      `(${formatBytes(plan.bytesRemoved)}), expected layer-stack speed-up ×${plan.expectedSpeedup.toFixed(2)}.`,
+  );
+  item.iconPath = new vscode.ThemeIcon(node.variant === 'small' ? 'fold-down' : 'fold');
+  item.contextValue = `l3prune.cut.${node.variant}`;
+  item.command = {
+    command: node.variant === 'small' ? 'l3prune.pruneAtSmallCut' : 'l3prune.pruneAtLargeCut',
+    title: 'Prune at this cut',
+    arguments: [node.modelPath],
+  };
   return item;
 }
 

@@ -21,14 +21,16 @@ export class ModelRegistry implements vscode.Disposable {
 
   constructor(
     private readonly memento: vscode.Memento,
+    private readonly configured: () => string[] = () => [],
     private readonly inspect: (target: string) => Promise<LayerStack> = inspectModel,
   ) {}
 
-  /** Re-reads every persisted model; failures are kept as failed entries, never dropped. */
+  /** Re-reads every persisted or configured model; failures are kept as failed entries, never dropped. */
   async restore(): Promise<void> {
     const saved = this.memento.get<unknown>(STATE_KEY, []);
     const paths = Array.isArray(saved) ? saved.filter((p): p is string => typeof p === 'string') : [];
-    await Promise.all(paths.map((p) => this.load(p)));
+    const all = [...new Set([...this.configured(), ...paths].map((p) => path.resolve(p)))];
+    await Promise.all(all.map((p) => this.load(p)));
   }
 
   list(): OpenedModel[] {

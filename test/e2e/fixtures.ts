@@ -25,22 +25,24 @@ export interface ModelFixture {
 export const DEMO_MODEL_DIR = path.join(REPO_ROOT, '.demo', 'models', 'smollm2-135m');
 
 /**
- * The model to test with: $E2E_MODEL if set, else the demo model when complete, else a synthetic
- * model written under `scratchDir`. E2E_SYNTHETIC=1 forces the synthetic one (fast, no 500 MB file).
+ * The model to test with: $E2E_MODEL (an HF folder) if set, else the demo model when complete, else a
+ * synthetic model written under `scratchDir`. E2E_SYNTHETIC=1 forces the synthetic one.
  */
 export function modelFixture(scratchDir: string): ModelFixture {
-  const candidate = process.env.E2E_MODEL ?? DEMO_MODEL_DIR;
-  if (!process.env.E2E_SYNTHETIC && isCompleteHfFolder(candidate)) return describeHfFolder(candidate, false);
+  if (!process.env.E2E_SYNTHETIC) {
+    if (process.env.E2E_MODEL) return describeHfFolder(process.env.E2E_MODEL, false);
+    // The preparer of .demo/ writes `.complete` last: without it the folder may still be filling up.
+    if (isHfFolder(DEMO_MODEL_DIR) && fs.existsSync(path.join(DEMO_MODEL_DIR, '.complete'))) {
+      return describeHfFolder(DEMO_MODEL_DIR, false);
+    }
+  }
   return writeSyntheticLlama(path.join(scratchDir, 'tiny-llama'), 4);
 }
 
-function isCompleteHfFolder(dir: string): boolean {
+function isHfFolder(dir: string): boolean {
   try {
     const files = fs.readdirSync(dir);
-    // The preparer writes `.complete` last; when it is used, a folder without it is still downloading.
-    const hasMarkerConvention = fs.existsSync(path.join(path.dirname(dir), '..', 'models'));
-    return files.includes('config.json') && files.some((f) => f.endsWith('.safetensors'))
-      && (!hasMarkerConvention || files.includes('.complete'));
+    return files.includes('config.json') && files.some((f) => f.endsWith('.safetensors'));
   } catch {
     return false;
   }
@@ -123,4 +125,29 @@ function safetensorsBytes(shapes: Array<[string, number[]]>): Buffer {
   const prefix = Buffer.alloc(8);
   prefix.writeBigUInt64LE(BigInt(headerBytes.length));
   return Buffer.concat([prefix, headerBytes, Buffer.alloc(offset)]);
+}
+
+/**
+ * Parameter count of decoder layer `index`, read straight from the safetensors headers (independent of
+ * the extension's own parser), to check what the plan removes per layer.
+ */
+export function layerParamsFromHeaders(dir: string, index: number): number {
+  const prefix = `model.layers.${index}.`;
+  let total = 0;
+  for (const file of fs.readdirSync(dir).filter((f) => f.endsWith('.safetensors'))) {
+    const fd = fs.openSync(path.join(dir, file), 'r');
+    try {
+      const len = Buffer.alloc(8);
+      fs.readSync(fd, len, 0, 8, 0);
+      const header = Buffer.alloc(Number(len.readBigUInt64LE()));
+      fs.readSync(fd, header, 0, header.length, 8);
+      const tensors = JSON.parse(header.toString('utf8')) as Record<string, { shape?: number[] }>;
+      for (const [name, info] of Object.entries(tensors)) {
+        if (name.startsWith(prefix) && info.shape) total += info.shape.reduce((a, b) => a * b, 1);
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+  return total;
 }

@@ -22,7 +22,7 @@ function capture(): Writable & { text: () => string } {
 async function cli(...argv: string[]) {
   const out = capture();
   const err = capture();
-  const code = await main(argv, out as unknown as NodeJS.WriteStream, err as unknown as NodeJS.WriteStream);
+  const code = await main(argv, out, err);
   return { code, stdout: out.text(), stderr: err.text() };
 }
 

@@ -21,8 +21,8 @@ post({ type: 'ready' });
 
 function render(stack: LayerStack, hostKeep: number, initialLoss: InitialLossView | undefined): void {
   const n = stack.layers.length;
-  const saved = vscode.getState()?.keep;
-  let keep = clamp(saved ?? hostKeep, 1, n);
+  // The host tracks every change of the cut and re-sends it on each load, so it is the one source of truth.
+  let keep = clamp(hostKeep, 1, n);
 
   const header = el('header');
   header.append(

@@ -96,7 +96,7 @@ class RunFolder:
             t.join(timeout=10)
 
     # -- writing -----------------------------------------------------------------------------------------
-    def emit(self, kind: str, **fields: Any) -> dict[str, Any]:
+    def emit(self, kind: str, /, **fields: Any) -> dict[str, Any]:
         event = {"event": kind, "time": now_iso(), **fields}
         line = json.dumps(event, ensure_ascii=False, allow_nan=False)
         with self._lock:

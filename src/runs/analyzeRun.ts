@@ -1,0 +1,89 @@
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import * as path from 'node:path';
+import { isLayerLosses, parseRunEvent, parseRunRecord, type LayerLossesEvent, type RunEvent } from '../protocol/workerEvents';
+import { startWorker } from '../worker/workerProcess';
+import { RUN_FILE } from './runFolder';
+
+export interface AnalyzeRequest {
+  python: string;
+  model: string;
+  data: string;
+  runDir: string;
+  samples: number;
+  batchSize?: number;
+  maxLength?: number;
+  pooling?: 'mean' | 'weighted_mean' | 'last_token';
+  env?: Record<string, string>;
+}
+
+export type AnalyzeOutcome =
+  | { status: 'succeeded'; result: LayerLossesEvent; runDir: string }
+  | { status: 'cancelled'; runDir: string }
+  | { status: 'failed'; runDir: string; message: string };
+
+/**
+ * Runs `analyze` and streams its events. The run folder is the record: the worker writes it; the only
+ * write from here is marking a run "cancelled" when its worker had to be killed before it could say so.
+ */
+export async function runAnalyze(
+  request: AnalyzeRequest,
+  onEvent: (event: RunEvent) => void,
+  cancellation: { isCancellationRequested: boolean; onCancellationRequested(listener: () => unknown): { dispose(): unknown } },
+): Promise<AnalyzeOutcome> {
+  const args = ['--model', request.model, '--data', request.data, '--run-dir', request.runDir, '--samples', String(request.samples)];
+  if (request.batchSize) args.push('--batch-size', String(request.batchSize));
+  if (request.maxLength) args.push('--max-length', String(request.maxLength));
+  if (request.pooling) args.push('--pooling', request.pooling);
+  const worker = startWorker({ python: request.python, verb: 'analyze', args, env: request.env });
+  let cancelled = false;
+  const subscription = cancellation.onCancellationRequested(() => {
+    cancelled = true;
+    void worker.cancel();
+  });
+  let result: LayerLossesEvent | undefined;
+  let lastError: string | undefined;
+  try {
+    for await (const line of worker.lines) {
+      let event: RunEvent | undefined;
+      try {
+        event = parseRunEvent(JSON.parse(line));
+      } catch {
+        continue;
+      }
+      if (!event) continue;
+      if (isLayerLosses(event)) result = event;
+      if (event.event === 'error' && typeof event.message === 'string') lastError = event.message;
+      onEvent(event);
+    }
+  } catch {
+    // The stream ends with an error when the process is killed; its exit status below says what happened.
+  }
+  const exit = await worker.done;
+  subscription.dispose();
+  if (result && exit.exitCode === 0) return { status: 'succeeded', result, runDir: request.runDir };
+  if (cancelled) {
+    await markCancelledIfRunning(request.runDir);
+    return { status: 'cancelled', runDir: request.runDir };
+  }
+  const stderrLine = exit.stderr.trim().split('\n').filter(Boolean).pop();
+  return {
+    status: 'failed',
+    runDir: request.runDir,
+    message: lastError ?? stderrLine ?? `the worker exited with ${exit.exitCode ?? exit.signal}`,
+  };
+}
+
+async function markCancelledIfRunning(runDir: string): Promise<void> {
+  const file = path.join(runDir, RUN_FILE);
+  try {
+    const record = parseRunRecord(JSON.parse(await readFile(file, 'utf8')));
+    if (!record || record.status !== 'running') return;
+    const now = new Date().toISOString();
+    const updated = { ...record, status: 'cancelled', endedAt: now, error: { message: 'cancelled by the user; the worker was stopped' } };
+    // Same atomic replace the worker uses, so a reader never sees half a file.
+    await writeFile(`${file}.ext.tmp`, `${JSON.stringify(updated, null, 2)}\n`);
+    await rename(`${file}.ext.tmp`, file);
+  } catch {
+    // No run.json yet: the worker was stopped before it created the run; nothing to mark.
+  }
+}

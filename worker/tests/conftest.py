@@ -1,0 +1,93 @@
+"""Shared fixtures: a tiny random Llama made here (always available) and the demo model (when set up)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+REPO = Path(__file__).resolve().parents[2]
+PROTOCOL = REPO / "protocol"
+DEMO_MODEL = REPO / ".demo" / "models" / "smollm2-135m"
+DEMO_TRIPLES = REPO / ".demo" / "data" / "triples.jsonl"
+
+# Hand-written NLI-style triples (premise, entailment, contradiction) for the tiny model.
+TRIPLES = [
+    ("A man is playing a guitar on stage.", "A person plays an instrument.", "Nobody is making music."),
+    ("The cat sleeps on the warm sofa.", "A cat is resting.", "The cat is chasing a mouse outside."),
+    ("Two kids run across the park.", "Children are outside.", "The kids are asleep indoors."),
+    ("A woman is cooking pasta in the kitchen.", "Someone is preparing food.", "The woman is swimming in a lake."),
+    ("The train arrives at noon.", "A train comes at midday.", "The train was cancelled yesterday."),
+    ("He reads a book in the library.", "A man is reading.", "He is playing football."),
+    ("A dog catches a red ball.", "An animal is playing.", "The dog is sleeping."),
+    ("The market is crowded on Sunday.", "Many people are at the market.", "The market is empty."),
+    ("A chef slices fresh tomatoes.", "Vegetables are being cut.", "The chef is driving a bus."),
+    ("Rain falls over the quiet town.", "It is raining.", "The sky is clear and dry."),
+    ("A girl paints a tree.", "A child is making art.", "The girl is running a race."),
+    ("Workers repair the old bridge.", "A bridge is being fixed.", "The bridge is being demolished."),
+]
+
+
+def write_triples(path: Path, n: int | None = None) -> Path:
+    rows = TRIPLES if n is None else [TRIPLES[i % len(TRIPLES)] for i in range(n)]
+    with open(path, "w", encoding="utf-8") as fh:
+        for q, p, neg in rows:
+            fh.write(json.dumps({"query": q, "positive": p, "negative": neg}) + "\n")
+    return path
+
+
+def make_tiny_llama(path: Path, num_layers: int = 4) -> Path:
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    split = pre_tokenizers.Whitespace().pre_tokenize_str
+    words = sorted({piece for row in TRIPLES for text in row for piece, _ in split(text)})
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[EOS]": 2, **{w: i + 3 for i, w in enumerate(words)}}
+    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="[PAD]", unk_token="[UNK]", eos_token="[EOS]")
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=len(vocab), hidden_size=48, intermediate_size=96, num_hidden_layers=num_layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+        pad_token_id=0, eos_token_id=2, bos_token_id=2, tie_word_embeddings=False,
+    )
+    # Larger-than-default init so that layers actually change the residual stream and depths differ.
+    cfg.initializer_range = 0.2
+    model = LlamaForCausalLM(cfg).eval()
+    model.save_pretrained(path, safe_serialization=True)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_triples(tmp_path_factory) -> Path:
+    return write_triples(tmp_path_factory.mktemp("data") / "triples.jsonl")
+
+
+@pytest.fixture(scope="session")
+def demo_model() -> Path:
+    if not (DEMO_MODEL / ".complete").exists():
+        pytest.skip(f"demo model {DEMO_MODEL} is absent; run scripts/setup-worker.sh to build it")
+    return DEMO_MODEL
+
+
+@pytest.fixture(scope="session")
+def schemas():
+    from referencing import Registry, Resource
+
+    events = json.loads((PROTOCOL / "events.schema.json").read_text(encoding="utf-8"))
+    run = json.loads((PROTOCOL / "run.schema.json").read_text(encoding="utf-8"))
+    registry = Registry().with_resources([(s["$id"], Resource.from_contents(s)) for s in (events, run)])
+    return {"events": events, "run": run, "registry": registry}

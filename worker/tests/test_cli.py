@@ -1,0 +1,149 @@
+"""The CLI as the extension runs it: a subprocess, a run folder, stdout lines, exit codes, signals."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from conftest import write_triples
+
+
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "l3prune", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def read_events(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "events.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def validate_run(run_dir: Path, schemas) -> tuple[dict, list[dict]]:
+    reg = schemas["registry"]
+    run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator(schemas["run"], registry=reg).validate(run)
+    events = read_events(run_dir)
+    ev = jsonschema.Draft202012Validator(schemas["events"], registry=reg)
+    for e in events:
+        ev.validate(e)
+    return run, events
+
+
+def test_schemas_are_valid_draft_2020_12(schemas):
+    jsonschema.Draft202012Validator.check_schema(schemas["events"])
+    jsonschema.Draft202012Validator.check_schema(schemas["run"])
+
+
+def test_analyze_writes_a_valid_run_folder_and_ends_with_layer_losses(tiny_llama, tiny_triples, tmp_path, schemas):
+    run_dir = tmp_path / "run"
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"model": str(tiny_llama), "data": str(tiny_triples), "samples": 4, "batchSize": 2, "pooling": "mean"}))
+    # Flags override the spec file.
+    p = cli("analyze", "--spec", str(spec), "--samples", "10", "--batch-size", "4", "--run-dir", str(run_dir), "--heartbeat-seconds", "0.05")
+    assert p.returncode == 0, p.stderr
+    assert p.stderr == ""
+    run, events = validate_run(run_dir, schemas)
+    lines = [json.loads(l) for l in p.stdout.splitlines()]
+    assert lines == events, "stdout carries exactly the events of events.jsonl"
+    assert events[0]["event"] == "started" and events[-1]["event"] == "layer_losses"
+    last = events[-1]
+    assert len(last["losses"]) == len(last["blockInfluence"]) == len(last["angularDistance"]) == 4
+    assert last["samples"] == 10 and last["pooling"] == "mean"
+    progress = [e for e in events if e["event"] == "progress"]
+    assert [e["batch"] for e in progress] == [1, 2, 3] and progress[-1]["samplesDone"] == 10
+    assert run["status"] == "succeeded" and run["result"]["small"] == last["small"] and run["endedAt"]
+    assert run["spec"]["samples"] == 10 and run["spec"]["pooling"] == "mean"
+
+
+def test_a_used_run_folder_is_refused(tiny_llama, tiny_triples, tmp_path):
+    run_dir = tmp_path / "run"
+    assert cli("analyze", "--model", str(tiny_llama), "--data", str(tiny_triples), "--run-dir", str(run_dir), "--samples", "2").returncode == 0
+    p = cli("analyze", "--model", str(tiny_llama), "--data", str(tiny_triples), "--run-dir", str(run_dir), "--samples", "2")
+    assert p.returncode != 0 and "already holds a run" in p.stderr
+
+
+def assert_failed_cleanly(p, run_dir: Path, schemas, *needles: str):
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    err = p.stderr.strip()
+    assert err.count("\n") == 0, f"one sentence on stderr, got: {err!r}"
+    for n in needles:
+        assert n in err, (n, err)
+    run, events = validate_run(run_dir, schemas)
+    assert run["status"] == "failed" and run["error"]["message"] in err
+    assert events[-1]["event"] == "error"
+
+
+def test_bad_data_line_fails_with_file_and_line(tiny_llama, tmp_path, schemas):
+    data = write_triples(tmp_path / "d.jsonl", 3)
+    with open(data, "a", encoding="utf-8") as fh:
+        fh.write('{"query": "q", "positive": "p"}\n')
+    p = cli("analyze", "--model", str(tiny_llama), "--data", str(data), "--run-dir", str(tmp_path / "r"))
+    assert_failed_cleanly(p, tmp_path / "r", schemas, f"{data}:4:", "negative")
+
+
+def test_missing_model_fails_clearly(tiny_triples, tmp_path, schemas):
+    p = cli("analyze", "--model", str(tmp_path / "no-model"), "--data", str(tiny_triples), "--run-dir", str(tmp_path / "r"))
+    assert_failed_cleanly(p, tmp_path / "r", schemas, "does not exist", "--model")
+
+
+def test_pickle_only_model_is_refused(tiny_triples, tmp_path, schemas):
+    m = tmp_path / "bin-model"
+    m.mkdir()
+    (m / "config.json").write_text(json.dumps({"model_type": "llama", "num_hidden_layers": 2}))
+    (m / "pytorch_model.bin").write_bytes(b"\x80\x02not really a pickle")
+    p = cli("analyze", "--model", str(m), "--data", str(tiny_triples), "--run-dir", str(tmp_path / "r"))
+    assert_failed_cleanly(p, tmp_path / "r", schemas, "pickle", "safetensors")
+
+
+def test_remote_code_needs_the_explicit_flag(tiny_llama, tiny_triples, tmp_path, schemas):
+    import shutil
+
+    m = tmp_path / "remote"
+    shutil.copytree(tiny_llama, m)
+    cfg = json.loads((m / "config.json").read_text())
+    cfg["auto_map"] = {"AutoModel": "modeling_evil.EvilModel"}
+    (m / "config.json").write_text(json.dumps(cfg))
+    p = cli("analyze", "--model", str(m), "--data", str(tiny_triples), "--run-dir", str(tmp_path / "r"))
+    assert_failed_cleanly(p, tmp_path / "r", schemas, "--trust-remote-code")
+
+
+def test_invalid_spec_is_refused_before_a_run_folder_exists(tiny_llama, tiny_triples, tmp_path):
+    p = cli("analyze", "--model", str(tiny_llama), "--data", str(tiny_triples), "--run-dir", str(tmp_path / "r"), "--samples", "0")
+    assert p.returncode == 2 and "samples" in p.stderr and not (tmp_path / "r" / "run.json").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_mid_run_leaves_run_json_cancelled(tiny_llama, tmp_path, schemas, sig):
+    data = write_triples(tmp_path / "many.jsonl", 4000)
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "l3prune", "analyze", "--model", str(tiny_llama), "--data", str(data), "--run-dir", str(run_dir),
+         "--samples", "4000", "--batch-size", "1", "--heartbeat-seconds", "0.05"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        seen = 0
+        for line in proc.stdout:  # wait until batches are really being processed
+            if json.loads(line)["event"] == "progress":
+                seen += 1
+                if seen >= 3:
+                    break
+            assert time.monotonic() < deadline
+        proc.send_signal(sig)
+        proc.stdout.read()
+        rc = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rc == 128 + sig
+    assert "cancelled" in proc.stderr.read()
+    run, events = validate_run(run_dir, schemas)
+    assert run["status"] == "cancelled" and run["endedAt"] is not None
+    assert events[-1] == {**events[-1], "event": "cancelled", "signal": sig.name}
+    assert any(e["event"] == "progress" for e in events)
+    assert not any(e["event"] == "layer_losses" for e in events)

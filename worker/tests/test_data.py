@@ -1,0 +1,55 @@
+import json
+
+import pytest
+
+from l3prune.data import DataError, read_triples, sample_batches
+
+
+def write(tmp_path, lines):
+    p = tmp_path / "d.jsonl"
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return p
+
+
+GOOD = json.dumps({"query": "q", "positive": "p", "negative": "n"})
+
+
+@pytest.mark.parametrize(
+    "bad,expect",
+    [
+        ("{not json", "not valid JSON"),
+        ('["a", "b", "c"]', "expected a JSON object"),
+        ('{"query": "q", "positive": "p"}', "missing field(s) negative"),
+        ('{"query": "q", "positive": 3, "negative": "n"}', "field 'positive' must be a string"),
+        ('{"query": "  ", "positive": "p", "negative": "n"}', "field 'query' is empty"),
+        ('{"query": "q", "positive": "p", "negative": "n", "task": 5}', "optional field 'task'"),
+    ],
+)
+def test_bad_line_is_reported_with_its_line_number(tmp_path, bad, expect):
+    p = write(tmp_path, [GOOD, "", bad, GOOD])
+    with pytest.raises(DataError) as e:
+        read_triples(p)
+    assert f"{p}:3:" in str(e.value) and expect in str(e.value)
+
+
+def test_missing_and_empty_files_are_reported(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        read_triples(tmp_path / "nope.jsonl")
+    (tmp_path / "empty.jsonl").write_text("\n\n", encoding="utf-8")
+    with pytest.raises(DataError, match="no triples"):
+        read_triples(tmp_path / "empty.jsonl")
+
+
+def test_sampling_is_seeded_and_batches_are_task_homogeneous(tmp_path):
+    rows = [json.dumps({"query": f"q{i}", "positive": "p", "negative": "n", "task": "ab"[i % 2]}) for i in range(40)]
+    triples = read_triples(write(tmp_path, rows))
+    a = sample_batches(triples, 30, 4, seed=7)
+    assert a == sample_batches(triples, 30, 4, seed=7)
+    assert a != sample_batches(triples, 30, 4, seed=8)
+    assert sum(len(b) for b in a) == 30
+    assert all(len({t.task for t in b}) == 1 for b in a)
+
+
+def test_instruction_prefixes_only_the_query(tmp_path):
+    t = read_triples(write(tmp_path, [json.dumps({"query": "q", "positive": "p", "negative": "n", "instruction": "Find it"})]))[0]
+    assert t.query_text() == "Instruct: Find it\nQuery: q" and t.positive == "p"
