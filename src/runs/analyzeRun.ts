@@ -34,7 +34,7 @@ export async function runAnalyze(
   if (request.batchSize) args.push('--batch-size', String(request.batchSize));
   if (request.maxLength) args.push('--max-length', String(request.maxLength));
   if (request.pooling) args.push('--pooling', request.pooling);
-  const worker = startWorker({ python: request.python, verb: 'analyze', args, env: request.env });
+  const worker = await startWorker({ python: request.python, verb: 'analyze', args, env: request.env });
   let cancelled = false;
   const subscription = cancellation.onCancellationRequested(() => {
     cancelled = true;

@@ -1,6 +1,6 @@
-import { execa } from 'execa';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { loadExeca } from './workerProcess';
 
 /**
  * Makes sure the chosen interpreter can run the worker. A missing interpreter gets a pointer to the
@@ -8,6 +8,7 @@ import * as vscode from 'vscode';
  * into that interpreter (pip, with progress), never a silent install.
  */
 export async function ensureWorkerPackage(python: string, extensionUri: vscode.Uri, log: vscode.LogOutputChannel): Promise<boolean> {
+  const { execa } = await loadExeca();
   const probe = await execa(python, ['-c', 'import l3prune, torch, transformers, safetensors; print(l3prune.__file__)'], { reject: false, timeout: 120_000 });
   if (probe.exitCode === 0) return true;
   if ((probe as { code?: string }).code === 'ENOENT' || /ENOENT/.test(String(probe.message ?? ''))) {

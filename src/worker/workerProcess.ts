@@ -1,4 +1,4 @@
-import { execa, type ResultPromise } from 'execa';
+import type { ResultPromise } from 'execa';
 
 /**
  * Starting and stopping `python -m l3prune VERB`. The worker gets its own process group so that a cancel
@@ -21,7 +21,14 @@ export interface WorkerLaunch {
   env?: Record<string, string>;
 }
 
-export function startWorker(launch: WorkerLaunch): WorkerHandle {
+/**
+ * execa is ESM-only; a dynamic import lets the same code run bundled (esbuild) and under the test runner's
+ * CommonJS loader.
+ */
+export const loadExeca = () => import('execa');
+
+export async function startWorker(launch: WorkerLaunch): Promise<WorkerHandle> {
+  const { execa } = await loadExeca();
   const subprocess: ResultPromise = execa(launch.python, ['-m', 'l3prune', launch.verb, ...launch.args], {
     cwd: launch.cwd,
     detached: true,

@@ -255,6 +255,7 @@ export class CodeServerHarness {
         return;
       } catch (error) {
         if (attempt >= 4) throw error;
+        log(`command palette did not open on F1 (attempt ${attempt}); retrying`);
         // Give the workbench focus (a click on the status bar does nothing else) and try again.
         await this.page.locator('.part.statusbar').click({ position: { x: 5, y: 5 } }).catch(() => undefined);
       }
@@ -316,6 +317,7 @@ export class CodeServerHarness {
           throw new Error(`simple file dialog did not show ${target} (box: "${await this.quickInput.inputValue()}", `
             + `rows: ${JSON.stringify(await this.quickInputRows.allInnerTexts())}): ${String(error)}`);
         }
+        log(`simple file dialog lost the typed path (attempt ${attempt}); typing it again`);
       }
     }
     await this.quickInput.press('Enter');
@@ -352,6 +354,25 @@ export class CodeServerHarness {
     return within.locator('.monaco-list-row[role="treeitem"]').filter({
       has: this.page.locator('.label-name', { hasText: new RegExp(`^\\s*${escapeRegExp(label)}\\s*$`) }),
     });
+  }
+
+  /**
+   * Expands a tree row. Retried because the extension refreshes its tree while it loads (the row
+   * element is re-rendered), which can swallow a click or reset the state.
+   */
+  async expandTreeItem(item: Locator): Promise<void> {
+    const expanded = item.and(this.page.locator('[aria-expanded="true"]'));
+    for (let attempt = 1; ; attempt++) {
+      if (await expanded.count()) return;
+      await item.locator('.monaco-tl-twistie').click();
+      try {
+        await expanded.waitFor({ state: 'visible', timeout: 5_000 });
+        return;
+      } catch (error) {
+        if (attempt >= 3) throw error;
+        log(`tree row did not expand (attempt ${attempt}); retrying`);
+      }
+    }
   }
 
   /** The focused row of the tree that has keyboard focus. */

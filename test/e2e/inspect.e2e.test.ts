@@ -82,12 +82,7 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
   });
 
   it('lists Embedding, Layer 0…N-1, Final norm (and Head) under the model', async function () {
-    const item = modelItem();
-    if ((await item.getAttribute('aria-expanded')) === 'false') {
-      await item.locator('.monaco-tl-twistie').click();
-    }
-    await h.page.waitForFunction(
-      (el) => el?.getAttribute('aria-expanded') === 'true', await item.elementHandle());
+    await h.expandTreeItem(modelItem());
 
     // The tree is virtualised (30 layers do not all fit), so walk it with the keyboard and check each
     // focused row in turn: this checks order and count, not just that some rows exist.
