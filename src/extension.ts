@@ -1,7 +1,9 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { registerCommands } from './commands';
+import { LayerStackPanel } from './views/layerStackPanel';
 import { ModelsTreeProvider, type ModelsNode } from './views/modelsTree';
+import { runsRoot } from './runs/runLocation';
 import { AnalysisStore } from './workspace/analyses';
 import { ModelRegistry } from './workspace/modelRegistry';
 
@@ -9,7 +11,7 @@ import { ModelRegistry } from './workspace/modelRegistry';
 export function activate(context: vscode.ExtensionContext): void {
   const log = vscode.window.createOutputChannel('L³Prune', { log: true });
   const registry = new ModelRegistry(context.workspaceState, configuredModels);
-  const analyses = new AnalysisStore(context.workspaceState);
+  const analyses = new AnalysisStore(context.workspaceState, () => runsRoot(context.globalStorageUri));
   const modelsTree = new ModelsTreeProvider(registry, analyses);
   const modelsView = vscode.window.createTreeView<ModelsNode>('l3prune.models', {
     treeDataProvider: modelsTree,
@@ -29,6 +31,13 @@ export function activate(context: vscode.ExtensionContext): void {
       analyses,
       modelsView,
       log,
+    }),
+  );
+  // An analysis finished or restored while its model's panel is open redraws the curve there.
+  context.subscriptions.push(
+    analyses.onDidChange((model) => {
+      const entry = registry.get(model);
+      if (entry?.state === 'ready') LayerStackPanel.forModel(model)?.update(entry.stack, analyses.get(model));
     }),
   );
   void registry.restore();
