@@ -47,13 +47,20 @@ fi
 log "installing code-server@$CODE_SERVER_VERSION into ${TOOLS_DIR#"$ROOT"/}"
 mkdir -p "$TOOLS_DIR"
 
-# @vscode/ripgrep's postinstall downloads a ripgrep release from GitHub unless its cache already has the
-# archive; code-server 4.100.3 pins ripgrep v13.0.0-10. Put Debian's rg in that archive instead.
+# @vscode/ripgrep's postinstall downloads a ripgrep release from GitHub unless its cache
+# ($TMPDIR/vscode-ripgrep-cache-<its version>) already has the archive; code-server 4.100.3 ships
+# @vscode/ripgrep 1.15.11, which wants ripgrep v13.0.0-10. Put Debian's rg in that archive instead.
+case "$(uname -m)" in
+  x86_64) RG_TARGET=x86_64-unknown-linux-musl ;;
+  aarch64 | arm64) RG_TARGET=aarch64-unknown-linux-musl ;;
+  *) log "unsupported architecture $(uname -m) for the offline ripgrep seed"; exit 1 ;;
+esac
 RG_CACHE="${TMPDIR:-/tmp}/vscode-ripgrep-cache-1.15.11"
-RG_TARBALL="$RG_CACHE/ripgrep-v13.0.0-10-x86_64-unknown-linux-musl.tar.gz"
+RG_TARBALL="$RG_CACHE/ripgrep-v13.0.0-10-$RG_TARGET.tar.gz"
 if [ ! -f "$RG_TARBALL" ]; then
   mkdir -p "$RG_CACHE"
-  tar czf "$RG_TARBALL" -C "$(dirname "$(command -v rg)")" rg
+  tar czf "$RG_TARBALL.tmp" -C "$(dirname "$(command -v rg)")" rg
+  mv "$RG_TARBALL.tmp" "$RG_TARBALL" # never leave a half-written archive for the next run to trust
 fi
 
 # Own package.json so `npm install` here neither climbs to the root project nor edits its lockfile.

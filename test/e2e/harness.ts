@@ -115,15 +115,17 @@ export class CodeServerHarness {
 
   private env(): NodeJS.ProcessEnv {
     const d = this.dirs;
+    // Run from a VS Code terminal, VSCODE_IPC_HOOK_CLI & co. would make code-server's CLI hand
+    // --install-extension to that outer VS Code; the extension host would inherit them too.
+    const inherited = Object.fromEntries(Object.entries(process.env)
+      .filter(([key]) => !key.startsWith('VSCODE_') && key !== 'ELECTRON_RUN_AS_NODE'));
     return {
-      ...process.env,
+      ...inherited,
+      // code-server keeps its config.yaml and state under XDG dirs: keep them out of $HOME.
       XDG_CONFIG_HOME: d.xdgConfig,
       XDG_DATA_HOME: d.xdgData,
       XDG_CACHE_HOME: d.xdgCache,
       XDG_STATE_HOME: d.xdgState,
-      // The extension host inherits this env; keep it from picking up the developer's settings.
-      VSCODE_CLI: undefined,
-      ELECTRON_RUN_AS_NODE: undefined,
     };
   }
 
@@ -158,7 +160,7 @@ export class CodeServerHarness {
   }
 
   private async installExtension(vsix: string): Promise<void> {
-    // Synchronous on purpose: it is short, and a hang here should fail loudly via mocha's timeout anyway.
+    // spawnSync is fine here: nothing else needs to run meanwhile, and its own timeout bounds a hang.
     const result = spawnSync(process.execPath,
       [CODE_SERVER_ENTRY, ...this.commonArgs(), '--install-extension', vsix, '--force'],
       { env: this.env(), encoding: 'utf8', timeout: 120_000 });
@@ -223,7 +225,7 @@ export class CodeServerHarness {
     this.page.setDefaultTimeout(30_000);
     // Browser-side errors are gold when a test fails; keep them next to the server log.
     const consoleLog = fs.createWriteStream(path.join(ARTIFACTS_DIR, 'browser-console.log'));
-    this.page.on('console', (m) => consoleLog.write(`[${m.type()}] ${m.text()}\n`));
+    this.page.on('console', (m) => consoleLog.write(`[${m.type()}] ${m.text()} (${m.location().url})\n`));
     this.page.on('pageerror', (e) => consoleLog.write(`[pageerror] ${e.message}\n`));
 
     const folder = encodeURIComponent(path.resolve(this.options.workspace));
