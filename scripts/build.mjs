@@ -17,7 +17,7 @@ await Promise.all([
   }),
   esbuild.build({
     ...common,
-    entryPoints: { layerStack: 'webview/layerStack/main.ts' },
+    entryPoints: { layerStack: 'webview/layerStack/main.ts', runPlot: 'webview/runPlot/main.ts' },
     outdir: 'dist/webview',
     platform: 'browser',
     format: 'iife',

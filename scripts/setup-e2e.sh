@@ -31,10 +31,12 @@ if ((${#missing[@]})); then
   fi
   log "apt-get install ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  # A fresh CI image has empty package lists; update only then or when the first try fails.
-  if ! $SUDO apt-get install -y --no-install-recommends "${missing[@]}"; then
+  # `apt-get update` only when needed: a fresh image has no package lists; stale lists make the
+  # install fail (404), then update and try once more. (Recommends stay on: chromium's fonts.)
+  if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then $SUDO apt-get update; fi
+  if ! $SUDO apt-get install -y "${missing[@]}"; then
     $SUDO apt-get update
-    $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+    $SUDO apt-get install -y "${missing[@]}"
   fi
 fi
 
@@ -44,6 +46,11 @@ if [ -f "$STAMP" ] && [ -x "$CS_BIN" ]; then
   exit 0
 fi
 
+# code-server's postinstall refuses any Node but 20 (and its native modules are built for that ABI).
+if [ "$(node -p 'process.versions.node.split(".")[0]')" != 20 ]; then
+  log "code-server $CODE_SERVER_VERSION needs Node 20, this is $(node --version)"
+  exit 1
+fi
 log "installing code-server@$CODE_SERVER_VERSION into ${TOOLS_DIR#"$ROOT"/}"
 mkdir -p "$TOOLS_DIR"
 
@@ -76,6 +83,17 @@ fi
     npm install --no-save --no-package-lock "code-server@$CODE_SERVER_VERSION"
 )
 
+# The npm package is only half of code-server: its postinstall installs VS Code's own dependencies and
+# builds the native modules. npm 11 warns that it will stop running dependency install scripts unless
+# allowed; fail here, not at test time, if they were skipped.
+VSCODE_DIR="$TOOLS_DIR/node_modules/code-server/lib/vscode"
+for f in node_modules.asar node_modules/node-pty/build/Release/pty.node node_modules/@vscode/ripgrep/bin/rg \
+  extensions/node_modules; do
+  if [ ! -e "$VSCODE_DIR/$f" ]; then
+    log "code-server's postinstall did not complete (missing lib/vscode/$f); were install scripts skipped?"
+    exit 1
+  fi
+done
 "$CS_BIN" --version >/dev/null
 touch "$STAMP"
 log "done in $(( $(date +%s) - start ))s"

@@ -9,6 +9,8 @@ import { LayerStackPanel } from './views/layerStackPanel';
 import type { ModelsNode } from './views/modelsTree';
 import { findPython, WorkspaceNotTrustedError } from './worker/python';
 import { ensureWorkerPackage } from './worker/workerPackage';
+import { cancelRuns, deleteRuns, openRuns, resumeRun, runsFromArgs, startTraining, type RunServices } from './runs/runCommands';
+import type { RunSummary } from './runs/runStore';
 import type { AnalysisStore } from './workspace/analyses';
 import type { ModelRegistry } from './workspace/modelRegistry';
 
@@ -19,6 +21,8 @@ export interface Services {
   registry: ModelRegistry;
   analyses: AnalysisStore;
   modelsView: vscode.TreeView<ModelsNode>;
+  runsView: vscode.TreeView<RunSummary>;
+  runs: RunServices;
   log: vscode.LogOutputChannel;
 }
 
@@ -37,6 +41,17 @@ export const COMMANDS: Record<string, Handler> = {
   'l3prune.computeInitialLoss': (s, arg) => computeInitialLoss(s, arg),
   'l3prune.pruneAtSmallCut': (s, arg) => pruneAtCut(s, arg, 'small'),
   'l3prune.pruneAtLargeCut': (s, arg) => pruneAtCut(s, arg, 'large'),
+  'l3prune.pruneAndFinetune': (s, arg) => pruneAndFinetune(s, arg),
+  'l3prune.openRun': (s, arg, many) => openRuns(s.runs, runsFromArgs(s.runs, many ?? arg, s.runsView.selection)),
+  'l3prune.compareRuns': (s, arg, many) => openRuns(s.runs, runsFromArgs(s.runs, many ?? arg, s.runsView.selection)),
+  'l3prune.cancelRun': (s, arg, many) => cancelRuns(runsFromArgs(s.runs, many ?? arg, s.runsView.selection)),
+  'l3prune.resumeRun': (s, arg) => resumeRun(s.runs, runsFromArgs(s.runs, arg, s.runsView.selection)[0]),
+  'l3prune.deleteRun': (s, arg, many) => deleteRuns(s.runs, runsFromArgs(s.runs, many ?? arg, s.runsView.selection)),
+  'l3prune.revealRun': (s, arg) => {
+    const run = runsFromArgs(s.runs, arg, s.runsView.selection)[0];
+    if (run) return vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(run.runDir));
+    return undefined;
+  },
 };
 
 export function registerCommands(services: Services): vscode.Disposable[] {
@@ -223,13 +238,38 @@ async function pruneAtCut(s: Services, arg: unknown, variant: 'small' | 'large')
   await rememberCut(s, stack, keep);
 }
 
+interface PendingPrune {
+  model: string;
+  keep: number;
+}
+
 /** Pre-fills the next step: the model and the cut are kept for "Prune and Finetune". */
 async function rememberCut(s: Services, stack: LayerStack, keep: number): Promise<void> {
   const plan = planKeep(stack, keep);
-  await s.workspaceState.update(PENDING_PRUNE_KEY, { model: stack.path, keep, data: s.workspaceState.get<string>(LAST_DATA_KEY) });
-  void vscode.window.showInformationMessage(
+  const pending: PendingPrune = { model: stack.path, keep };
+  await s.workspaceState.update(PENDING_PRUNE_KEY, pending);
+  const next = 'Prune and Finetune…';
+  const choice = await vscode.window.showInformationMessage(
     `Cut chosen for ${stack.name}: keep ${keep} of ${plan.numLayers} layers, ${formatParams(plan.params)} params, ${formatBytes(plan.bytes)} (−${formatShare(plan.paramsRemovedShare)}).`,
+    next,
   );
+  if (choice === next) await vscode.commands.executeCommand('l3prune.pruneAndFinetune', stack.path);
+}
+
+async function pruneAndFinetune(s: Services, arg: unknown): Promise<void> {
+  if (!vscode.workspace.isTrusted) throw new WorkspaceNotTrustedError();
+  const pending = s.workspaceState.get<PendingPrune>(PENDING_PRUNE_KEY);
+  const modelPath = pathFromArg(arg) ?? pending?.model ?? (await pickModel(s, undefined));
+  if (!modelPath) return;
+  const stack = await readyStack(s, modelPath);
+  if (stack.source !== 'safetensors' || stack.path.endsWith('.safetensors')) {
+    throw new Error(`${stack.name}: training needs a Hugging Face model folder (config.json, tokenizer and safetensors).`);
+  }
+  const keep =
+    pending && path.resolve(pending.model) === stack.path ? pending.keep : (s.analyses.get(stack.path)?.small ?? stack.layers.length);
+  const data = await pickDataFile(s);
+  if (!data) return;
+  await startTraining(s.runs, { model: stack.path, keep, numLayers: stack.layers.length, data });
 }
 
 async function removeModel(s: Services, arg: unknown): Promise<void> {

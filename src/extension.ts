@@ -1,28 +1,78 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { registerCommands } from './commands';
+import { followWithProgress, type RunServices } from './runs/runCommands';
+import { runsRoot } from './runs/runLocation';
+import { RunStore, type RunSummary } from './runs/runStore';
+import { TASK_TYPE, TrainTaskProvider, type TrainTaskDeps } from './runs/trainTask';
 import { LayerStackPanel } from './views/layerStackPanel';
 import { ModelsTreeProvider, type ModelsNode } from './views/modelsTree';
-import { runsRoot } from './runs/runLocation';
+import { LossPlotViewProvider } from './views/runPlots';
+import { RunsTreeProvider } from './views/runsTree';
+import { RunStatusBar } from './views/runStatusBar';
+import { findPython } from './worker/python';
+import { ensureWorkerPackage } from './worker/workerPackage';
 import { AnalysisStore } from './workspace/analyses';
 import { ModelRegistry } from './workspace/modelRegistry';
 
-/** Composition root: build the services, register views and commands, nothing else. */
+let shuttingDown = false;
+
+/** Composition root: build the services, register views, tasks and commands, nothing else. */
 export function activate(context: vscode.ExtensionContext): void {
+  shuttingDown = false;
   const log = vscode.window.createOutputChannel('L³Prune', { log: true });
+  const root = () => runsRoot(context.globalStorageUri);
+
   const registry = new ModelRegistry(context.workspaceState, configuredModels);
-  const analyses = new AnalysisStore(context.workspaceState, () => runsRoot(context.globalStorageUri));
+  const analyses = new AnalysisStore(context.workspaceState, root);
   const modelsTree = new ModelsTreeProvider(registry, analyses);
-  const modelsView = vscode.window.createTreeView<ModelsNode>('l3prune.models', {
-    treeDataProvider: modelsTree,
-    showCollapseAll: true,
-  });
+  const modelsView = vscode.window.createTreeView<ModelsNode>('l3prune.models', { treeDataProvider: modelsTree, showCollapseAll: true });
+
+  const store = new RunStore(root);
+  const runsTree = new RunsTreeProvider(store);
+  const runsView = vscode.window.createTreeView<RunSummary>('l3prune.runs', { treeDataProvider: runsTree, canSelectMany: true });
+  const lossPlot = new LossPlotViewProvider(context.extensionUri, store, (line) => log.warn(line));
+
+  const runs: RunServices = {
+    extensionUri: context.extensionUri,
+    store,
+    log,
+    taskDeps: undefined as unknown as TrainTaskDeps,
+  };
+  runs.taskDeps = {
+    python: async () => {
+      const python = await findPython();
+      if (!(await ensureWorkerPackage(python.executable, context.extensionUri, log))) {
+        throw new Error(`the L³Prune worker is not available in ${python.executable}`);
+      }
+      return python.executable;
+    },
+    runsRoot: root,
+    store,
+    onLaunched: (runDir) => followWithProgress(runs, runDir),
+    isShuttingDown: () => shuttingDown,
+  };
+
   context.subscriptions.push(
+    { dispose: () => (shuttingDown = true) },
     log,
     registry,
     analyses,
     modelsTree,
     modelsView,
+    runsTree,
+    runsView,
+    lossPlot,
+    new RunStatusBar(store),
+    { dispose: () => store.stop() },
+    vscode.window.registerWebviewViewProvider(LossPlotViewProvider.viewId, lossPlot),
+    runsView.onDidChangeSelection((e) => lossPlot.select(e.selection)),
+    vscode.tasks.registerTaskProvider(TASK_TYPE, new TrainTaskProvider(runs.taskDeps)),
+    // An analysis finished or restored while its model's panel is open redraws the curve there.
+    analyses.onDidChange((model) => {
+      const entry = registry.get(model);
+      if (entry?.state === 'ready') LayerStackPanel.forModel(model)?.update(entry.stack, analyses.get(model));
+    }),
     ...registerCommands({
       extensionUri: context.extensionUri,
       globalStorageUri: context.globalStorageUri,
@@ -30,26 +80,26 @@ export function activate(context: vscode.ExtensionContext): void {
       registry,
       analyses,
       modelsView,
+      runsView,
+      runs,
       log,
-    }),
-  );
-  // An analysis finished or restored while its model's panel is open redraws the curve there.
-  context.subscriptions.push(
-    analyses.onDidChange((model) => {
-      const entry = registry.get(model);
-      if (entry?.state === 'ready') LayerStackPanel.forModel(model)?.update(entry.stack, analyses.get(model));
     }),
   );
   void registry.restore();
   void analyses.restore();
+  // Reattach: runs still alive after a reload are found by pid and heartbeat on the first refresh.
+  store.start();
+}
+
+export function deactivate(): void {
+  // A window closing or reloading must not cancel detached training runs through their task terminals.
+  shuttingDown = true;
 }
 
 /** Models a team lists in settings (`l3prune.models`), relative paths taken from the workspace folder. */
 function configuredModels(): string[] {
   const listed = vscode.workspace.getConfiguration('l3prune').get<unknown>('models');
-  const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+  const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
   if (!Array.isArray(listed)) return [];
-  return listed.filter((p): p is string => typeof p === 'string' && p.trim() !== '').map((p) => (root ? path.resolve(root, p) : path.resolve(p)));
+  return listed.filter((p): p is string => typeof p === 'string' && p.trim() !== '').map((p) => (folder ? path.resolve(folder, p) : path.resolve(p)));
 }
-
-export function deactivate(): void {}

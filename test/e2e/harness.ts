@@ -74,8 +74,17 @@ export class CodeServerHarness {
   private serverExited?: Promise<void>;
   private context?: BrowserContext;
   private disposed = false;
+  // code-server runs in its own process group (so one signal reaches all its children), which also means
+  // Ctrl-C or a CI timeout does not reach it: kill it when this process exits or is signalled.
   private readonly killOnExit = (): void => this.killServerGroup('SIGKILL');
+  private readonly killOnSignal = (signal: NodeJS.Signals): void => {
+    this.killServerGroup('SIGKILL');
+    this.removeProcessHooks();
+    process.kill(process.pid, signal); // re-raise: default handling (exit) now that our hook is gone
+  };
 
+  /** Content-Security-Policy violations reported in the browser console (workbench and webviews). */
+  readonly cspViolations: string[] = [];
   /** The workbench page; valid after start(). */
   page!: Page;
   port = 0;
@@ -186,6 +195,8 @@ export class CodeServerHarness {
     ], { env: this.env(), detached: true, stdio: ['ignore', out, out] });
     fs.closeSync(out);
     process.once('exit', this.killOnExit);
+    process.once('SIGINT', this.killOnSignal);
+    process.once('SIGTERM', this.killOnSignal);
     this.serverExited = new Promise((resolve) => this.server!.once('exit', () => resolve()));
 
     // Wait until it serves: poll /healthz (cheap, no workbench render) but give up as soon as the
@@ -225,7 +236,10 @@ export class CodeServerHarness {
     this.page.setDefaultTimeout(30_000);
     // Browser-side errors are gold when a test fails; keep them next to the server log.
     const consoleLog = fs.createWriteStream(path.join(ARTIFACTS_DIR, 'browser-console.log'));
-    this.page.on('console', (m) => consoleLog.write(`[${m.type()}] ${m.text()} (${m.location().url})\n`));
+    this.page.on('console', (m) => {
+      consoleLog.write(`[${m.type()}] ${m.text()} (${m.location().url})\n`);
+      if (/Content Security Policy/.test(m.text())) this.cspViolations.push(`${m.text()} (${m.location().url})`);
+    });
     this.page.on('pageerror', (e) => consoleLog.write(`[pageerror] ${e.message}\n`));
 
     const folder = encodeURIComponent(path.resolve(this.options.workspace));
@@ -426,8 +440,14 @@ export class CodeServerHarness {
     }
     // Children (extension host, pty host) may outlive the parent's exit by a moment; make sure.
     this.killServerGroup('SIGKILL');
-    process.removeListener('exit', this.killOnExit);
+    this.removeProcessHooks();
     if (!process.env.E2E_KEEP_TMP) fs.rmSync(this.tmpDir, { recursive: true, force: true });
+  }
+
+  private removeProcessHooks(): void {
+    process.removeListener('exit', this.killOnExit);
+    process.removeListener('SIGINT', this.killOnSignal);
+    process.removeListener('SIGTERM', this.killOnSignal);
   }
 
   private killServerGroup(signal: NodeJS.Signals): void {

@@ -1,0 +1,159 @@
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import { PAPER_RECIPE, type TrainSpec } from '../protocol/trainSpec';
+import { RunPanel } from '../views/runPlots';
+import { cancelRun } from './trainLauncher';
+import { createTrainTask, type TrainTaskDefinition, type TrainTaskDeps } from './trainTask';
+import { isResumable, type RunStore, type RunSummary } from './runStore';
+
+export interface RunServices {
+  extensionUri: vscode.Uri;
+  store: RunStore;
+  taskDeps: TrainTaskDeps;
+  log: vscode.LogOutputChannel;
+}
+
+export interface TrainChoice {
+  model: string;
+  keep: number;
+  numLayers: number;
+  data: string;
+}
+
+/** Asks for steps and any recipe changes, then starts the run as a VS Code task. */
+export async function startTraining(s: RunServices, choice: TrainChoice): Promise<void> {
+  const keepText = await vscode.window.showInputBox({
+    title: `Prune ${path.basename(choice.model)}: layers to keep`,
+    value: String(choice.keep),
+    validateInput: (v) => (isWhole(v, 1, choice.numLayers) ? undefined : `a whole number from 1 to ${choice.numLayers}`),
+  });
+  if (!keepText) return;
+  const stepsText = await vscode.window.showInputBox({
+    title: 'Training steps',
+    prompt: 'The paper trains 1000 steps with batch 64 on a GPU; a few hundred small steps show the loss falling on a CPU.',
+    value: String(PAPER_RECIPE.steps),
+    validateInput: (v) => (isWhole(v, 1, 10_000_000) ? undefined : 'a positive whole number'),
+  });
+  if (!stepsText) return;
+  const recipe = await editRecipe();
+  if (!recipe) return;
+  const definition: TrainTaskDefinition = {
+    type: 'l3prune',
+    verb: 'train',
+    model: choice.model,
+    keep: Number(keepText),
+    data: choice.data,
+    steps: Number(stepsText),
+    recipe,
+  };
+  await vscode.tasks.executeTask(createTrainTask(definition, s.taskDeps));
+}
+
+const EDITABLE: Array<{ field: keyof TrainSpec; label: string; kind: 'int' | 'float' }> = [
+  { field: 'batchSize', label: 'Batch size per device', kind: 'int' },
+  { field: 'maxLength', label: 'Max length (tokens)', kind: 'int' },
+  { field: 'learningRate', label: 'Learning rate', kind: 'float' },
+  { field: 'warmupSteps', label: 'Warm-up steps', kind: 'int' },
+  { field: 'loraR', label: 'LoRA rank', kind: 'int' },
+  { field: 'checkpointEvery', label: 'Checkpoint every (steps)', kind: 'int' },
+];
+
+async function editRecipe(): Promise<Partial<TrainSpec> | undefined> {
+  const recipe: Partial<TrainSpec> = {};
+  for (;;) {
+    const current = { ...PAPER_RECIPE, ...recipe };
+    const start = { label: '$(play) Start training', description: 'with the values below', field: undefined as keyof TrainSpec | undefined };
+    const picked = await vscode.window.showQuickPick(
+      [start, ...EDITABLE.map((e) => ({ label: e.label, description: String(current[e.field]), field: e.field as keyof TrainSpec | undefined }))],
+      { title: 'Recipe (the paper’s defaults; every field can also be set in tasks.json)' },
+    );
+    if (!picked) return undefined;
+    if (!picked.field) return recipe;
+    const editable = EDITABLE.find((e) => e.field === picked.field)!;
+    const value = await vscode.window.showInputBox({
+      title: editable.label,
+      value: String(current[editable.field]),
+      validateInput: (v) => (editable.kind === 'int' ? (isWhole(v, 1, 1e9) ? undefined : 'a positive whole number') : Number(v) > 0 ? undefined : 'a positive number'),
+    });
+    if (value) (recipe as Record<string, number>)[editable.field] = Number(value);
+  }
+}
+
+function isWhole(text: string, min: number, max: number): boolean {
+  return /^\d+$/.test(text.trim()) && Number(text) >= min && Number(text) <= max;
+}
+
+/** A progress notification for a launched run: follows its folder, and its Cancel stops the worker cleanly. */
+export function followWithProgress(s: RunServices, runDir: string): void {
+  void vscode.window.withProgress(
+    { location: vscode.ProgressLocation.Notification, title: `Training ${path.basename(runDir)}`, cancellable: true },
+    (progress, token) =>
+      new Promise<void>((resolve) => {
+        let reported = 0;
+        const update = () => {
+          const run = s.store.get(runDir);
+          if (!run) return;
+          if (run.totalSteps && run.step !== undefined) {
+            const done = (100 * run.step) / run.totalSteps;
+            progress.report({ increment: done - reported, message: `step ${run.step}/${run.totalSteps}, loss ${run.lastLoss?.toFixed(3) ?? '…'}` });
+            reported = done;
+          }
+          if (run.status !== 'running') {
+            s.store.off('change', update);
+            resolve();
+            const message = `Run ${run.id} ${run.status}${run.error ? `: ${run.error}` : ''}.`;
+            if (run.status === 'succeeded') void vscode.window.showInformationMessage(message);
+            else if (run.status === 'failed') void vscode.window.showErrorMessage(message);
+          }
+        };
+        s.store.on('change', update);
+        token.onCancellationRequested(() => {
+          const run = s.store.get(runDir);
+          if (run?.status === 'running') cancelRun(run.record.pid);
+        });
+      }),
+  );
+}
+
+export function runsFromArgs(s: RunServices, arg: unknown, selection: readonly RunSummary[] = []): RunSummary[] {
+  const many = Array.isArray(arg) ? arg : arg ? [arg] : [...selection];
+  return many
+    .map((r) => (typeof r === 'string' ? s.store.get(r) : (r as RunSummary)?.runDir ? s.store.get((r as RunSummary).runDir) : undefined))
+    .filter((r): r is RunSummary => !!r);
+}
+
+export function openRuns(s: RunServices, runs: RunSummary[]): void {
+  if (runs.length) RunPanel.show(s.extensionUri, s.store, runs, (line) => s.log.warn(line));
+}
+
+export async function cancelRuns(runs: RunSummary[]): Promise<void> {
+  for (const run of runs) {
+    if (run.status === 'running') cancelRun(run.record.pid);
+  }
+}
+
+export async function resumeRun(s: RunServices, run: RunSummary | undefined): Promise<void> {
+  if (!run) return;
+  if (!isResumable(run)) {
+    void vscode.window.showInformationMessage(`Run ${run.id} cannot be resumed: only a failed or cancelled training run with a checkpoint can.`);
+    return;
+  }
+  await vscode.tasks.executeTask(createTrainTask({ type: 'l3prune', verb: 'train', model: run.model ?? '', keep: run.keep ?? 1, data: '', resumeRunDir: run.runDir }, s.taskDeps));
+}
+
+export async function deleteRuns(s: RunServices, runs: RunSummary[]): Promise<void> {
+  const live = runs.filter((r) => r.status === 'running');
+  if (live.length) {
+    void vscode.window.showWarningMessage(`Cancel ${live.map((r) => r.id).join(', ')} before deleting it.`);
+    return;
+  }
+  if (!runs.length) return;
+  const confirm = 'Delete';
+  const choice = await vscode.window.showWarningMessage(
+    `Delete ${runs.length === 1 ? `run ${runs[0].id}` : `${runs.length} runs`} and everything in ${runs.length === 1 ? 'its folder' : 'their folders'} (checkpoints, adapter, merged model)?`,
+    { modal: true },
+    confirm,
+  );
+  if (choice !== confirm) return;
+  for (const run of runs) await s.store.delete(run.runDir);
+}

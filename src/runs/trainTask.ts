@@ -1,0 +1,181 @@
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import { PAPER_RECIPE, type TrainSpec } from '../protocol/trainSpec';
+import { cancelRun, launchTrain } from './trainLauncher';
+import { newRunDir } from './runLocation';
+import type { RunStore, RunSummary } from './runStore';
+
+export const TASK_TYPE = 'l3prune';
+
+/** What a tasks.json entry of type "l3prune" holds (package.json's taskDefinitions mirrors it). */
+export interface TrainTaskDefinition extends vscode.TaskDefinition {
+  type: typeof TASK_TYPE;
+  verb: 'train';
+  model: string;
+  keep: number;
+  data: string;
+  steps?: number;
+  /** Any recipe field to override (learningRate, batchSize, loraR, …). */
+  recipe?: Partial<TrainSpec>;
+  /** Continue this run folder from its last checkpoint instead of starting a new run. */
+  resumeRunDir?: string;
+}
+
+export interface TrainTaskDeps {
+  python: () => Promise<string>;
+  runsRoot: () => string;
+  store: RunStore;
+  onLaunched?: (runDir: string) => void;
+  isShuttingDown: () => boolean;
+}
+
+/** Validates a definition from tasks.json or a command; returns one sentence on what is wrong. */
+export function checkDefinition(definition: vscode.TaskDefinition): string | undefined {
+  const d = definition as Partial<TrainTaskDefinition>;
+  if (d.verb !== 'train') return 'an l3prune task needs "verb": "train"';
+  if (d.resumeRunDir !== undefined && typeof d.resumeRunDir !== 'string') return '"resumeRunDir" must be a path';
+  if (d.resumeRunDir) return undefined;
+  if (typeof d.model !== 'string' || !d.model) return 'an l3prune train task needs "model", a model folder';
+  if (typeof d.data !== 'string' || !d.data) return 'an l3prune train task needs "data", a JSONL file of triples';
+  if (!Number.isInteger(d.keep) || (d.keep as number) < 1) return '"keep" must be the number of layers to keep (1 or more)';
+  if (d.steps !== undefined && (!Number.isInteger(d.steps) || d.steps < 1)) return '"steps" must be a positive whole number';
+  if (d.recipe !== undefined && (typeof d.recipe !== 'object' || d.recipe === null || Array.isArray(d.recipe))) return '"recipe" must be an object of recipe fields';
+  return undefined;
+}
+
+export function specFromDefinition(d: TrainTaskDefinition, workspaceRoot?: string): TrainSpec {
+  const resolve = (p: string) => (workspaceRoot ? path.resolve(workspaceRoot, p) : path.resolve(p));
+  return {
+    ...PAPER_RECIPE,
+    ...(d.recipe ?? {}),
+    ...(d.steps ? { steps: d.steps } : {}),
+    model: resolve(d.model),
+    keep: d.keep,
+    data: resolve(d.data),
+  };
+}
+
+export function taskName(d: TrainTaskDefinition): string {
+  return d.resumeRunDir ? `resume ${path.basename(d.resumeRunDir)}` : `train ${path.basename(d.model)} keep ${d.keep}`;
+}
+
+export function createTrainTask(definition: TrainTaskDefinition, deps: TrainTaskDeps, scope: vscode.TaskScope | vscode.WorkspaceFolder = vscode.TaskScope.Workspace): vscode.Task {
+  const task = new vscode.Task(
+    definition,
+    scope,
+    taskName(definition),
+    'L³Prune',
+    new vscode.CustomExecution(async (resolved) => new TrainTerminal(resolved as TrainTaskDefinition, deps)),
+  );
+  task.presentationOptions = { reveal: vscode.TaskRevealKind.Silent, panel: vscode.TaskPanelKind.Dedicated, clear: true };
+  task.isBackground = false;
+  return task;
+}
+
+/** Runs defined in tasks.json resolve here; the provider itself offers none (a run needs a model and data). */
+export class TrainTaskProvider implements vscode.TaskProvider {
+  constructor(private readonly deps: TrainTaskDeps) {}
+
+  provideTasks(): vscode.Task[] {
+    return [];
+  }
+
+  /** An invalid definition still resolves: its terminal says what is wrong instead of the task vanishing. */
+  resolveTask(task: vscode.Task): vscode.Task {
+    return createTrainTask(task.definition as TrainTaskDefinition, this.deps, task.scope ?? vscode.TaskScope.Workspace);
+  }
+}
+
+/**
+ * The task's terminal launches the detached worker and then only follows the run folder. Terminating the
+ * task cancels the run (a clean checkpoint first); a window reload does not, since the worker is detached
+ * and this terminal is only a view of it.
+ */
+class TrainTerminal implements vscode.Pseudoterminal {
+  private readonly write = new vscode.EventEmitter<string>();
+  private readonly closeEmitter = new vscode.EventEmitter<number>();
+  readonly onDidWrite = this.write.event;
+  readonly onDidClose = this.closeEmitter.event;
+  private runDir: string | undefined;
+  private lastStep = -1;
+  private listener: (() => void) | undefined;
+  private finished = false;
+
+  constructor(
+    private readonly definition: TrainTaskDefinition,
+    private readonly deps: TrainTaskDeps,
+  ) {}
+
+  async open(): Promise<void> {
+    const problem = checkDefinition(this.definition);
+    if (problem) return this.fail(problem);
+    if (!vscode.workspace.isTrusted) return this.fail('this workspace is not trusted, so L³Prune starts no worker here');
+    try {
+      const python = await this.deps.python();
+      const resume = !!this.definition.resumeRunDir;
+      this.runDir = resume ? path.resolve(this.definition.resumeRunDir!) : await newRunDir(this.deps.runsRoot(), 'train');
+      const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+      const spec = resume ? undefined : specFromDefinition(this.definition, root);
+      this.line(`L³Prune ${resume ? 'resuming' : 'training'} → ${this.runDir}`);
+      if (spec) this.line(`model ${spec.model}, keep ${spec.keep} layers, ${spec.steps} steps, batch ${spec.batchSize}, lr ${spec.learningRate}`);
+      const pid = await launchTrain(python, this.runDir, spec, { resume });
+      this.line(`worker pid ${pid} (detached: it keeps running if this window closes)`);
+      this.deps.onLaunched?.(this.runDir);
+      this.listener = () => this.follow();
+      this.deps.store.on('change', this.listener);
+      await this.deps.store.refresh();
+    } catch (e) {
+      this.fail((e as Error).message);
+    }
+  }
+
+  private follow(): void {
+    const run = this.runDir ? this.deps.store.get(this.runDir) : undefined;
+    if (!run) return;
+    for (const point of run.losses) {
+      if (point.step <= this.lastStep) continue;
+      this.lastStep = point.step;
+      this.line(`step ${point.step}/${run.totalSteps ?? '?'}  loss ${point.loss.toFixed(4)}`);
+    }
+    if (run.status !== 'running' && !this.finished) this.end(run);
+  }
+
+  private end(run: RunSummary): void {
+    this.finished = true;
+    this.line(`run ${run.status}${run.error ? `: ${run.error}` : ''}`);
+    this.dispose();
+    this.closeEmitter.fire(run.status === 'succeeded' ? 0 : 1);
+  }
+
+  handleInput(data: string): void {
+    if (data === '\x03') this.cancel();
+  }
+
+  close(): void {
+    if (!this.finished && !this.deps.isShuttingDown()) this.cancel();
+    this.dispose();
+  }
+
+  private cancel(): void {
+    const run = this.runDir ? this.deps.store.get(this.runDir) : undefined;
+    if (run?.status === 'running') {
+      cancelRun(run.record.pid);
+      this.line('cancelling: the worker finishes its step and writes a checkpoint…');
+    }
+  }
+
+  private fail(message: string): void {
+    this.line(`error: ${message}`);
+    this.finished = true;
+    this.closeEmitter.fire(1);
+  }
+
+  private line(text: string): void {
+    this.write.fire(`${text}\r\n`);
+  }
+
+  private dispose(): void {
+    if (this.listener) this.deps.store.off('change', this.listener);
+    this.listener = undefined;
+  }
+}

@@ -1,0 +1,41 @@
+import * as vscode from 'vscode';
+import { etaSeconds, type RunStore } from '../runs/runStore';
+
+/** A status-bar item for the newest live training run: step, loss, ETA; click opens its panel. */
+export class RunStatusBar implements vscode.Disposable {
+  private readonly item = vscode.window.createStatusBarItem('l3prune.run', vscode.StatusBarAlignment.Left, 50);
+  private readonly listener = () => this.update();
+
+  constructor(private readonly store: RunStore) {
+    this.item.name = 'L³Prune training';
+    store.on('change', this.listener);
+    this.update();
+  }
+
+  private update(): void {
+    const live = this.store.list().find((r) => r.verb === 'train' && r.status === 'running');
+    if (!live) {
+      this.item.hide();
+      return;
+    }
+    const eta = etaSeconds(live);
+    const parts = [`step ${live.step ?? 0}/${live.totalSteps ?? '?'}`];
+    if (live.lastLoss !== undefined) parts.push(`loss ${live.lastLoss.toFixed(3)}`);
+    if (eta !== undefined) parts.push(`ETA ${formatDuration(eta)}`);
+    this.item.text = `$(pulse) L³Prune ${parts.join(' · ')}`;
+    this.item.tooltip = `Training ${live.id}: click to open its loss plot`;
+    this.item.command = { command: 'l3prune.openRun', title: 'Open Run', arguments: [live] };
+    this.item.show();
+  }
+
+  dispose(): void {
+    this.store.off('change', this.listener);
+    this.item.dispose();
+  }
+}
+
+export function formatDuration(seconds: number): string {
+  if (seconds < 60) return `${Math.round(seconds)}s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)}m ${Math.round(seconds % 60)}s`;
+  return `${Math.floor(seconds / 3600)}h ${Math.round((seconds % 3600) / 60)}m`;
+}
