@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .encoder import Encoder, find_final_norm, find_layers, pool
+from .encoder import Encoder, ModelError, find_final_norm, find_layers, pool
 
 
 @dataclass
@@ -70,6 +70,20 @@ class LayerwiseEncoder:
         self.num_layers = len(self.layers)
         self.final_norm = find_final_norm(self.model)
 
+    def _check_final_norm(self, raw_last: torch.Tensor, last_hidden: torch.Tensor) -> None:
+        """Every batch proves that norm(raw output of layer N) is what the model outputs.
+
+        If the final norm was not found (an unusual attribute name) or the model does something else after its
+        last layer, depths < N would silently differ from truncation; refuse instead of reporting wrong numbers.
+        """
+        expect = self.final_norm(raw_last) if self.final_norm is not None else raw_last
+        if not torch.allclose(expect, last_hidden, rtol=1e-4, atol=1e-4):
+            raise ModelError(
+                f"cannot reproduce this {type(self.model).__name__}'s output from its last layer "
+                f"(final norm found: {type(self.final_norm).__name__ if self.final_norm is not None else 'none'}), "
+                "so per-depth losses would not match truncation; this architecture is not supported yet"
+            )
+
     @torch.no_grad()
     def encode_all_depths(self, texts: list[str], pooling: str) -> LayerwiseResult:
         batch = self.enc.tokenize(texts)
@@ -90,6 +104,7 @@ class LayerwiseEncoder:
         if hs is None or len(hs) != n + 1:
             raise RuntimeError(f"expected {n + 1} hidden states from the model, got {None if hs is None else len(hs)}")
         raw = list(hs[:n]) + [captured["last"]]
+        self._check_final_norm(raw[n], out.last_hidden_state)
 
         embs = []
         for d in range(1, n + 1):

@@ -94,3 +94,43 @@ def test_block_influence_and_angular_distance_are_per_layer_and_bounded(tiny_lla
     assert all(0.0 <= v <= 2.0 for v in res["blockInfluence"])
     assert all(0.0 <= v <= 1.0 for v in res["angularDistance"])
     assert any(v > 1e-4 for v in res["blockInfluence"])
+
+
+def test_a_model_whose_final_norm_cannot_be_found_is_refused(tiny_llama, tiny_triples, monkeypatch):
+    """Better no numbers than numbers that silently differ from truncation."""
+    import l3prune.layerwise as layerwise
+    from l3prune.encoder import ModelError, load_encoder
+
+    monkeypatch.setattr(layerwise, "find_final_norm", lambda model: None)
+    lw = layerwise.LayerwiseEncoder(load_encoder(tiny_llama))
+    with pytest.raises(ModelError, match="not supported"):
+        lw.encode_all_depths(batch_texts(read_triples(tiny_triples)[:2]), "mean")
+
+
+def test_bert_without_final_norm_matches_truncation_too(tmp_path):
+    """all-MiniLM-L6-v2 (post-LN BERT): no final norm, hidden_states[d] is already the truncated output."""
+    from conftest import REPO
+
+    minilm = REPO / ".demo" / "models" / "all-minilm-l6-v2"
+    if not (minilm / ".complete").exists():
+        pytest.skip(f"{minilm} is absent; run scripts/setup-worker.sh to build it")
+    data = write_triples(tmp_path / "t.jsonl")
+    spec = AnalyzeSpec(model=str(minilm), data=str(data), samples=12, batchSize=6, pooling="mean")
+    res = analyze(spec)
+    model = AutoModel.from_pretrained(minilm, dtype=torch.float32, use_safetensors=True).eval()
+    full = model.encoder.layer
+    tok = AutoTokenizer.from_pretrained(minilm)
+    loss_fn = HardNegativeInfoNCE(spec.scale)
+    batches = sample_batches(read_triples(spec.data), spec.samples, spec.batchSize, spec.seed)
+    for n in range(1, 7):
+        model.encoder.layer = full[:n]
+        model.config.num_hidden_layers = n
+        total = 0.0
+        with torch.no_grad():
+            for batch in batches:
+                b = len(batch)
+                enc = tok(batch_texts(batch), padding=True, truncation=True, max_length=spec.maxLength, return_tensors="pt")
+                out = model(**enc)
+                emb = pool(out.last_hidden_state, enc["attention_mask"], "mean")
+                total += loss_fn(emb[:b], emb[b : 2 * b], emb[2 * b :], reduction="sum").item()
+        assert res["losses"][n - 1] == pytest.approx(total / 12, abs=1e-5), f"depth {n}"
