@@ -1,15 +1,13 @@
 import * as assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import type { RunEvent } from '../../src/protocol/workerEvents';
 import { runAnalyze } from '../../src/runs/analyzeRun';
 import { readRunRecord } from '../../src/runs/runFolder';
+import { DEMO, requireWorkerEnvironment } from '../fixtures/demo';
 
-const root = path.resolve(__dirname, '../..');
-const python = path.join(root, '.venv/bin/python');
-const model = path.join(root, '.demo/models/smollm2-135m');
-const data = path.join(root, '.demo/data/triples.jsonl');
+const { python, model, triples: data } = DEMO;
 
 /** A cancellation token driven by the test, shaped like VS Code's. */
 function tokenSource() {
@@ -28,10 +26,7 @@ describe('analyze runs launched by the extension', function () {
   this.timeout(300_000);
   let tmp = '';
   before(function () {
-    if (![python, model, data].every(existsSync)) {
-      if (process.env.CI) assert.fail('the worker environment or demo assets are missing: run bash scripts/setup.sh');
-      this.skip();
-    }
+    requireWorkerEnvironment(this);
     tmp = mkdtempSync(path.join(tmpdir(), 'l3prune-analyze-'));
   });
   after(() => tmp && rmSync(tmp, { recursive: true, force: true }));

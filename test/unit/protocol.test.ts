@@ -1,14 +1,14 @@
 import * as assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import Ajv2020 from 'ajv/dist/2020';
 import { l3pruneCuts } from '../../src/prune/cutRule';
 import { isLayerLosses, parseRunEvent, parseRunRecord } from '../../src/protocol/workerEvents';
 import { readAllEvents } from '../../src/runs/runFolder';
+import { DEMO, requireWorkerEnvironment, ROOT as root } from '../fixtures/demo';
 
-const root = path.resolve(__dirname, '../..');
 const readJson = (file: string) => JSON.parse(readFileSync(path.join(root, file), 'utf8'));
 
 describe('the L³Prune cut rule', () => {
@@ -27,17 +27,12 @@ describe('the L³Prune cut rule', () => {
 
 describe('worker protocol: real worker output against protocol/*.schema.json', function () {
   this.timeout(300_000);
-  const python = path.join(root, '.venv/bin/python');
-  const model = path.join(root, '.demo/models/smollm2-135m');
-  const data = path.join(root, '.demo/data/triples.jsonl');
+  const { python, model, triples: data } = DEMO;
   let runDir = '';
   let tmp = '';
 
   before(function () {
-    if (![python, model, data].every(existsSync)) {
-      if (process.env.CI) assert.fail('the worker environment or demo assets are missing: run bash scripts/setup.sh');
-      this.skip();
-    }
+    requireWorkerEnvironment(this);
     tmp = mkdtempSync(path.join(tmpdir(), 'l3prune-protocol-'));
     runDir = path.join(tmp, 'run');
     execFileSync(python, ['-m', 'l3prune', 'analyze', '--model', model, '--data', data, '--run-dir', runDir, '--samples', '8', '--batch-size', '4', '--max-length', '32'], {

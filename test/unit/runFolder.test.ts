@@ -3,18 +3,14 @@ import { appendFileSync, mkdirSync, truncateSync, writeFileSync } from 'node:fs'
 import * as path from 'node:path';
 import type { RunRecord } from '../../src/protocol/workerEvents';
 import { effectiveStatus, freshTail, HEARTBEAT_STALE_MS, readAllEvents, readNewEvents, readRunRecord } from '../../src/runs/runFolder';
-import { useTempDir } from '../fixtures/tmp';
+import { subdir, useTempDir } from '../fixtures/tmp';
 
 const T = '2026-11-29T01:58:33.547Z';
 const line = (event: string, extra: Record<string, unknown> = {}) => `${JSON.stringify({ event, time: T, ...extra })}\n`;
 
 describe('run folders', () => {
   const dir = useTempDir();
-  const run = (name: string) => {
-    const folder = path.join(dir(), name);
-    mkdirSync(folder, { recursive: true });
-    return folder;
-  };
+  const run = (name: string) => subdir(dir, name);
 
   it('tails events.jsonl across partial lines, reading each byte once', async () => {
     const folder = run('tail');

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { PAPER_RECIPE } from '../../src/protocol/trainSpec';
 import { checkDefinition, specFromDefinition, type TrainTaskDefinition } from '../../src/runs/trainDefinition';
 import { etaSeconds, isResumable, RunStore } from '../../src/runs/runStore';
-import { useTempDir } from '../fixtures/tmp';
+import { subdir, useTempDir } from '../fixtures/tmp';
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -27,11 +27,7 @@ function writeRun(root: string, id: string, fields: Record<string, unknown>, eve
 
 describe('run store', () => {
   const dir = useTempDir();
-  const root = (name: string) => {
-    const folder = path.join(dir(), name);
-    mkdirSync(folder, { recursive: true });
-    return folder;
-  };
+  const root = (name: string) => subdir(dir, name);
 
   it('lists runs newest first with model, cut, step, total and last loss', async () => {
     const r = root('list');
