@@ -27,6 +27,9 @@ export const DEFAULT_SETTINGS: Record<string, unknown> = {
   // showOpenDialog is always drivable by typing a path.
   'files.simpleDialog.enable': true,
   'workbench.tips.enabled': false,
+  // A click on a tree row then only selects it; expanding is explicit (twistie, ArrowRight), so a test
+  // that clicks a row never toggles it by accident.
+  'workbench.tree.expandMode': 'doubleClick',
   'workbench.enableExperiments': false,
   'workbench.welcomePage.walkthroughs.openOnInstall': false,
   'telemetry.telemetryLevel': 'off',
@@ -272,8 +275,9 @@ export class CodeServerHarness {
       } catch (error) {
         if (attempt >= 4) throw error;
         log(`command palette did not open on F1 (attempt ${attempt}); retrying`);
-        // Give the workbench focus (a click on the status bar does nothing else) and try again.
-        await this.page.locator('.part.statusbar').click({ position: { x: 5, y: 5 } }).catch(() => undefined);
+        // Give the workbench focus and try again. The title bar is inert (the command center is off
+        // in DEFAULT_SETTINGS); status-bar items are not (the remote indicator opens a menu).
+        await this.page.locator('.part.titlebar').click({ timeout: 2_000 }).catch(() => undefined);
       }
     }
   }
@@ -296,48 +300,55 @@ export class CodeServerHarness {
       throw new Error(`no command "${title}" in the palette; it shows: ${JSON.stringify(shown)}`);
     }
     await row.click();
-    // The palette closes once the command is accepted (it may reopen as the command's own input).
-    await this.page.locator('.quick-input-widget .quick-input-box input[placeholder*="command" i]')
-      .waitFor({ state: 'hidden', timeout: 10_000 }).catch(() => undefined);
+    // Wait for the palette to go, so a caller waiting for the command's own quick input (which reuses the
+    // same widget) cannot mistake the palette for it.
+    await row.waitFor({ state: 'hidden', timeout: 10_000 });
   }
 
   /**
    * Answers an open-folder dialog. In code-server showOpenDialog is VS Code's "simple file dialog": a
    * quick input whose box holds a path and whose rows list `..` plus the sub-folders of that path.
-   * Two races make a plain fill+Enter flaky, so this waits for conditions instead:
+   * Three races make a plain fill+Enter flaky, so this waits for conditions instead:
    *  - the dialog first shows a placeholder path, then (after listing its start folder) overwrites the
    *    box; typing before that is lost. Once rows are shown that overwrite has happened.
    *  - after typing, the listing of the typed folder is loaded asynchronously; Enter before it is done
    *    can accept the previous folder. So wait until the rows are exactly that folder's listing.
+   *  - even then, about one Enter in ten is ignored (box and rows unchanged, dialog stays open; a second
+   *    Enter accepts). So: Enter, and if the dialog is still open with the same path, Enter again.
    */
   async pickFolderInSimpleDialog(folder: string): Promise<void> {
     const target = path.resolve(folder).replace(/\/?$/, '/');
-    const expectedRows = new Set(['..', ...fs.readdirSync(target, { withFileTypes: true })
-      .filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name)]);
+    const expectedRows = [...new Set(['..', ...fs.readdirSync(target, { withFileTypes: true })
+      .filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name)])];
+    // Runs in the page: the box holds `value` and every row is `..` or a sub-folder of it.
+    const shows = ({ value, rows }: { value: string; rows: string[] }): boolean => {
+      const widget = document.querySelector('.quick-input-widget');
+      const input = widget?.querySelector<HTMLInputElement>('.quick-input-box input');
+      if (!widget || input?.value !== value) return false;
+      const labels = [...widget.querySelectorAll('.quick-input-list .monaco-list-row .label-name')]
+        .map((e) => (e.textContent ?? '').trim());
+      return labels.length > 0 && labels.every((l) => rows.includes(l));
+    };
+    const arg = { value: target, rows: expectedRows };
+    const showsTargetNow = () => this.page.evaluate(shows, arg);
+    const showsTargetSoon = () => this.page.waitForFunction(shows, arg, { timeout: 10_000 }).then(() => true, () => false);
+
     await this.quickInput.waitFor({ state: 'visible' });
     await this.quickInputRows.first().waitFor({ state: 'visible' });
-    for (let attempt = 1; ; attempt++) {
-      await this.quickInput.fill(target);
-      try {
-        await this.page.waitForFunction(({ value, rows }) => {
-          const widget = document.querySelector('.quick-input-widget');
-          const input = widget?.querySelector<HTMLInputElement>('.quick-input-box input');
-          if (!widget || input?.value !== value) return false;
-          const labels = [...widget.querySelectorAll('.quick-input-list .monaco-list-row .label-name')]
-            .map((e) => (e.textContent ?? '').trim());
-          return labels.length > 0 && labels.every((l) => rows.includes(l));
-        }, { value: target, rows: [...expectedRows] }, { timeout: 10_000 });
-        break;
-      } catch (error) {
-        if (attempt >= 3) {
-          throw new Error(`simple file dialog did not show ${target} (box: "${await this.quickInput.inputValue()}", `
-            + `rows: ${JSON.stringify(await this.quickInputRows.allInnerTexts())}): ${String(error)}`);
+    for (let attempt = 1; attempt <= 4; attempt++) {
+      if (!(await showsTargetNow())) {
+        await this.quickInput.fill(target);
+        if (!(await showsTargetSoon())) {
+          log(`simple file dialog does not show ${target} (attempt ${attempt}); typing it again`);
+          continue;
         }
-        log(`simple file dialog lost the typed path (attempt ${attempt}); typing it again`);
       }
+      await this.quickInput.press('Enter');
+      if (await this.quickInput.waitFor({ state: 'hidden', timeout: 3_000 }).then(() => true, () => false)) return;
+      log(`simple file dialog still open after Enter (attempt ${attempt}); retrying`);
     }
-    await this.quickInput.press('Enter');
-    await this.quickInput.waitFor({ state: 'hidden', timeout: 10_000 });
+    throw new Error(`simple file dialog did not accept ${target} (box: "${await this.quickInput.inputValue()}", `
+      + `rows: ${JSON.stringify(await this.quickInputRows.allInnerTexts())})`);
   }
 
   /** Activity-bar entry of a view container, by its title (e.g. "L³Prune"). */
@@ -373,22 +384,17 @@ export class CodeServerHarness {
   }
 
   /**
-   * Expands a tree row. Retried because the extension refreshes its tree while it loads (the row
-   * element is re-rendered), which can swallow a click or reset the state.
+   * Expands a tree row without ever collapsing it. A twistie click toggles, and the extension may expand
+   * the same row itself a moment later (reveal with expand), so a click can undo it. Instead: click the
+   * label (only selects, as DEFAULT_SETTINGS sets workbench.tree.expandMode to doubleClick) and press
+   * ArrowRight, which expands a collapsed row and does not collapse an expanded one.
    */
   async expandTreeItem(item: Locator): Promise<void> {
     const expanded = item.and(this.page.locator('[aria-expanded="true"]'));
-    for (let attempt = 1; ; attempt++) {
-      if (await expanded.count()) return;
-      await item.locator('.monaco-tl-twistie').click();
-      try {
-        await expanded.waitFor({ state: 'visible', timeout: 5_000 });
-        return;
-      } catch (error) {
-        if (attempt >= 3) throw error;
-        log(`tree row did not expand (attempt ${attempt}); retrying`);
-      }
-    }
+    if (await expanded.count()) return;
+    await item.locator('.label-name').click();
+    if (!(await expanded.count())) await this.page.keyboard.press('ArrowRight');
+    await expanded.waitFor({ state: 'visible', timeout: 10_000 });
   }
 
   /** The focused row of the tree that has keyboard focus. */
@@ -403,11 +409,26 @@ export class CodeServerHarness {
   }
 
   /**
-   * Content of the visible webview. VS Code nests the extension's document in two iframes: the outer
-   * `iframe.webview` (class `ready` once loaded) hosts `iframe#active-frame`.
+   * Content of the webview whose document contains `selector` (e.g. "#plan"), waiting for it to load.
+   * VS Code nests an extension's document in two iframes: the outer `iframe.webview` (class `ready` once
+   * loaded) hosts `iframe#active-frame`. Several webviews can be open at once (a panel plus webview views
+   * in the sidebar), so pick by content, then pin the outer iframe by its unique `name`.
    */
-  webview(): FrameLocator {
-    return this.page.frameLocator('iframe.webview.ready').frameLocator('iframe#active-frame');
+  async webview(selector: string, timeout = 30_000): Promise<FrameLocator> {
+    const outer = this.page.locator('iframe.webview.ready');
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      for (let i = 0, n = await outer.count(); i < n; i++) {
+        const candidate = outer.nth(i);
+        const inner = candidate.contentFrame().locator('iframe#active-frame').contentFrame();
+        if (await inner.locator(selector).count().catch(() => 0)) {
+          const name = await candidate.getAttribute('name');
+          return this.page.frameLocator(`iframe.webview.ready[name="${name}"]`).frameLocator('iframe#active-frame');
+        }
+      }
+      if (Date.now() > deadline) throw new Error(`no webview contains ${selector} after ${timeout} ms`);
+      await new Promise((r) => setTimeout(r, 200)); // poll: webviews load asynchronously
+    }
   }
 
   /** Saves a full-window screenshot to test-artifacts/<name>.png and returns its path. */
@@ -496,14 +517,35 @@ export function escapeRegExp(s: string): string {
 }
 
 /**
- * Builds and packages the extension when dist/l3prune-studio.vsix is missing (the test script normally
- * does this before mocha). Returns the .vsix path.
+ * Returns the .vsix to test. Runs `npm run package` when it is missing (the test script normally packages
+ * before mocha). When it is older than its sources it only warns, since rebuilding here could race a
+ * build someone else started; E2E_REBUILD=1 rebuilds then too.
  */
 export function ensureVsix(vsix = DEFAULT_VSIX): string {
-  if (!fs.existsSync(vsix)) {
-    log('dist/l3prune-studio.vsix missing: running `npm run package`');
+  const builtAt = fs.existsSync(vsix) ? fs.statSync(vsix).mtimeMs : 0;
+  const sources = ['src', 'webview', 'media', 'package.json'].map((p) => path.join(REPO_ROOT, p));
+  const stale = builtAt > 0 && newestMtime(sources) > builtAt;
+  const name = path.relative(REPO_ROOT, vsix);
+  if (builtAt === 0 || (stale && process.env.E2E_REBUILD)) {
+    log(`${name} ${builtAt ? 'is older than its sources' : 'is missing'}: running \`npm run package\``);
     const result = spawnSync('npm', ['run', 'package'], { cwd: REPO_ROOT, stdio: 'inherit' });
     if (result.status !== 0 || !fs.existsSync(vsix)) throw new Error('`npm run package` failed');
+  } else if (stale) {
+    log(`WARNING: ${name} is older than src/, webview/, media/ or package.json; testing it anyway `
+      + '(run `npm run package`, or set E2E_REBUILD=1)');
   }
   return vsix;
+}
+
+function newestMtime(paths: string[]): number {
+  let newest = 0;
+  for (const p of paths) {
+    if (!fs.existsSync(p)) continue;
+    const stat = fs.statSync(p);
+    newest = Math.max(newest, stat.mtimeMs);
+    if (stat.isDirectory()) {
+      newest = Math.max(newest, newestMtime(fs.readdirSync(p).map((name) => path.join(p, name))));
+    }
+  }
+  return newest;
 }

@@ -4,14 +4,23 @@
  * layers in the Models tree → "Show Layer Stack" → change how many layers are kept → the plan follows.
  *
  * Prerequisites: scripts/setup-e2e.sh (code-server + Chromium) and `npm run package` (the test packages
- * the extension itself when dist/l3prune-studio.vsix is missing). Screenshots land in test-artifacts/.
+ * the extension itself when dist/l3prune-studio.vsix is missing). Screenshots land in test-artifacts/,
+ * with code-server.log, browser-console.log and install-extension.log.
+ *
+ * Environment: E2E_SYNTHETIC=1 uses the 4-layer synthetic model even when .demo/ has the real one;
+ * E2E_MODEL=/path/to/hf-folder tests another model; E2E_REBUILD=1 repackages a stale .vsix;
+ * E2E_KEEP_TMP=1 keeps code-server's temp user data; CHROMIUM_PATH overrides /usr/bin/chromium.
  */
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CodeServerHarness, ensureVsix, log, timed } from './harness';
+import type { FrameLocator } from 'playwright-core';
+import { CodeServerHarness, ensureVsix, log, REPO_ROOT, timed } from './harness';
 import { layerParamsFromHeaders, modelFixture, type ModelFixture } from './fixtures';
+
+const WORKER_PYTHON = path.join(REPO_ROOT, '.venv', 'bin', 'python');
+const DEMO_TRIPLES = path.join(REPO_ROOT, '.demo', 'data', 'triples.jsonl');
 
 interface Plan {
   keep: number;
@@ -36,7 +45,12 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
     fs.mkdirSync(workspace);
     model = modelFixture(scratch);
     log(`model: ${model.dir} (${model.numLayers} layers${model.synthetic ? ', synthetic' : ''})`);
-    h = await CodeServerHarness.start({ workspace, vsix });
+    // The worker runs in the set-up's .venv on the demo triples (a real run, not a mock).
+    h = await CodeServerHarness.start({
+      workspace,
+      vsix,
+      settings: { 'l3prune.pythonPath': WORKER_PYTHON, 'l3prune.dataFile': DEMO_TRIPLES },
+    });
   });
 
   afterEach(async function () {
@@ -113,6 +127,7 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
   });
 
   let initial: Plan;
+  let web: FrameLocator; // the Layer Stack panel's document
 
   it('shows the layer stack with one bar per layer', async function () {
     await timed('show layer stack', async () => {
@@ -124,9 +139,9 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
       await tab.or(pick).first().waitFor({ state: 'visible' });
       if (!(await tab.isVisible())) await pick.click();
       await tab.waitFor({ state: 'visible' });
-      await h.webview().locator('#plan[data-keep]').waitFor({ state: 'attached' });
+      web = await h.webview('#plan');
+      await web.locator('#plan[data-keep]').waitFor({ state: 'attached' });
     });
-    const web = h.webview();
     assert.equal(await web.locator('.layer-bar').count(), model.numLayers, 'one .layer-bar per layer');
     await web.locator('.bar-embedding').first().waitFor({ state: 'attached' });
     initial = await readPlan();
@@ -136,7 +151,6 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
   });
 
   it('updates the plan when the kept layer count changes', async function () {
-    const web = h.webview();
     // Fewer layers via the number box (Enter commits it, like a user would).
     const fewer = initial.keep > 1 ? initial.keep - 1 : initial.keep + 1;
     await web.locator('#keep-input').fill(String(fewer));
@@ -165,8 +179,47 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
     await h.screenshot('layer-stack');
   });
 
+  it('computes the initial loss with the worker and draws the curve with both L³Prune cuts', async function () {
+    if (model.synthetic || !fs.existsSync(WORKER_PYTHON) || !fs.existsSync(DEMO_TRIPLES)) {
+      // The synthetic model has no tokenizer and zero weights: the worker cannot run on it.
+      if (process.env.CI) assert.fail('the demo model, data and worker environment are installed by scripts/setup.sh');
+      this.skip();
+    }
+    this.timeout(240_000);
+    await timed('compute initial loss', async () => {
+      await h.runCommand('L³Prune: Compute Initial Loss…');
+      // Data file: the configured demo triples are offered first.
+      await h.quickInputRows.filter({ hasText: 'triples.jsonl' }).first().click();
+      // Sample size: a small sample keeps the run short on a CPU.
+      await h.quickInput.waitFor({ state: 'visible' });
+      await h.quickInput.fill('32');
+      await h.page.keyboard.press('Enter');
+      web = await h.webview('#loss-chart', 200_000);
+      await web.locator(`#loss-chart[data-points="${model.numLayers}"]`).waitFor({ state: 'attached', timeout: 30_000 });
+    });
+    const chart = web.locator('#loss-chart');
+    const small = Number(await chart.getAttribute('data-small'));
+    const large = Number(await chart.getAttribute('data-large'));
+    log(`L³Prune cuts in the webview: small ${small}, large ${large}`);
+    const half = Math.floor(model.numLayers / 2);
+    assert.ok(small >= 1 && small <= half, `small cut ${small} in 1..${half}`);
+    assert.ok(large > half && large <= model.numLayers, `large cut ${large} in ${half + 1}..${model.numLayers}`);
+    assert.equal(await web.locator('#loss-chart canvas').count(), 1, 'the curve is drawn');
+    assert.equal(await web.locator(`.cut-summary[data-variant="small"][data-keep="${small}"]`).count(), 1);
+    assert.equal(await web.locator(`.cut-summary[data-variant="large"][data-keep="${large}"]`).count(), 1);
+    // The proposals also appear under the model in the tree, as its first two children (the tree is
+    // virtualised and scrolled down to the layers, so walk to them with the keyboard).
+    await modelItem().click();
+    await h.page.keyboard.press('Home');
+    for (const label of [`L³Prune small cut: keep ${small}`, `L³Prune large cut: keep ${large}`]) {
+      await h.page.keyboard.press('ArrowDown');
+      await h.treeItem(label, modelsPane()).and(h.focusedTreeItem(modelsPane())).waitFor({ state: 'visible', timeout: 15_000 });
+    }
+    await h.screenshot('initial-loss');
+  });
+
   async function readPlan(): Promise<Plan> {
-    const plan = h.webview().locator('#plan');
+    const plan = web.locator('#plan');
     const num = async (attr: string) => {
       const raw = await plan.getAttribute(attr);
       const value = Number(raw);

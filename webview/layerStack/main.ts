@@ -145,7 +145,8 @@ function drawLossChart(host: HTMLElement, loss: InitialLossView): void {
       height: 220,
       scales: { x: { time: false } },
       axes: [
-        { label: 'layers kept', stroke: foreground, grid: { stroke: 'rgba(128,128,128,0.2)' } },
+        // Depths are whole layers: integer ticks only.
+        { label: 'layers kept', stroke: foreground, grid: { stroke: 'rgba(128,128,128,0.2)' }, incrs: [1, 2, 5, 10, 20, 50] },
         { label: 'initial loss', stroke: foreground, grid: { stroke: 'rgba(128,128,128,0.2)' } },
       ],
       series: [

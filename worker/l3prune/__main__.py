@@ -28,6 +28,9 @@ class Cancelled(BaseException):
 
 
 def _on_signal(signum, _frame):
+    # A second SIGTERM (impatient parent, process-group kill) must not interrupt writing the "cancelled" state.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise Cancelled(signum)
 
 
@@ -82,6 +85,9 @@ def load_spec(args: argparse.Namespace) -> dict:
     for k in ("model", "data"):
         if not spec.get(k):
             raise ValueError(f"no --{k} given (neither as a flag nor in the spec file); it is required")
+        if isinstance(spec[k], str):
+            # run.json is read later by processes with another working directory.
+            spec[k] = str(Path(spec[k]).expanduser().absolute())
     return spec
 
 
