@@ -123,8 +123,8 @@ def test_sigterm_checkpoints_cancels_and_resume_finishes(tiny_llama, data40, tmp
     from l3prune.encoder import load_encoder, prune
 
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([*CMD, "--run-dir", str(run_dir), "--model", str(tiny_llama), "--data", str(data40), "--steps", "40",
-                             "--checkpoint-every", "100", *FAST, "--debug-step-sleep", "0.1"],
+    proc = subprocess.Popen([*CMD, "--run-dir", str(run_dir), "--model", str(tiny_llama), "--data", str(data40), "--steps", "12",
+                             "--checkpoint-every", "100", *FAST, "--debug-step-sleep", "0.15"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=WORKER)
     try:
         deadline = time.monotonic() + 120
@@ -146,7 +146,7 @@ def test_sigterm_checkpoints_cancels_and_resume_finishes(tiny_llama, data40, tmp
     last = events[-1]
     assert last["event"] == "cancelled" and last["signal"] == "SIGTERM"
     stopped = last["step"]
-    assert 3 <= stopped < 40 and last["checkpoint"].endswith(f"step-{stopped:08d}")
+    assert 3 <= stopped < 12 and last["checkpoint"].endswith(f"step-{stopped:08d}")
     assert [e for e in events if e["event"] == "checkpoint"][-1]["step"] == stopped, "the step in flight finished, then a checkpoint"
     # The checkpoint is a loadable peft adapter on the pruned model.
     enc = load_encoder(tiny_llama)
@@ -160,8 +160,8 @@ def test_sigterm_checkpoints_cancels_and_resume_finishes(tiny_llama, data40, tmp
     assert run["status"] == "succeeded" and run["error"] is None
     after = events[[e["event"] for e in events].index("resumed") :]
     assert after[0]["step"] == stopped
-    assert [e["step"] for e in after if e["event"] == "step"] == list(range(stopped + 1, 41))
-    assert events[-1]["event"] == "train_finished" and events[-1]["step"] == 40
+    assert [e["step"] for e in after if e["event"] == "step"] == list(range(stopped + 1, 13))
+    assert events[-1]["event"] == "train_finished" and events[-1]["step"] == 12
 
 
 def test_merged_model_reloads_pruned_and_embeds_like_base_plus_adapter(reference_run, tiny_llama):
@@ -189,32 +189,34 @@ def test_merged_model_reloads_pruned_and_embeds_like_base_plus_adapter(reference
     assert cfg["pooling"] == "weighted_mean" and cfg["keep"] == 2
 
 
-def test_no_merge_leaves_only_the_adapter(tiny_llama, data40, tmp_path, schemas):
-    run_dir = tmp_path / "run"
-    p = train(run_dir, "--model", str(tiny_llama), "--data", str(data40), "--steps", "1", "--no-merge", *FAST)
-    assert p.returncode == 0, p.stderr
-    run, events = validate_run(run_dir, schemas)
-    assert events[-1]["mergedPath"] is None and run["result"]["mergedPath"] is None
-    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file() and not (run_dir / "model").exists()
-
-
 def test_torchrun_two_processes_match_one_process_with_the_double_batch(tiny_llama, data40, tmp_path, schemas):
-    common = ["--model", str(tiny_llama), "--data", str(data40), "--steps", "3", "--checkpoint-every", "2", "--keep", "2",
-              "--max-length", "24", "--learning-rate", "1e-3", "--warmup-steps", "1", "--lora-dropout", "0", "--no-merge"]
+    # One process, batch 4, from a spec.json as the extension writes it (PAPER_RECIPE + model/keep/data, folder pre-made).
     one = tmp_path / "one"
-    p = train(one, *common, "--batch-size", "4")
+    one.mkdir()
+    spec = {"steps": 3, "batchSize": 4, "learningRate": 1e-3, "warmupSteps": 1, "maxLength": 24, "loraR": 16, "loraAlpha": 32,
+            "loraDropout": 0, "targetModules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+            "scale": 50, "pooling": "weighted_mean", "checkpointEvery": 2, "seed": 0, "device": "auto", "precision": "auto",
+            "gradientCheckpointing": "auto", "taskHomogeneous": True, "mergeAtEnd": False, "trustRemoteCode": False,
+            "model": str(tiny_llama), "keep": 2, "data": str(data40)}
+    (one / "spec.json").write_text(json.dumps(spec, indent=2))
+    p = train(one, "--spec", str(one / "spec.json"))
     assert p.returncode == 0, p.stderr
+    run1, ev1 = validate_run(one, schemas)
+    assert run1["spec"] == {**spec, "learningRate": 1e-3, "scale": 50} and ev1[1]["numLayers"] == 2
+    assert ev1[-1]["mergedPath"] is None and run1["result"]["mergedPath"] is None
+    assert (one / "adapter" / "adapter_model.safetensors").is_file() and not (one / "model").exists(), "--no-merge: adapter only"
+    # Two processes (gloo), batch 2 each, same flags otherwise.
     two = tmp_path / "two"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0", *MODULE_ARGS,
-                        "--run-dir", str(two), *common, "--batch-size", "2", "--device", "cpu"],
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *MODULE_ARGS,
+                        "--run-dir", str(two), "--spec", str(one / "spec.json"), "--batch-size", "2", "--device", "cpu"],
                        capture_output=True, text=True, timeout=300, cwd=WORKER, env=env)
     assert p.returncode == 0, p.stderr[-3000:]
     run, events = validate_run(two, schemas)
     assert run["status"] == "succeeded"
     assert [e["event"] for e in events].count("started") == 1, "rank 0 alone writes events"
     assert [e for e in events if e["event"] == "model_loaded"][0]["worldSize"] == 2
-    a, b = loss_curve(read_events(one)), loss_curve(events)
+    a, b = loss_curve(ev1), loss_curve(events)
     assert sorted(a) == sorted(b) == [1, 2, 3]
     for s in a:
         assert b[s] == pytest.approx(a[s], abs=1e-4, rel=1e-5), (s, a, b)
@@ -222,54 +224,66 @@ def test_torchrun_two_processes_match_one_process_with_the_double_batch(tiny_lla
     assert len(json.loads((two / "checkpoints" / "step-00000002" / "rng.json").read_text())["ranks"]) == 2
 
 
+def run_inproc(argv: list[str], capsys) -> tuple[int, str]:
+    """The CLI's argument and spec checks, in this process (they return before any run folder or model)."""
+    from l3prune.train import main
+
+    try:
+        rc = main(argv)
+    except SystemExit as e:  # argparse
+        rc = e.code
+    finally:
+        import signal as _s
+
+        _s.signal(_s.SIGTERM, _s.SIG_DFL)
+        _s.signal(_s.SIGINT, _s.default_int_handler)
+    return rc, capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "args, needle",
     [
-        (["--keep", "0"], "keep"),
-        (["--steps", "0"], "steps"),
+        (["--keep", "0"], "'keep' must be at least 1"),
+        (["--steps", "0"], "'steps' must be at least 1"),
+        (["--learning-rate", "-1"], "'learningRate' must be a positive number"),
+        (["--lora-dropout", "1"], "loraDropout"),
         (["--precision", "fp16"], "invalid choice"),
-        (["--device", "tpu"], "device"),
+        (["--device", "tpu"], "device must be auto, cpu or cuda"),
+        (["--keep", None], "no 'keep' given"),
     ],
 )
-def test_bad_flags_are_refused_before_a_run_folder_exists(tiny_llama, data40, tmp_path, args, needle):
-    base = {"--model": str(tiny_llama), "--data": str(data40), "--keep": "2"}
-    for i in range(0, len(args), 2):
-        base[args[i]] = args[i + 1]
-    p = train(tmp_path / "r", *[x for kv in base.items() for x in kv])
-    assert p.returncode == 2 and needle in p.stderr
+def test_bad_flags_are_refused_before_a_run_folder_exists(tiny_llama, data40, tmp_path, capsys, args, needle):
+    base = {"--model": str(tiny_llama), "--data": str(data40), "--keep": "2", "--run-dir": str(tmp_path / "r")}
+    base[args[0]] = args[1]
+    rc, err = run_inproc([x for k, v in base.items() if v is not None for x in (k, v)], capsys)
+    assert rc == 2 and needle in err, err
     assert not (tmp_path / "r" / "run.json").exists()
 
 
-def test_bad_spec_file_is_refused_with_one_clear_sentence(tiny_llama, data40, tmp_path):
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        ({"learnigRate": 1e-3}, "unknown field 'learnigRate'; allowed: model, keep, data, steps"),
+        ({"loraR": "16"}, "'loraR' must be a whole number"),
+        ({"mergeAtEnd": 1}, "'mergeAtEnd' must be true or false"),
+        ({"gradientCheckpointing": "yes"}, "gradientCheckpointing must be auto, true or false"),
+        ({"targetModules": []}, "targetModules"),
+        ({"pooling": "max"}, "pooling must be one of"),
+    ],
+)
+def test_bad_spec_file_is_refused_with_one_clear_sentence(tiny_llama, data40, tmp_path, capsys, extra, needle):
     spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps({"model": str(tiny_llama), "data": str(data40), "keep": 2, "learnigRate": 1e-3}))
-    p = train(tmp_path / "r", "--spec", str(spec))
-    assert p.returncode == 2
-    err = p.stderr.strip()
-    assert err.count("\n") == 0 and "unknown field 'learnigRate'" in err and "learningRate" in err
-    spec.write_text(json.dumps({"model": str(tiny_llama), "data": str(data40), "keep": 2, "loraR": "16"}))
-    p = train(tmp_path / "r", "--spec", str(spec))
-    assert p.returncode == 2 and "loraR" in p.stderr
-    spec.write_text(json.dumps({"model": str(tiny_llama), "data": str(data40)}))
-    p = train(tmp_path / "r", "--spec", str(spec))
-    assert p.returncode == 2 and "keep" in p.stderr
+    spec.write_text(json.dumps({"model": str(tiny_llama), "data": str(data40), "keep": 2, **extra}))
+    rc, err = run_inproc(["--run-dir", str(tmp_path / "r"), "--spec", str(spec)], capsys)
+    assert rc == 2 and err.strip().count("\n") == 0 and needle in err, err
     assert not (tmp_path / "r" / "run.json").exists()
 
 
-def test_a_spec_json_written_by_the_extension_is_accepted(tiny_llama, data40, tmp_path, schemas):
-    """The extension pre-creates the run folder with spec.json (PAPER_RECIPE + model/keep/data) and passes --spec."""
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    spec = {"steps": 2, "batchSize": 4, "learningRate": 2e-4, "warmupSteps": 300, "maxLength": 24, "loraR": 16, "loraAlpha": 32,
-            "loraDropout": 0.05, "targetModules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-            "scale": 50, "pooling": "weighted_mean", "checkpointEvery": 100, "seed": 0, "device": "auto", "precision": "auto",
-            "gradientCheckpointing": "auto", "taskHomogeneous": True, "mergeAtEnd": False, "trustRemoteCode": False,
-            "model": str(tiny_llama), "keep": 3, "data": str(data40)}
-    (run_dir / "spec.json").write_text(json.dumps(spec, indent=2))
-    p = train(run_dir, "--spec", str(run_dir / "spec.json"))
-    assert p.returncode == 0, p.stderr
-    run, events = validate_run(run_dir, schemas)
-    assert run["spec"]["keep"] == 3 and events[1]["numLayers"] == 3
+def test_snake_case_spec_fields_are_accepted_and_stored_camel_case(tiny_llama, data40):
+    from l3prune.train import make_spec
+
+    s = make_spec({"model": str(tiny_llama), "data": str(data40), "keep": 2, "batch_size": 8, "merge_at_end": False}, source="x")
+    assert s.batchSize == 8 and s.mergeAtEnd is False and s.learningRate == 2e-4 and s.warmupSteps == 300
 
 
 def assert_failed_cleanly(p, run_dir: Path, schemas, *needles: str):
@@ -283,26 +297,50 @@ def assert_failed_cleanly(p, run_dir: Path, schemas, *needles: str):
     assert events[-1]["event"] == "error" and events[-1]["kind"] == "user"
 
 
-def test_bad_inputs_fail_the_run_with_one_sentence(tiny_llama, data40, tmp_path, schemas):
-    p = train(tmp_path / "a", "--model", str(tiny_llama), "--data", str(data40), "--keep", "9")
+def test_bad_input_fails_the_run_with_one_sentence(tiny_llama, data40, tmp_path, schemas):
+    p = train(tmp_path / "a", "--model", str(tiny_llama), "--data", str(data40), "--keep", "9", "--batch-size", "4")
     assert_failed_cleanly(p, tmp_path / "a", schemas, "keep is 9", "4 layers")
-    p = train(tmp_path / "b", "--model", str(tiny_llama), "--data", str(data40), "--keep", "2", "--batch-size", "64")
-    assert_failed_cleanly(p, tmp_path / "b", schemas, "fewer than one batch", "batchSize")
-    spec = tmp_path / "s.json"
-    spec.write_text(json.dumps({"model": str(tiny_llama), "data": str(data40), "keep": 2, "targetModules": ["c_attn"]}))
-    p = train(tmp_path / "c", "--spec", str(spec))
-    assert_failed_cleanly(p, tmp_path / "c", schemas, "c_attn", "q_proj")
 
 
-def test_resume_refuses_what_cannot_be_resumed(reference_run, tmp_path):
-    p = train(reference_run, "--resume")
-    assert p.returncode == 2 and "already finished" in p.stderr
-    p = train(tmp_path / "nothing", "--resume")
-    assert p.returncode == 2 and "nothing to resume" in p.stderr
-    p = train(reference_run, "--resume", "--steps", "3")
-    assert p.returncode == 2 and "--resume takes the spec from run.json" in p.stderr
-    p = train(reference_run, "--model", "x", "--data", "y", "--keep", "1")
-    assert p.returncode == 2 and "already holds a run" in p.stderr
+def test_batches_are_deterministic_task_homogeneous_and_full(tmp_path):
+    from l3prune.data import DataError, Triple
+    from l3prune.train import BatchPlan
+
+    triples = [Triple(f"q{i}", "p", "n", task="a" if i % 3 else "b") for i in range(30)]  # 20 of a, 10 of b
+    plan = BatchPlan(triples, 4, seed=7, task_homogeneous=True)
+    assert plan.per_epoch == 5 + 2
+    again = BatchPlan(triples, 4, seed=7, task_homogeneous=True)
+    seen = [plan.batch(k) for k in range(3 * plan.per_epoch)]
+    assert seen == [again.batch(k) for k in range(3 * plan.per_epoch)], "a pure function of (data, seed, k)"
+    assert all(len(b) == 4 and len({triples[i].task for i in b}) == 1 for b in seen)
+    assert seen[: plan.per_epoch] != seen[plan.per_epoch : 2 * plan.per_epoch], "each epoch reshuffles"
+    assert seen[:7] != [BatchPlan(triples, 4, seed=8, task_homogeneous=True).batch(k) for k in range(7)]
+    with pytest.raises(DataError, match="no task has 24 triples"):
+        BatchPlan(triples, 24, seed=0, task_homogeneous=True)
+    assert BatchPlan(triples, 24, seed=0, task_homogeneous=False).per_epoch == 1
+    with pytest.raises(DataError, match="fewer than one batch of 64; lower batchSize"):
+        BatchPlan(triples, 64, seed=0, task_homogeneous=False)
+
+
+def test_lora_targets_missing_from_the_model_are_named(tiny_llama):
+    from l3prune.encoder import load_encoder
+    from l3prune.train import present_targets
+
+    m = load_encoder(tiny_llama).model
+    assert present_targets(m, ["q_proj", "c_attn", "down_proj"]) == ["q_proj", "down_proj"]
+    with pytest.raises(ValueError, match="none of targetModules \\(c_attn\\).*q_proj"):
+        present_targets(m, ["c_attn"])
+
+
+def test_resume_refuses_what_cannot_be_resumed(reference_run, tmp_path, capsys):
+    rc, err = run_inproc(["--run-dir", str(reference_run), "--resume"], capsys)
+    assert rc == 2 and "already finished" in err
+    rc, err = run_inproc(["--run-dir", str(tmp_path / "nothing"), "--resume"], capsys)
+    assert rc == 2 and "nothing to resume" in err
+    rc, err = run_inproc(["--run-dir", str(reference_run), "--resume", "--steps", "3"], capsys)
+    assert rc == 2 and "--resume takes the spec from run.json" in err
+    rc, err = run_inproc(["--run-dir", str(reference_run), "--model", "x", "--data", "y", "--keep", "1"], capsys)
+    assert rc == 2 and "already holds a run" in err
 
 
 def test_training_lowers_the_loss_on_the_demo_data(demo_model, tmp_path):
@@ -313,7 +351,7 @@ def test_training_lowers_the_loss_on_the_demo_data(demo_model, tmp_path):
     from l3prune.losses import HardNegativeInfoNCE
 
     triples = read_triples(DEMO_TRIPLES)
-    train_file, held = tmp_path / "train.jsonl", triples[-64:]
+    train_file, held = tmp_path / "train.jsonl", triples[-32:]
     with open(train_file, "w", encoding="utf-8") as fh:
         for t in triples[:2000]:
             fh.write(json.dumps({"query": t.query, "positive": t.positive, "negative": t.negative, "task": t.task}) + "\n")
@@ -330,8 +368,8 @@ def test_training_lowers_the_loss_on_the_demo_data(demo_model, tmp_path):
         total = 0.0
         for i in range(0, len(held), 16):
             b = held[i : i + 16]
-            q, pp, n = (enc.encode(x, "weighted_mean") for x in ([t.query for t in b], [t.positive for t in b], [t.negative for t in b]))
-            total += float(loss_fn(q, pp, n, reduction="sum"))
+            e = enc.encode([t.query for t in b] + [t.positive for t in b] + [t.negative for t in b], "weighted_mean")
+            total += float(loss_fn(e[: len(b)], e[len(b) : 2 * len(b)], e[2 * len(b) :], reduction="sum"))
         return total / len(held)
 
     before = load_encoder(demo_model, max_length=32)
