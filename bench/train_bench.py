@@ -70,7 +70,7 @@ def run_st(a) -> list[float]:
     hf_logging.set_verbosity_error()
     import torch
     from datasets import Dataset
-    from peft import LoraConfig
+    from peft import LoraConfig, get_peft_model
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
@@ -84,8 +84,11 @@ def run_st(a) -> list[float]:
     tok = tr.tokenizer
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
+    torch.manual_seed(0)
+    # The same peft LoRA as ours, attached to the pruned HF model inside the Transformer module.
+    # (SentenceTransformer.add_adapter goes through transformers' integration, which wants peft >= 0.22.)
+    tr.auto_model = get_peft_model(tr.auto_model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=TARGETS, bias="none"))
     model = SentenceTransformer(modules=[tr, Pooling(tr.auto_model.config.hidden_size, pooling_mode="weightedmean")], device="cpu")
-    model.add_adapter(LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=TARGETS, bias="none"))
     triples = read_triples(a.data)[: a.steps * a.batch_size * 2]
     ds = Dataset.from_dict({"anchor": [t.query_text() for t in triples], "positive": [t.positive for t in triples],
                             "negative": [t.negative for t in triples]})

@@ -1,4 +1,5 @@
-"""CLI: python -m l3prune analyze --model DIR --data FILE.jsonl --run-dir DIR [options].
+"""CLI: python -m l3prune analyze --model DIR --data FILE.jsonl --run-dir DIR [options]
+     python -m l3prune train --run-dir DIR [--spec FILE] [--resume] [--model DIR --keep N --data FILE ...] (train.py)
 
 Contract with the extension (protocol/*.schema.json):
 * stdout carries exactly the events, one JSON object per line, also appended to <run-dir>/events.jsonl;
@@ -52,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--device")
     a.add_argument("--trust-remote-code", action="store_true", default=None, dest="trustRemoteCode")
     a.add_argument("--heartbeat-seconds", type=float, default=5.0, help=argparse.SUPPRESS)
+    from .train import add_arguments as add_train_arguments
+
+    t = sub.add_parser("train", help="prune to the first n layers and train as a text encoder (LoRA + contrastive loss); --resume continues a run")
+    add_train_arguments(t)
     return p
 
 
@@ -93,6 +98,11 @@ def load_spec(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.verb == "train":
+        # train has its own signal handling (finish the step, checkpoint, then stop) and --resume.
+        from .train import run_cli
+
+        return run_cli(args)
     from .events import RunFolder, RunFolderError
 
     signal.signal(signal.SIGTERM, _on_signal)

@@ -166,20 +166,20 @@ def add_arguments(t: argparse.ArgumentParser) -> None:
     t.add_argument("--spec", help="JSON file of train fields (camelCase); flags override it")
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its newest checkpoint")
     t.add_argument("--model", help="local Hugging Face model folder (safetensors)")
-    t.add_argument("--keep", type=int, help="number of layers to keep (the first N)")
+    t.add_argument("--keep", type=int, help="number of layers to keep (the first N)", metavar="N")
     t.add_argument("--data", help="JSONL file of {query, positive, negative[, task, instruction]} triples")
-    t.add_argument("--steps", type=int)
-    t.add_argument("--batch-size", type=int, dest="batchSize", help="triples per step (per process under torchrun)")
-    t.add_argument("--learning-rate", type=float, dest="learningRate")
-    t.add_argument("--warmup-steps", type=int, dest="warmupSteps")
-    t.add_argument("--max-length", type=int, dest="maxLength")
-    t.add_argument("--lora-r", type=int, dest="loraR")
-    t.add_argument("--lora-alpha", type=float, dest="loraAlpha")
-    t.add_argument("--lora-dropout", type=float, dest="loraDropout")
-    t.add_argument("--scale", type=float)
+    t.add_argument("--steps", type=int, metavar="N")
+    t.add_argument("--batch-size", type=int, dest="batchSize", help="triples per step (per process under torchrun)", metavar="N")
+    t.add_argument("--learning-rate", type=float, dest="learningRate", metavar="X")
+    t.add_argument("--warmup-steps", type=int, dest="warmupSteps", metavar="N")
+    t.add_argument("--max-length", type=int, dest="maxLength", metavar="N")
+    t.add_argument("--lora-r", type=int, dest="loraR", metavar="N")
+    t.add_argument("--lora-alpha", type=float, dest="loraAlpha", metavar="X")
+    t.add_argument("--lora-dropout", type=float, dest="loraDropout", metavar="X")
+    t.add_argument("--scale", type=float, metavar="X")
     t.add_argument("--pooling", choices=list(POOLINGS))
-    t.add_argument("--checkpoint-every", type=int, dest="checkpointEvery")
-    t.add_argument("--seed", type=int)
+    t.add_argument("--checkpoint-every", type=int, dest="checkpointEvery", metavar="N")
+    t.add_argument("--seed", type=int, metavar="N")
     t.add_argument("--device", help="auto, cpu or cuda")
     t.add_argument("--precision", choices=["auto", "bf16", "fp32"])
     t.add_argument("--merge", action=argparse.BooleanOptionalAction, default=None, dest="mergeAtEnd",
@@ -216,7 +216,7 @@ def spec_from_args(args: argparse.Namespace) -> TrainSpec:
     return make_spec(raw, source=source)
 
 
-def resume_spec(args: argparse.Namespace) -> TrainSpec:
+def resume_spec(args: argparse.Namespace, *, check_status: bool = True) -> TrainSpec:
     given = [k for k in FLAG_FIELDS if getattr(args, k, None) is not None] + (["spec"] if args.spec else [])
     if given:
         raise ValueError(f"--resume takes the spec from run.json; leave out --{given[0]}")
@@ -230,6 +230,9 @@ def resume_spec(args: argparse.Namespace) -> TrainSpec:
     if state.get("verb") != "train" or not isinstance(state.get("spec"), dict):
         raise ValueError(f"cannot resume: {rj} is not a train run (verb {state.get('verb')!r})")
     status = state.get("status")
+    if not check_status:
+        # torchrun ranks > 0: rank 0 decides (and may already have set the status back to running).
+        return make_spec(state["spec"], source=f"run.json in {args.run_dir}")
     if status == "succeeded":
         raise ValueError(f"cannot resume: the run in {args.run_dir} already finished; start a new run")
     if status == "running" and _alive(state.get("pid")) and not _stale(state.get("heartbeatAt")):
@@ -311,7 +314,7 @@ def run_cli(args: argparse.Namespace) -> int:
     say = (lambda msg: print(f"l3prune: {msg}", file=sys.stderr)) if world.is_main else (lambda msg: None)
     try:
         try:
-            spec = resume_spec(args) if args.resume else spec_from_args(args)
+            spec = resume_spec(args, check_status=world.is_main) if args.resume else spec_from_args(args)
         except (ValueError, TypeError) as e:
             say(str(e) if isinstance(e, ValueError) else f"invalid spec: {e}")
             return EXIT_USER_ERROR
@@ -757,8 +760,18 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         return float(loss.detach()), int(tok["attention_mask"].sum())
 
+    def sweep(self) -> None:
+        """Leftovers of a process killed while writing (temp and trash folders) are never complete; remove them."""
+        for d in (self.run_dir / "checkpoints", self.run_dir):
+            if d.is_dir():
+                for p in d.iterdir():
+                    if p.is_dir() and p.name.startswith((".tmp-", ".trash-", ".adapter.tmp-", ".model.tmp-")):
+                        shutil.rmtree(p, ignore_errors=True)
+
     def run(self, *, resume: bool) -> dict:
         spec, world = self.spec, self.world
+        if world.is_main:
+            self.sweep()
         self.setup()
         self.elapsed_before = 0.0
         self.last_loss = None

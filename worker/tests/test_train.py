@@ -16,7 +16,7 @@ import torch
 from conftest import DEMO_TRIPLES, write_triples
 
 WORKER = Path(__file__).resolve().parents[1]
-MODULE_ARGS = ["-m", "l3prune.train"]  # TEMP until __main__ dispatches train
+MODULE_ARGS = ["-m", "l3prune", "train"]
 CMD = [sys.executable, *MODULE_ARGS]
 # Small, quick and deterministic: no warm-up, dropout on (the RNG must be restored for resume to be exact).
 FAST = ["--keep", "2", "--batch-size", "4", "--max-length", "24", "--learning-rate", "1e-3", "--warmup-steps", "2", "--heartbeat-seconds", "0.2"]
@@ -101,12 +101,17 @@ def test_resume_after_kill_9_gives_the_uninterrupted_loss_curve(reference_run, t
               "--debug-kill-after-step", "5")
     assert p.returncode == -signal.SIGKILL
     assert json.loads((run_dir / "run.json").read_text())["status"] == "running", "a killed worker cannot clean up"
+    # What a kill in the middle of writing step 6 would leave: a temp folder, never taken for a checkpoint.
+    torn = run_dir / "checkpoints" / ".tmp-step-00000006-99999"
+    torn.mkdir()
+    (torn / "adapter_model.safetensors").write_bytes(b"\0" * 10)
     p = train(run_dir, "--resume", "--heartbeat-seconds", "0.2")
     assert p.returncode == 0, p.stderr
     run, events = validate_run(run_dir, schemas)
     assert run["status"] == "succeeded" and run["pid"] != events[0]["pid"]
     resumed = [e for e in events if e["event"] == "resumed"]
     assert len(resumed) == 1 and resumed[0]["step"] == 3 and resumed[0]["checkpoint"].endswith("step-00000003")
+    assert not torn.exists()
     ref = loss_curve(read_events(reference_run))
     got = loss_curve(events)
     assert sorted(got) == sorted(ref) == list(range(1, 9))
