@@ -9,8 +9,8 @@ import { LayerStackPanel } from './views/layerStackPanel';
 import type { ModelsNode } from './views/modelsTree';
 import { findPython, WorkspaceNotTrustedError } from './worker/python';
 import { ensureWorkerPackage } from './worker/workerPackage';
-import { cancelRuns, deleteRuns, openRuns, resumeRun, runsFromArgs, startTraining, type RunServices } from './runs/runCommands';
-import type { RunSummary } from './runs/runStore';
+import { cancelRuns, chooseRuns, deleteRuns, openRuns, resumeRun, startTraining, type RunPurpose, type RunServices } from './runs/runCommands';
+import { isResumable, type RunSummary } from './runs/runStore';
 import type { AnalysisStore } from './workspace/analyses';
 import type { ModelRegistry } from './workspace/modelRegistry';
 
@@ -32,6 +32,8 @@ const LAST_DATA_KEY = 'l3prune.lastDataFile';
 
 type Handler = (services: Services, ...args: unknown[]) => unknown;
 
+const ANY_RUN = (action: string, many: boolean): RunPurpose => ({ action, applies: () => true, many });
+
 /** Command ids → handlers, one table; package.json declares the same ids with their titles. */
 export const COMMANDS: Record<string, Handler> = {
   'l3prune.openModelFolder': (s, arg) => openModel(s, arg, 'folder'),
@@ -42,13 +44,16 @@ export const COMMANDS: Record<string, Handler> = {
   'l3prune.pruneAtSmallCut': (s, arg) => pruneAtCut(s, arg, 'small'),
   'l3prune.pruneAtLargeCut': (s, arg) => pruneAtCut(s, arg, 'large'),
   'l3prune.pruneAndFinetune': (s, arg) => pruneAndFinetune(s, arg),
-  'l3prune.openRun': (s, arg, many) => openRuns(s.runs, runsFromArgs(s.runs, many ?? arg, s.runsView.selection)),
-  'l3prune.compareRuns': (s, arg, many) => openRuns(s.runs, runsFromArgs(s.runs, many ?? arg, s.runsView.selection)),
-  'l3prune.cancelRun': (s, arg, many) => cancelRuns(runsFromArgs(s.runs, many ?? arg, s.runsView.selection)),
-  'l3prune.resumeRun': (s, arg) => resumeRun(s.runs, runsFromArgs(s.runs, arg, s.runsView.selection)[0]),
-  'l3prune.deleteRun': (s, arg, many) => deleteRuns(s.runs, runsFromArgs(s.runs, many ?? arg, s.runsView.selection)),
-  'l3prune.revealRun': (s, arg) => {
-    const run = runsFromArgs(s.runs, arg, s.runsView.selection)[0];
+  'l3prune.openRun': async (s, arg, many) => openRuns(s.runs, await chooseRuns(s.runs, many ?? arg, s.runsView.selection, ANY_RUN('open', true))),
+  'l3prune.compareRuns': async (s, arg, many) => openRuns(s.runs, await chooseRuns(s.runs, many ?? arg, s.runsView.selection, ANY_RUN('compare', true))),
+  'l3prune.cancelRun': async (s, arg, many) =>
+    cancelRuns(await chooseRuns(s.runs, many ?? arg, s.runsView.selection, { action: 'cancel', applies: (r) => r.status === 'running', many: true })),
+  'l3prune.resumeRun': async (s, arg) =>
+    resumeRun(s.runs, (await chooseRuns(s.runs, arg, s.runsView.selection, { action: 'resume', applies: isResumable, many: false }))[0]),
+  'l3prune.deleteRun': async (s, arg, many) =>
+    deleteRuns(s.runs, await chooseRuns(s.runs, many ?? arg, s.runsView.selection, { action: 'delete', applies: (r) => r.status !== 'running', many: true })),
+  'l3prune.revealRun': async (s, arg) => {
+    const run = (await chooseRuns(s.runs, arg, s.runsView.selection, ANY_RUN('reveal', false)))[0];
     if (run) return vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(run.runDir));
     return undefined;
   },

@@ -40,8 +40,9 @@ export function activate(context: vscode.ExtensionContext): void {
     taskDeps: undefined as unknown as TrainTaskDeps,
   };
   runs.taskDeps = {
-    python: async () => {
-      const python = await findPython();
+    python: async (resource) => {
+      const python = await findPython(resource);
+      log.info(`worker interpreter: ${python.executable} (${python.source})`);
       if (!(await ensureWorkerPackage(python.executable, context.extensionUri, log))) {
         throw new Error(`the L³Prune worker is not available in ${python.executable}`);
       }

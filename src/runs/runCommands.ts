@@ -115,11 +115,44 @@ export function followWithProgress(s: RunServices, runDir: string): void {
   );
 }
 
-export function runsFromArgs(s: RunServices, arg: unknown, selection: readonly RunSummary[] = []): RunSummary[] {
+function runsFromArgs(s: RunServices, arg: unknown, selection: readonly RunSummary[] = []): RunSummary[] {
   const many = Array.isArray(arg) ? arg : arg ? [arg] : [...selection];
   return many
     .map((r) => (typeof r === 'string' ? s.store.get(r) : (r as RunSummary)?.runDir ? s.store.get((r as RunSummary).runDir) : undefined))
     .filter((r): r is RunSummary => !!r);
+}
+
+export interface RunPurpose {
+  /** What the runs are picked for, e.g. "cancel". */
+  action: string;
+  applies: (run: RunSummary) => boolean;
+  many: boolean;
+}
+
+/**
+ * The runs a command acts on: those it was invoked on (tree item, multi-selection), else the selected
+ * runs it applies to, else a pick among all runs it applies to. From the palette it therefore never
+ * silently does nothing: it asks, or says there is no such run.
+ */
+export async function chooseRuns(s: RunServices, arg: unknown, selection: readonly RunSummary[], purpose: RunPurpose): Promise<RunSummary[]> {
+  if (arg) return runsFromArgs(s, arg);
+  const selected = runsFromArgs(s, undefined, selection).filter(purpose.applies);
+  if (selected.length) return purpose.many ? selected : selected.slice(0, 1);
+  const candidates = s.store.list().filter(purpose.applies);
+  if (!candidates.length) {
+    void vscode.window.showInformationMessage(`There is no run to ${purpose.action}.`);
+    return [];
+  }
+  const items = candidates.map((run) => ({ label: run.id, description: runLine(run), run }));
+  const title = `Run to ${purpose.action}`;
+  if (purpose.many) return ((await vscode.window.showQuickPick(items, { title, canPickMany: true })) ?? []).map((i) => i.run);
+  const picked = await vscode.window.showQuickPick(items, { title });
+  return picked ? [picked.run] : [];
+}
+
+function runLine(run: RunSummary): string {
+  const parts = [run.verb, run.keep !== undefined ? `keep ${run.keep}` : '', run.totalSteps ? `step ${run.step ?? 0}/${run.totalSteps}` : '', run.status];
+  return parts.filter(Boolean).join(' · ');
 }
 
 export function openRuns(s: RunServices, runs: RunSummary[]): void {

@@ -7,8 +7,12 @@ export { TASK_TYPE, type TrainTaskDefinition };
 import { newRunDir } from './runLocation';
 import type { RunStore, RunSummary } from './runStore';
 
+/** How long a closed task terminal waits before it treats the close as the user's cancel (see close()). */
+const CLOSE_GRACE_MS = 1500;
+
 export interface TrainTaskDeps {
-  python: () => Promise<string>;
+  /** The worker's interpreter, resolved for a resource (the model) so folder-scoped settings apply. */
+  python: (resource: vscode.Uri | undefined) => Promise<string>;
   runsRoot: () => string;
   store: RunStore;
   onLaunched?: (runDir: string) => void;
@@ -67,10 +71,11 @@ class TrainTerminal implements vscode.Pseudoterminal {
     if (problem) return this.fail(problem);
     if (!vscode.workspace.isTrusted) return this.fail('this workspace is not trusted, so L³Prune starts no worker here');
     try {
-      const python = await this.deps.python();
+      const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+      const anchor = this.definition.resumeRunDir ?? this.definition.model;
+      const python = await this.deps.python(anchor ? vscode.Uri.file(path.resolve(root ?? '', anchor)) : undefined);
       const resume = !!this.definition.resumeRunDir;
       this.runDir = resume ? path.resolve(this.definition.resumeRunDir!) : await newRunDir(this.deps.runsRoot(), 'train');
-      const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
       const spec = resume ? undefined : specFromDefinition(this.definition, root);
       this.line(`L³Prune ${resume ? 'resuming' : 'training'} → ${this.runDir}`);
       if (spec) this.line(`model ${spec.model}, keep ${spec.keep} layers, ${spec.steps} steps, batch ${spec.batchSize}, lr ${spec.learningRate}`);
@@ -107,9 +112,18 @@ class TrainTerminal implements vscode.Pseudoterminal {
     if (data === '\x03') this.cancel();
   }
 
+  /**
+   * VS Code closes this terminal both when the user terminates the task and when the window reloads or
+   * closes; only the first may cancel the run. On a reload the extension host exits within milliseconds
+   * of closing its terminals (before our deactivate runs), so the cancel waits a moment: if the host is
+   * still alive and not shutting down by then, the user meant it.
+   */
   close(): void {
-    if (!this.finished && !this.deps.isShuttingDown()) this.cancel();
     this.dispose();
+    if (this.finished) return;
+    setTimeout(() => {
+      if (!this.deps.isShuttingDown()) this.cancel();
+    }, CLOSE_GRACE_MS);
   }
 
   private cancel(): void {

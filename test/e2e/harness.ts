@@ -53,6 +53,11 @@ export interface HarnessOptions {
   vsix?: string;
   /** Extra user settings, merged over DEFAULT_SETTINGS. */
   settings?: Record<string, unknown>;
+  /**
+   * Remote ("Machine") settings. code-server is a remote window, where `machine` and `machine-overridable`
+   * settings (interpreter paths) are read from here, not from user settings, exactly as under Remote-SSH.
+   */
+  machineSettings?: Record<string, unknown>;
   /** Browser viewport. */
   viewport?: { width: number; height: number };
 }
@@ -165,6 +170,8 @@ export class CodeServerHarness {
     fs.writeFileSync(
       path.join(d.userData, 'User', 'settings.json'),
       JSON.stringify({ ...DEFAULT_SETTINGS, ...this.options.settings }, null, 2));
+    fs.mkdirSync(path.join(d.userData, 'Machine'), { recursive: true });
+    fs.writeFileSync(path.join(d.userData, 'Machine', 'settings.json'), JSON.stringify(this.options.machineSettings ?? {}, null, 2));
 
     if (this.options.vsix) await timed('install extension', () => this.installExtension(this.options.vsix!));
     await timed('start code-server', () => this.startServer());

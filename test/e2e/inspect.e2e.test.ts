@@ -49,7 +49,8 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
     h = await CodeServerHarness.start({
       workspace,
       vsix,
-      settings: { 'l3prune.pythonPath': WORKER_PYTHON, 'l3prune.dataFile': DEMO_TRIPLES },
+      settings: { 'l3prune.dataFile': DEMO_TRIPLES },
+      machineSettings: { 'l3prune.pythonPath': WORKER_PYTHON },
     });
   });
 
@@ -66,7 +67,7 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
     const csp = h?.cspViolations.filter((v) => v.includes('l3prune')) ?? [];
     if (csp.length) log(`WARNING: ${csp.length} CSP violation(s) in the extension's webview, e.g. ${csp[0].slice(0, 300)}`);
     await h?.dispose();
-    if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
+    if (scratch && !process.env.E2E_KEEP_TMP) fs.rmSync(scratch, { recursive: true, force: true });
     log(`e2e total: ${((Date.now() - started) / 1000).toFixed(1)}s`);
   });
 
@@ -235,9 +236,10 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
       const plot = await h.webview('#loss-plot', 60_000);
       return Number((await plot.locator('#loss-plot').getAttribute('data-points')) ?? 0);
     };
+    // The row's inline action, as a user hovering the run would click it.
     const runAction = async (title: string) => {
-      await trainRow().click({ button: 'right' });
-      await h.page.locator('.context-view .action-label', { hasText: new RegExp(`^${title}$`) }).click();
+      await trainRow().hover();
+      await trainRow().locator('.actions .action-label', { has: h.page.locator(`xpath=self::*[starts-with(@aria-label, "${title}")]`) }).click();
     };
 
     before(function () {
@@ -287,7 +289,7 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
 
     it('cancels cleanly after a checkpoint, and resumes to the end across a window reload', async function () {
       this.timeout(240_000);
-      await waitForDescription(/step ([5-9]|1\d)\/20/, 60_000);
+      await waitForDescription(/step ([5-9]|1[0-5])\/20/, 60_000);
       await runAction('Cancel Run');
       const cancelled = await waitForDescription(/cancelled/, 60_000);
       log(`after cancel: ${cancelled}`);
@@ -299,6 +301,20 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
       const done = await waitForDescription(/step 20\/20 · loss [\d.]+ · succeeded/, 180_000);
       log(`after resume and reload: ${done}`);
       await h.screenshot('training-done');
+      // The run folder tells the same story: cancelled at a step with a checkpoint, resumed from it, finished.
+      const runsDir = path.join(scratch, 'workspace', '.l3prune', 'runs');
+      const trainDir = fs.readdirSync(runsDir).find((name) => name.startsWith('train-'));
+      assert.ok(trainDir, `a train-* folder in ${runsDir}`);
+      const events = fs.readFileSync(path.join(runsDir, trainDir, 'events.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line));
+      const cancelledAt = events.find((e) => e.event === 'cancelled');
+      const resumedAt = events.find((e) => e.event === 'resumed');
+      const finished = events.find((e) => e.event === 'train_finished');
+      log(`events: cancelled at step ${cancelledAt?.step} (checkpoint ${cancelledAt?.checkpoint}), resumed at step ${resumedAt?.step}, finished at ${finished?.step}`);
+      assert.ok(cancelledAt && cancelledAt.step >= 4, 'cancelled after the first checkpoint');
+      assert.ok(resumedAt && resumedAt.step >= 4 && resumedAt.step <= cancelledAt.step, 'resumed from a checkpoint no later than the cancel');
+      assert.equal(finished?.step, 20);
+      const steps = events.filter((e) => e.event === 'step').map((e) => e.step as number);
+      assert.deepEqual([...new Set(steps)].sort((a, b) => a - b), Array.from({ length: 20 }, (_, i) => i + 1), 'every step 1..20 was logged');
     });
   });
 
