@@ -1,0 +1,784 @@
+"""The `export-onnx` verb: the encoder (pruned model, LoRA merged, pooling, L2 norm) as one ONNX graph.
+
+    python -m l3prune export-onnx --run-dir DIR --model MODEL_DIR [--keep N] [--adapter ADAPTER_DIR]
+        [--from-run TRAIN_RUN_DIR] [--out OUT_DIR] [--pooling weighted_mean|mean|last_token] [--max-length 512]
+        [--opset 17] [--parity-data FILE.jsonl]
+
+The graph takes input_ids and attention_mask (int64, [batch, sequence], both axes dynamic) and returns
+embedding (float32, [batch, hidden], unit length). Everything between the tokenizer and the vector is inside it:
+position ids (cumsum of the mask, as Encoder.model_inputs computes them, so left and right padding give the same
+vector), the transformer, the trainer's pooling (encoder.pool) and the L2 normalisation. A JavaScript client
+therefore only has to tokenise exactly as the worker does; l3prune-encoder.json next to the graph says how.
+
+Exporter: torch.onnx.export(dynamo=False), the TorchScript tracer. It still ships with torch 2.13, needs only the
+`onnx` package and traces transformers' decoders with dynamic batch and length; the dynamo exporter would add
+onnxscript and a torch.export pass that transformers' mask code does not always survive. Tracing records one path
+through Python control flow, so the example input is padded (the masked path) and longer than one token, and
+attention runs "eager" while tracing (sdpa has a shape-dependent is_causal shortcut). The torch reference for the
+parity check is computed before that switch, with the attention the worker itself uses.
+
+The folder is built in a hidden sibling and renamed into place only after the parity check passed, so OUT_DIR
+either holds a complete, verified export or does not exist.
+"""
+from __future__ import annotations
+
+import argparse
+import errno
+import gc
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import DataError
+from .encoder import POOLINGS, Encoder, ModelError, _accepts, check_model_dir, find_final_norm, find_layers, load_encoder, pool, prune
+from .events import RunFolder, RunFolderError, now_iso
+
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL = 1
+FORMAT = 1
+MIN_OPSET = 14  # Trilu and the attention decompositions need 14
+MAX_OPSET = 20  # the TorchScript exporter's ceiling in torch 2.13
+MIN_COSINE = 0.9999
+PARITY_BATCH = 8
+PARITY_SENTENCES = 16
+# protobuf cannot serialise a message of 2 GiB or more; above this the weights go to one model.onnx.data file.
+EXTERNAL_DATA_BYTES = 1_800_000_000
+MODEL_FILE = "model.onnx"
+DATA_FILE = "model.onnx.data"
+MANIFEST = "l3prune-encoder.json"
+EXAMPLES = "parity-examples.json"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+QUERY_TEMPLATE = "Instruct: {instruction}\nQuery: {query}"  # data.Triple.query_text
+TEXT_FIELDS = ("sentence1", "sentence2", "query", "positive", "negative", "text", "anchor")
+
+# Real sentences of very different lengths (1 to ~60 tokens), with accents, CJK and an emoji, so the parity
+# check also exercises byte-level pieces and padding-heavy batches.
+BUILTIN_SENTENCES = [
+    "Hello.",
+    "A man is playing a guitar on stage.",
+    "The cat sleeps on the warm sofa while the rain keeps falling outside.",
+    "Prices rose 3.2% in March, the fastest pace since 2008.",
+    "Where is the nearest train station?",
+    "Müller ordered a café au lait and a croissant at the naïve little bistro near the Rhône.",
+    "东京是日本的首都。",
+    "The committee postponed its decision on the new bridge until engineers could review the soil samples taken "
+    "along the river bank last autumn.",
+    "I can't believe it's already Friday 🎉",
+    "Photosynthesis converts light energy into chemical energy stored in glucose.",
+    "OK",
+    "Two kids run across the park, chasing a red kite that the wind keeps pulling towards the old oak trees.",
+    "def add(a, b):\n    return a + b",
+    "The defendant, who had pleaded not guilty to all four charges, was acquitted on Tuesday after a jury "
+    "deliberated for less than three hours, ending a trial that had lasted almost six weeks and drawn national "
+    "attention to the case.",
+    "Is this vaccine safe for children under five?",
+    "Rain falls over the quiet town.",
+    "Quantum computers exploit superposition and entanglement to solve certain problems faster than classical machines.",
+    "She said: \"Don't forget the keys!\"",
+]
+
+
+class ParityError(ValueError):
+    """ONNX Runtime's embeddings differ from torch's more than the threshold allows."""
+
+
+class ExportCancelled(BaseException):
+    """Raised from the signal handler; a BaseException so no `except Exception` in a library swallows it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# spec
+@dataclass
+class ExportSpec:
+    model: str
+    out: str
+    keep: int | None = None
+    adapter: str | None = None
+    fromRun: str | None = None
+    pooling: str = "weighted_mean"
+    maxLength: int = 512
+    opset: int = 17
+    parityData: str | None = None
+    minCosine: float = MIN_COSINE
+    trustRemoteCode: bool = False
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run-dir", required=True, help="run folder (run.json, events.jsonl; the export goes to <run-dir>/onnx unless --out)")
+    p.add_argument("--model", help="local Hugging Face model folder (safetensors); with --from-run: the base model, if it moved")
+    p.add_argument("--keep", type=int, metavar="N", help="keep the first N layers (default: all, or the adapter's depth)")
+    p.add_argument("--adapter", help="peft LoRA adapter folder (safetensors) to merge into the pruned model")
+    p.add_argument("--from-run", dest="fromRun", help="a finished train run folder: its merged model, or base model + adapter")
+    p.add_argument("--out", help="folder to create for model.onnx and its files (default <run-dir>/onnx)")
+    p.add_argument("--pooling", choices=list(POOLINGS), help="default: the train run's, else weighted_mean")
+    p.add_argument("--max-length", type=int, dest="maxLength", metavar="N", help="tokens per text after truncation (default: the train run's, else 512)")
+    p.add_argument("--opset", type=int, metavar="N", help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} (default 17)")
+    p.add_argument("--parity-data", dest="parityData", help="JSONL (sts or triples) to draw the parity sentences from; default: a built-in list")
+    p.add_argument("--trust-remote-code", action="store_true", default=None, dest="trustRemoteCode")
+    p.add_argument("--heartbeat-seconds", type=float, default=5.0, help=argparse.SUPPRESS)
+    # Test hooks: a stricter-than-possible threshold proves the failure path; a pause gives SIGTERM a target.
+    p.add_argument("--min-cosine", type=float, dest="minCosine", help=argparse.SUPPRESS)
+    p.add_argument("--debug-sleep-after-load", type=float, default=0.0, help=argparse.SUPPRESS)
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{what}: {path} does not exist") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{what}: {path} is not readable JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{what}: {path} must hold a JSON object")
+    return obj
+
+
+def spec_from_args(args: argparse.Namespace) -> ExportSpec:
+    """Resolve flags, the train run and defaults into the spec stored in run.json (paths absolute)."""
+    defaults: dict = {}
+    model = args.model
+    adapter = args.adapter
+    if args.fromRun:
+        if adapter:
+            raise ValueError("give either --adapter or --from-run, not both (--from-run takes the run's adapter)")
+        rd = Path(args.fromRun).expanduser()
+        state = _read_json(rd / "run.json", "--from-run needs a train run folder")
+        if state.get("verb") != "train" or not isinstance(state.get("spec"), dict):
+            raise ValueError(f"--from-run {rd} is not a train run (verb {state.get('verb')!r}); pass the folder of a train run")
+        if state.get("status") != "succeeded":
+            raise ValueError(f"the train run in {rd} has not finished (status {state.get('status')!r}); export a run that succeeded")
+        tspec = state["spec"]
+        defaults = {"pooling": tspec.get("pooling"), "maxLength": tspec.get("maxLength")}
+        merged = rd / "model"
+        if model is None and (merged / "config.json").is_file():
+            model = str(merged)
+        else:
+            # No merged model (mergeAtEnd false), or --model names the base model: base + the run's adapter.
+            model = model or tspec.get("model")
+            adapter = str(rd / "adapter")
+            if not (rd / "adapter" / "adapter_config.json").is_file():
+                raise ValueError(f"the train run in {rd} has neither a merged model/ nor an adapter/; it cannot be exported")
+    if not model:
+        raise ValueError("no --model given; pass a local model folder with --model, or a finished train run with --from-run")
+    if not args.fromRun:
+        # A train run's merged model/ folder says how it was trained.
+        info = Path(model).expanduser() / "l3prune_encoder.json"
+        if info.is_file():
+            try:
+                saved = json.loads(info.read_text(encoding="utf-8"))
+                defaults = {"pooling": saved.get("pooling"), "maxLength": saved.get("maxLength")}
+            except (OSError, json.JSONDecodeError):
+                pass
+    pooling = args.pooling or defaults.get("pooling") or "weighted_mean"
+    max_length = args.maxLength if args.maxLength is not None else (defaults.get("maxLength") or 512)
+    opset = args.opset if args.opset is not None else 17
+    min_cos = args.minCosine if args.minCosine is not None else MIN_COSINE
+    if args.keep is not None and args.keep < 1:
+        raise ValueError(f"--keep must be at least 1, got {args.keep}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    if not isinstance(max_length, int) or max_length < 2:
+        raise ValueError(f"--max-length must be at least 2, got {max_length!r}")
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ValueError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET} (the TorchScript exporter's range), got {opset}")
+    if not (math.isfinite(min_cos) and 0 < min_cos <= 1.5):
+        raise ValueError(f"--min-cosine must be a number in (0, 1], got {min_cos}")
+    parity = None
+    if args.parityData:
+        parity = Path(args.parityData).expanduser().absolute()
+        if not parity.is_file():
+            raise ValueError(f"parity data file {parity} does not exist; pass a JSONL file with --parity-data or leave it out")
+    run_dir = Path(args.run_dir).expanduser().absolute()
+    out = Path(args.out).expanduser().absolute() if args.out else run_dir / "onnx"
+    if out == run_dir or out in run_dir.parents:
+        raise ValueError(f"--out {out} would hold the run folder {run_dir}; choose a new folder for the export")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"output folder {out} already exists and is not empty; choose a new --out")
+    return ExportSpec(
+        model=str(Path(model).expanduser().absolute()),
+        out=str(out),
+        keep=args.keep,
+        adapter=str(Path(adapter).expanduser().absolute()) if adapter else None,
+        fromRun=str(Path(args.fromRun).expanduser().absolute()) if args.fromRun else None,
+        pooling=pooling,
+        maxLength=max_length,
+        opset=opset,
+        parityData=str(parity) if parity else None,
+        minCosine=float(min_cos),
+        trustRemoteCode=bool(args.trustRemoteCode),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the encoder as one module
+class ExportableEncoder(nn.Module):
+    """input_ids, attention_mask -> unit-length embedding, through the worker's own Encoder code."""
+
+    def __init__(self, enc: Encoder, pooling: str):
+        super().__init__()
+        self.model = enc.model
+        self.pooling = pooling
+        self._enc = enc
+        self._use_cache = _accepts(enc.model, "use_cache")
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        inputs = self._enc.model_inputs({"input_ids": input_ids, "attention_mask": attention_mask})
+        out = self.model(**inputs, use_cache=False) if self._use_cache else self.model(**inputs)
+        return F.normalize(pool(out.last_hidden_state, attention_mask, self.pooling), p=2, dim=-1)
+
+
+def reference_embeddings(enc: Encoder, texts: list[str], pooling: str) -> torch.Tensor:
+    """What the worker computes for these texts (Encoder.encode), L2-normalised as the graph does."""
+    return F.normalize(enc.encode(texts, pooling).float(), p=2, dim=-1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# model: load, prune, merge
+def _config_layers(model_dir: str | Path) -> int | None:
+    try:
+        cfg = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    n = cfg.get("num_hidden_layers") or (cfg.get("text_config") or {}).get("num_hidden_layers")
+    return n if isinstance(n, int) and n > 0 else None
+
+
+def _adapter_file(adapter: Path) -> Path:
+    if not adapter.is_dir():
+        raise ModelError(f"adapter folder {adapter} does not exist; pass the adapter/ folder of a train run with --adapter")
+    if not (adapter / "adapter_config.json").is_file():
+        raise ModelError(f"adapter folder {adapter} has no adapter_config.json; it must be a peft adapter (save_pretrained)")
+    f = adapter / "adapter_model.safetensors"
+    if not f.is_file():
+        if (adapter / "adapter_model.bin").exists():
+            raise ModelError(f"adapter folder {adapter} holds only pickle weights (adapter_model.bin); save it with safe_serialization=True")
+        raise ModelError(f"adapter folder {adapter} has no adapter_model.safetensors")
+    return f
+
+
+def adapter_depth(weights: Path, layer_attr: str) -> int | None:
+    """Layers the adapter has weights for (highest layer index + 1), read from the tensor names only."""
+    from safetensors import safe_open
+
+    pat = re.compile(rf"(?:^|\.){re.escape(layer_attr)}\.(\d+)\.")
+    with safe_open(str(weights), framework="pt") as fh:
+        idx = [int(m.group(1)) for k in fh.keys() if (m := pat.search(k))]
+    return max(idx) + 1 if idx else None
+
+
+def merge_adapter(model: nn.Module, adapter: Path, weights: Path) -> nn.Module:
+    from peft import PeftConfig, get_peft_model, set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    try:
+        cfg = PeftConfig.from_pretrained(str(adapter))
+    except Exception as e:  # noqa: BLE001 - peft raises many types; the user needs one sentence
+        raise ModelError(f"adapter folder {adapter}: cannot read adapter_config.json ({type(e).__name__}: {e})") from None
+    cfg.inference_mode = True
+    with warnings.catch_warnings():
+        # transformers' deprecation notices from inside peft; nothing the user can act on.
+        warnings.simplefilter("ignore", FutureWarning)
+        pm = get_peft_model(model, cfg)
+    res = set_peft_model_state_dict(pm, load_file(str(weights)))
+    unexpected = list(getattr(res, "unexpected_keys", None) or [])
+    missing = [k for k in (getattr(res, "missing_keys", None) or []) if "lora_" in k]
+    if unexpected or missing:
+        raise ModelError(
+            f"adapter {adapter} does not fit this model ({'unexpected' if unexpected else 'missing'} weights such as "
+            f"{(unexpected or missing)[0]}); pass the base model and --keep it was trained with"
+        )
+    return pm.merge_and_unload().eval()
+
+
+def load_model(spec: ExportSpec) -> tuple[Encoder, dict]:
+    enc = load_encoder(spec.model, max_length=spec.maxLength, trust_remote_code=spec.trustRemoteCode)
+    loaded_layers = enc.num_layers
+    base_model = spec.model
+    saved = Path(spec.model) / "l3prune_encoder.json"
+    if saved.is_file():
+        # A train run's merged folder: its source is the unpruned model it was cut from.
+        try:
+            base_model = json.loads(saved.read_text(encoding="utf-8")).get("sourceModel") or spec.model
+        except (OSError, json.JSONDecodeError):
+            pass
+    original = _config_layers(base_model) or loaded_layers
+    if spec.adapter:
+        weights = _adapter_file(Path(spec.adapter))
+        _, attr, _ = find_layers(enc.model)
+        depth = adapter_depth(weights, attr)
+        if depth is not None:
+            if depth > loaded_layers:
+                raise ModelError(f"adapter {spec.adapter} has weights for {depth} layers but the model has {loaded_layers}; pass the base model it was trained on")
+            if spec.keep is not None and spec.keep > depth:
+                raise ValueError(f"--keep {spec.keep} is more than the {depth} layers the adapter was trained on; choose 1..{depth}")
+            # The adapter was trained on the model pruned to its depth: prune first, then merge.
+            prune(enc.model, depth)
+        elif spec.keep is not None:
+            _check_keep(spec.keep, enc.num_layers)
+            prune(enc.model, spec.keep)
+        enc.model = merge_adapter(enc.model, Path(spec.adapter), weights)
+    if spec.keep is not None:
+        _check_keep(spec.keep, enc.num_layers)
+        if spec.keep < enc.num_layers:
+            prune(enc.model, spec.keep)
+    enc.model.eval()
+    for p in enc.model.parameters():
+        p.requires_grad_(False)
+    info = {"originalNumLayers": original, "sourceModel": str(Path(base_model).absolute())}
+    return enc, info
+
+
+def _check_keep(keep: int, n: int) -> None:
+    if not 1 <= keep <= n:
+        raise ValueError(f"--keep {keep} is out of range: the model has {n} layers; choose 1..{n}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# parity sentences and the tokenizer contract
+def parity_texts(path: str | None, n: int = PARITY_SENTENCES) -> list[str]:
+    """n texts spanning the shortest to the longest of the file (or the built-in list), short and long interleaved
+    so every padded batch mixes lengths."""
+    if path is None:
+        pool_ = list(dict.fromkeys(BUILTIN_SENTENCES))
+    else:
+        seen: dict[str, None] = {}
+        with open(path, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"parity data {path} line {lineno}: not valid JSON ({e.msg})") from None
+                if isinstance(row, dict):
+                    for k in TEXT_FIELDS:
+                        v = row.get(k)
+                        if isinstance(v, str) and v.strip():
+                            seen.setdefault(v, None)
+                if len(seen) >= 4000:
+                    break
+        pool_ = list(seen)
+        if len(pool_) < n:
+            raise DataError(
+                f"parity data {path} has {len(pool_)} distinct texts in fields {', '.join(TEXT_FIELDS)}; at least {n} are needed"
+            )
+    by_len = sorted(pool_, key=lambda t: (len(t), t))
+    m = len(by_len)
+    picked = [by_len[round(i * (m - 1) / (n - 1))] for i in range(n)] if m > n else by_len
+    picked = list(dict.fromkeys(picked))
+    lo, hi, mixed = 0, len(picked) - 1, []
+    while lo <= hi:
+        mixed.append(picked[lo])
+        if lo != hi:
+            mixed.append(picked[hi])
+        lo, hi = lo + 1, hi - 1
+    return mixed
+
+
+def special_tokens_added(tok) -> tuple[list[int], list[int]]:
+    """Ids the worker's tokenizer call puts before and after a text's own tokens (add_special_tokens=True)."""
+    probe = "Hello world"
+    with_sp = list(tok(probe)["input_ids"])
+    plain = list(tok(probe, add_special_tokens=False)["input_ids"])
+    for i in range(len(with_sp) - len(plain) + 1):
+        if with_sp[i : i + len(plain)] == plain:
+            return with_sp[:i], with_sp[i + len(plain) :]
+    return [], []
+
+
+def stage_tokenizer(tok, model_dir: Path, dest: Path) -> list[str]:
+    """Copy the tokenizer files the model folder has; write tokenizer.json from the fast tokenizer if it has none."""
+    copied = []
+    for name in TOKENIZER_FILES:
+        src = model_dir / name
+        if src.is_file():
+            shutil.copyfile(src, dest / name)
+            copied.append(name)
+    if "tokenizer.json" not in copied:
+        backend = getattr(tok, "backend_tokenizer", None)
+        if backend is None:
+            raise ModelError(
+                f"model folder {model_dir} has no tokenizer.json and its tokenizer is not a fast one; a JavaScript client needs "
+                "tokenizer.json (save the tokenizer with a recent transformers)"
+            )
+        backend.save(str(dest / "tokenizer.json"))
+        copied.insert(0, "tokenizer.json")
+    return copied
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# export
+@contextmanager
+def captured_fd2():
+    """C++ parts of the exporter write to fd 2 directly; stderr is reserved for the one-sentence error."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    buf = tempfile.TemporaryFile()
+    os.dup2(buf.fileno(), 2)
+    try:
+        yield buf
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        buf.close()
+
+
+def trace_example(enc: Encoder) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two rows, the second padded: tracing records the masked path, with a query longer than one token."""
+    ids = list(enc.tokenizer("The quick brown fox jumps over the lazy dog near the river.")["input_ids"])[: max(4, min(enc.max_length, 16))]
+    if len(ids) < 4:
+        ids = (ids * 4)[:4]
+    pad = enc.tokenizer.pad_token_id if enc.tokenizer.pad_token_id is not None else 0
+    short = ids[:2] + [pad] * (len(ids) - 2)
+    input_ids = torch.tensor([ids, short], dtype=torch.long)
+    mask = torch.tensor([[1] * len(ids), [1, 1] + [0] * (len(ids) - 2)], dtype=torch.long)
+    return input_ids, mask
+
+
+def torch_export(enc: Encoder, pooling: str, path: Path, opset: int) -> None:
+    wrapper = ExportableEncoder(enc, pooling).eval()
+    example = trace_example(enc)
+    # The tracer's warnings (Python booleans from shapes, the legacy-exporter notice) are expected: the example
+    # input fixes those branches on purpose, and the parity check verifies the result.
+    with captured_fd2() as log, torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(
+                wrapper,
+                example,
+                str(path),
+                dynamo=False,
+                input_names=["input_ids", "attention_mask"],
+                output_names=["embedding"],
+                dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}, "embedding": {0: "batch"}},
+                opset_version=opset,
+                do_constant_folding=True,
+            )
+        except Exception as e:
+            log.seek(0)
+            tail = log.read()[-2000:].decode("utf-8", "replace").strip()
+            raise RuntimeError(f"torch.onnx.export failed: {type(e).__name__}: {e}" + (f" (exporter output: {tail})" if tail else "")) from e
+
+
+def finalize_onnx(raw: Path, dest: Path, hidden: int, meta: dict[str, str], param_bytes: int) -> str | None:
+    """Fix the output's shape to [batch, hidden], add metadata and write one file, or a graph plus one data file
+    when the weights exceed protobuf's 2 GiB (the TorchScript exporter would leave one file per tensor)."""
+    import onnx
+
+    m = onnx.load(str(raw), load_external_data=True)
+    out = m.graph.output[0]
+    dims = out.type.tensor_type.shape.dim
+    del dims[:]
+    dims.add().dim_param = "batch"
+    dims.add().dim_value = hidden
+    for k, v in meta.items():
+        p = m.metadata_props.add()
+        p.key, p.value = k, v
+    m.producer_name = "l3prune export-onnx"
+    external = param_bytes > EXTERNAL_DATA_BYTES
+    if external:
+        onnx.save_model(m, str(dest / MODEL_FILE), save_as_external_data=True, all_tensors_to_one_file=True, location=DATA_FILE, size_threshold=1024)
+    else:
+        onnx.save_model(m, str(dest / MODEL_FILE))
+    del m
+    # By path, so a graph with external data is checked too.
+    onnx.checker.check_model(str(dest / MODEL_FILE))
+    return DATA_FILE if external else None
+
+
+def ort_session(path: Path):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return F.cosine_similarity(a.double(), b.double(), dim=-1)
+
+
+def _fsync_tree(d: Path) -> None:
+    for p in d.iterdir():
+        if p.is_file():
+            with open(p, "rb") as fh:
+                os.fsync(fh.fileno())
+    fd = os.open(d, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, ensure_ascii=False, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def run_export(spec: ExportSpec, emit: Callable[..., object], *, sleep_after_load: float = 0.0) -> dict:
+    import onnx
+    import onnxruntime
+
+    t0 = time.monotonic()
+    out = Path(spec.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    # mkdtemp makes the folder private; the export is meant to be read by the extension and other tools.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(stage, 0o777 & ~umask)
+    try:
+        check_model_dir(spec.model)
+        enc, info = load_model(spec)
+        cfg = enc.model.config
+        tokenizer_files = stage_tokenizer(enc.tokenizer, Path(spec.model), stage)
+        n = enc.num_layers
+        norm = find_final_norm(enc.model)
+        emit(
+            "model_loaded",
+            numLayers=n,
+            originalNumLayers=info["originalNumLayers"],
+            modelType=str(getattr(cfg, "model_type", "unknown")),
+            hiddenSize=int(getattr(cfg, "hidden_size", 0) or 0),
+            finalNorm=type(norm).__name__ if norm is not None else None,
+            loadSeconds=round(time.monotonic() - t0, 3),
+            device="cpu",
+        )
+        if sleep_after_load:
+            time.sleep(sleep_after_load)
+
+        texts = parity_texts(spec.parityData)
+        batches = [texts[i : i + PARITY_BATCH] for i in range(0, len(texts), PARITY_BATCH)]
+        steps = 2 * len(batches) + 2
+        step = 0
+
+        def progress(stage_name: str, **extra) -> None:
+            nonlocal step
+            step += 1
+            emit("progress", batch=step, batches=steps, stage=stage_name, elapsedSeconds=round(time.monotonic() - t0, 3), **extra)
+
+        # Reference first, with the model exactly as the worker runs it.
+        refs, tokenized = [], []
+        done = 0
+        for b in batches:
+            tok = enc.tokenize(b)
+            tokenized.append({k: tok[k].numpy() for k in ("input_ids", "attention_mask")})
+            refs.append(reference_embeddings(enc, b, spec.pooling))
+            done += len(b)
+            progress("reference", samplesDone=done, samples=len(texts))
+        hidden = int(refs[0].shape[-1])
+        pre, post = special_tokens_added(enc.tokenizer)
+
+        if hasattr(enc.model, "set_attn_implementation"):
+            try:
+                enc.model.set_attn_implementation("eager")
+            except Exception:  # noqa: BLE001 - keep the model's attention when it has no eager path
+                pass
+        raw_dir = stage / ".raw"
+        raw_dir.mkdir()
+        param_bytes = sum(p.numel() * p.element_size() for p in enc.model.parameters())
+        torch_export(enc, spec.pooling, raw_dir / MODEL_FILE, spec.opset)
+        progress("export")
+        model_type = str(getattr(cfg, "model_type", "unknown"))
+        # The torch weights are no longer needed; a large model should not sit in memory twice.
+        enc.model = None
+        gc.collect()
+        meta = {"l3prune.format": str(FORMAT), "l3prune.pooling": spec.pooling, "l3prune.normalize": "true",
+                "l3prune.maxLength": str(spec.maxLength), "l3prune.numLayers": str(n)}
+        external = finalize_onnx(raw_dir / MODEL_FILE, stage, hidden, meta, param_bytes)
+        shutil.rmtree(raw_dir)
+        progress("save")
+
+        sess = ort_session(stage / MODEL_FILE)
+        cos_all, got_all = [], []
+        done = 0
+        for b, feed, ref in zip(batches, tokenized, refs):
+            got = torch.from_numpy(sess.run(["embedding"], feed)[0])
+            if tuple(got.shape) != tuple(ref.shape):
+                raise ParityError(f"ONNX Runtime returned shape {tuple(got.shape)} for a batch whose torch embedding is {tuple(ref.shape)}")
+            cos_all.append(cosines(got, ref))
+            got_all.append(got)
+            done += len(b)
+            progress("parity", samplesDone=done, samples=len(texts))
+        del sess
+        cos = torch.cat(cos_all)
+        min_cos, mean_cos = float(cos.min()), float(cos.mean())
+        if not (min_cos >= spec.minCosine):
+            worst = int(cos.argmin())
+            raise ParityError(
+                f"ONNX parity check failed: min cosine {min_cos:.6f} < {spec.minCosine} between ONNX Runtime and torch over "
+                f"{len(texts)} sentences (worst: {texts[worst][:40]!r}); the graph does not reproduce this model, nothing was written"
+            )
+        parity = {"minCosine": min_cos, "meanCosine": mean_cos, "sentences": len(texts), "threshold": spec.minCosine,
+                  "batchSize": PARITY_BATCH, "examplesFile": EXAMPLES}
+        tok = enc.tokenizer
+        ids_all = [row[m.astype(bool)].tolist() for feed in tokenized for row, m in zip(feed["input_ids"], feed["attention_mask"])]
+        _write_json(stage / EXAMPLES, {
+            "description": "torch reference of the parity check: each text, the ids the worker's tokenizer gives it (no padding) and the "
+                           "unit-length embedding the worker computes; a client that tokenises and runs the graph correctly gets cosine >= "
+                           f"{spec.minCosine} to these",
+            "pooling": spec.pooling,
+            "examples": [
+                {"text": t, "inputIds": ids, "embedding": [float(f"{x:.7g}") for x in e.tolist()]}
+                for t, ids, e in zip(texts, ids_all, torch.cat(refs))
+            ],
+        })
+        manifest = {
+            "format": FORMAT,
+            "model": MODEL_FILE,
+            "externalData": external,
+            "pooling": spec.pooling,
+            "normalize": True,
+            "maxLength": spec.maxLength,
+            "hiddenSize": hidden,
+            "numLayers": n,
+            "originalNumLayers": info["originalNumLayers"],
+            "inputs": ["input_ids", "attention_mask"],
+            "output": "embedding",
+            "paddingSide": tok.padding_side,
+            "truncationSide": tok.truncation_side,
+            "padTokenId": int(tok.pad_token_id),
+            "addSpecialTokens": True,
+            "prependTokenIds": pre,
+            "appendTokenIds": post,
+            "tokenizerFiles": tokenizer_files,
+            "queryTemplate": QUERY_TEMPLATE,
+            "modelType": model_type,
+            "opset": spec.opset,
+            "sourceModel": info["sourceModel"],
+            "loadedFrom": spec.model,
+            "adapter": spec.adapter,
+            "fromRun": spec.fromRun,
+            "parity": parity,
+            "exporter": {"method": "torch.onnx.export(dynamo=False)", "torch": torch.__version__, "onnx": onnx.__version__,
+                         "onnxruntime": onnxruntime.__version__},
+            "createdAt": now_iso(),
+        }
+        _write_json(stage / MANIFEST, manifest)
+        _fsync_tree(stage)
+        if out.exists():
+            out.rmdir()  # empty (checked in the spec); a rename onto a non-empty folder would fail anyway
+        os.rename(stage, out)
+        size = (out / MODEL_FILE).stat().st_size + ((out / external).stat().st_size if external else 0)
+        return {
+            "path": str(out / MODEL_FILE),
+            "outDir": str(out),
+            "bytes": size,
+            "opset": spec.opset,
+            "parityMinCosine": min_cos,
+            "parityMeanCosine": mean_cos,
+            "numLayers": n,
+            "seconds": round(time.monotonic() - t0, 3),
+        }
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CLI
+def run_cli(args: argparse.Namespace) -> int:
+    """`python -m l3prune export-onnx ...`; exit 0, 2 bad input (or failed parity), 1 internal, 128+signal."""
+    from .train import quiet_libraries
+
+    def on_signal(signum, _frame):
+        # A second signal must not interrupt writing the cancelled state.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise ExportCancelled(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    quiet_libraries()
+    run: RunFolder | None = None
+    try:
+        try:
+            spec = spec_from_args(args)
+        except ValueError as e:
+            print(f"l3prune: {e}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        run = RunFolder(args.run_dir, "export-onnx", spec.to_json())
+        try:
+            run.open()
+        except RunFolderError as e:
+            run = None
+            print(f"l3prune: {e}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        run.emit("started", verb="export-onnx", pid=os.getpid(), spec=spec.to_json())
+        run.start_heartbeat(args.heartbeat_seconds)
+        try:
+            result = run_export(spec, run.emit, sleep_after_load=args.debug_sleep_after_load)
+        except (DataError, ModelError, ValueError) as e:
+            return _fail(run, str(e), "user", EXIT_USER_ERROR)
+        except (MemoryError, torch.OutOfMemoryError):
+            return _fail(run, "ran out of memory while exporting; free memory or export a model with fewer layers (--keep)", "resource", EXIT_USER_ERROR)
+        except Exception as e:  # noqa: BLE001 - the run folder must still say "failed"
+            if _disk_full(e):
+                return _fail(run, f"the disk holding {Path(spec.out).parent} is full (no space left on device); nothing was exported, "
+                                  "free some space or choose another --out", "resource", EXIT_USER_ERROR)
+            return _fail(run, f"internal error ({type(e).__name__}: {e}); see events.jsonl for the traceback", "internal", EXIT_INTERNAL, traceback.format_exc())
+        run.stop_heartbeat()
+        run.emit("exported", **{k: result[k] for k in ("path", "outDir", "bytes", "opset", "parityMinCosine", "parityMeanCosine", "numLayers", "seconds")})
+        run.finish("succeeded", result=result)
+        run.close()
+        return 0
+    except ExportCancelled as c:
+        name = signal.Signals(c.signum).name
+        if run is not None:
+            run.stop_heartbeat()
+            run.emit("cancelled", signal=name)
+            run.finish("cancelled", error={"message": f"cancelled by {name}; nothing was written to the output folder"})
+            run.close()
+        print(f"l3prune: cancelled by {name}", file=sys.stderr)
+        return 128 + c.signum
+
+
+def _disk_full(e: BaseException) -> bool:
+    # onnx and safetensors may report ENOSPC as their own error types, with the OS error only in the text.
+    return (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) or "No space left on device" in str(e)
+
+
+def _fail(run: RunFolder, message: str, kind: str, code: int, detail: str | None = None) -> int:
+    message = " ".join(message.split())
+    run.stop_heartbeat()
+    try:
+        run.emit("error", message=message, kind=kind, **({"detail": detail} if detail else {}))
+        run.finish("failed", error={"message": message, "kind": kind})
+    except OSError:
+        # The run folder's own disk is full: stderr is the only report left.
+        pass
+    finally:
+        run.close()
+    print(f"l3prune: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m l3prune export-onnx")
+    add_arguments(p)
+    return run_cli(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

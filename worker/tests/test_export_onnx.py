@@ -1,0 +1,294 @@
+"""export-onnx as the extension and a JavaScript client use it: one graph, dynamic axes, parity with the worker."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+import torch
+
+from conftest import write_triples
+
+WORKER = Path(__file__).resolve().parents[1]
+CMD = [sys.executable, "-m", "l3prune"]
+TEXTS = [
+    "A man is playing a guitar on stage.",
+    "Hello.",
+    "The committee postponed its decision on the new bridge until engineers could review the soil samples taken along "
+    "the river bank last autumn, which delayed the works by a year and angered the shop owners on both sides of the water.",
+    "Where is the nearest train station?",
+    "Müller ordered a café au lait 🎉",
+]
+
+
+def cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([*CMD, *args], capture_output=True, text=True, timeout=timeout, cwd=WORKER)
+
+
+def validate_run(run_dir: Path, schemas) -> tuple[dict, list[dict]]:
+    reg = schemas["registry"]
+    run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator(schemas["run"], registry=reg).validate(run)
+    events = [json.loads(l) for l in (run_dir / "events.jsonl").read_text(encoding="utf-8").splitlines()]
+    v = jsonschema.Draft202012Validator(schemas["events"], registry=reg)
+    for e in events:
+        v.validate(e)
+    return run, [e for e in events if e["event"] != "heartbeat"]
+
+
+def session(out: Path):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+
+
+def ort_embed(sess, batch: dict) -> torch.Tensor:
+    feed = {k: batch[k].numpy().astype(np.int64) for k in ("input_ids", "attention_mask")}
+    return torch.from_numpy(sess.run(["embedding"], feed)[0])
+
+
+def cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=-1)
+
+
+def run_inproc(argv: list[str], capsys) -> tuple[int, str, str]:
+    """The real CLI entry in this process (no interpreter start-up); signal handlers are put back afterwards."""
+    from l3prune.__main__ import main
+
+    try:
+        rc = main(["export-onnx", *argv])
+    except SystemExit as e:  # argparse
+        rc = e.code
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the demo model, pruned to 2 layers, through the real CLI
+@pytest.fixture(scope="module")
+def demo_export(demo_model, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("export") / "run"
+    p = cli("export-onnx", "--run-dir", str(run_dir), "--model", str(demo_model), "--keep", "2", "--heartbeat-seconds", "0.5")
+    assert p.returncode == 0, p.stderr
+    return run_dir, p
+
+
+@pytest.fixture(scope="module")
+def demo_encoder(demo_model):
+    from l3prune.encoder import load_encoder, prune
+
+    enc = load_encoder(demo_model, max_length=512)
+    prune(enc.model, 2)
+    return enc
+
+
+def test_run_folder_events_and_exported_folder_follow_the_contract(demo_export, demo_model, schemas):
+    run_dir, p = demo_export
+    assert p.stderr == ""
+    run, events = validate_run(run_dir, schemas)
+    assert [json.loads(l) for l in p.stdout.splitlines() if json.loads(l)["event"] != "heartbeat"] == events, "stdout carries the events"
+    kinds = [e["event"] for e in events]
+    assert kinds[:2] == ["started", "model_loaded"] and kinds[-1] == "exported" and set(kinds[2:-1]) == {"progress"}
+    assert events[0]["verb"] == "export-onnx" and events[0]["spec"] == run["spec"]
+    assert events[1]["numLayers"] == 2 and events[1]["originalNumLayers"] == 30 and events[1]["hiddenSize"] == 576
+    stages = [e["stage"] for e in events if e["event"] == "progress"]
+    assert stages == ["reference", "reference", "export", "save", "parity", "parity"]
+    assert [e["batch"] for e in events if e["event"] == "progress"] == list(range(1, 7))
+
+    out = run_dir / "onnx"
+    done = events[-1]
+    assert run["status"] == "succeeded" and run["result"] == {k: v for k, v in done.items() if k not in ("event", "time")}
+    assert done["path"] == str(out / "model.onnx") and done["outDir"] == str(out) and done["opset"] == 17 and done["numLayers"] == 2
+    assert done["bytes"] == (out / "model.onnx").stat().st_size and done["parityMinCosine"] >= 0.9999
+    assert sorted(x.name for x in out.iterdir()) == ["l3prune-encoder.json", "model.onnx", "parity-examples.json", "tokenizer.json", "tokenizer_config.json"]
+    assert (out / "tokenizer.json").read_bytes() == (demo_model / "tokenizer.json").read_bytes()
+    assert not [x for x in run_dir.parent.iterdir() if x.name.startswith(".")], "no temp folder left"
+
+    m = json.loads((out / "l3prune-encoder.json").read_text(encoding="utf-8"))
+    assert m["format"] == 1 and m["pooling"] == "weighted_mean" and m["normalize"] is True and m["maxLength"] == 512
+    assert m["hiddenSize"] == 576 and m["numLayers"] == 2 and m["originalNumLayers"] == 30
+    assert m["inputs"] == ["input_ids", "attention_mask"] and m["output"] == "embedding" and m["model"] == "model.onnx"
+    # SmolLM2's tokenizer adds no BOS/EOS, pads on the right with <|im_end|> (id 2).
+    assert m["paddingSide"] == "right" and m["truncationSide"] == "right" and m["padTokenId"] == 2
+    assert m["addSpecialTokens"] is True and m["prependTokenIds"] == [] and m["appendTokenIds"] == []
+    assert m["externalData"] is None and m["opset"] == 17 and m["sourceModel"] == str(demo_model.absolute())
+    assert m["parity"]["sentences"] >= 16 and m["parity"]["minCosine"] == done["parityMinCosine"] >= 0.9999
+    assert m["parity"]["meanCosine"] >= m["parity"]["minCosine"] and m["tokenizerFiles"] == ["tokenizer.json", "tokenizer_config.json"]
+    ex = json.loads((out / "parity-examples.json").read_text(encoding="utf-8"))["examples"]
+    assert len(ex) == m["parity"]["sentences"] and len({len(e["inputIds"]) for e in ex}) > 8, "varied lengths"
+    assert all(len(e["embedding"]) == 576 and abs(np.linalg.norm(e["embedding"]) - 1) < 1e-5 for e in ex)
+
+
+def test_graph_has_dynamic_batch_and_length_and_matches_the_worker_encode(demo_export, demo_encoder):
+    import onnx
+
+    out = demo_export[0] / "onnx"
+    g = onnx.load(str(out / "model.onnx"), load_external_data=False).graph
+    shape = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]  # noqa: E731
+    assert [(i.name, shape(i), i.type.tensor_type.elem_type) for i in g.input] == [
+        ("input_ids", ["batch", "sequence"], onnx.TensorProto.INT64), ("attention_mask", ["batch", "sequence"], onnx.TensorProto.INT64)]
+    assert [(o.name, shape(o), o.type.tensor_type.elem_type) for o in g.output] == [("embedding", ["batch", 576], onnx.TensorProto.FLOAT)]
+
+    from l3prune.export_onnx import reference_embeddings
+
+    sess = session(out)
+    enc = demo_encoder
+    for texts, length in ((TEXTS[:1], 3), (TEXTS, 40)):
+        enc.max_length = length
+        batch = enc.tokenize(texts)
+        assert batch["input_ids"].shape == (len(texts), length)
+        got = ort_embed(sess, batch)
+        assert got.shape == (len(texts), 576)
+        assert cos(got, reference_embeddings(enc, texts, "weighted_mean")).min() >= 0.9999
+        assert torch.allclose(got.norm(dim=-1), torch.ones(len(texts)), atol=1e-5)
+    # Positions come from the mask inside the graph, so left padding gives the same vectors.
+    enc.tokenizer.padding_side = "left"
+    try:
+        left = ort_embed(sess, enc.tokenize(TEXTS))
+    finally:
+        enc.tokenizer.padding_side = "right"
+    assert cos(left, got).min() >= 0.9999
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# a LoRA train run on the tiny model
+@pytest.fixture(scope="module")
+def train_run(tiny_llama, tmp_path_factory) -> Path:
+    from l3prune.train import main as train_main
+
+    base = tmp_path_factory.mktemp("lora")
+    data = write_triples(base / "triples.jsonl", 16)
+    run_dir = base / "train"
+    # In this process: an interpreter start-up costs more than these three steps.
+    try:
+        rc = train_main(["--run-dir", str(run_dir), "--model", str(tiny_llama), "--data", str(data), "--keep", "2", "--steps", "3",
+                         "--batch-size", "4", "--max-length", "24", "--learning-rate", "5e-2", "--warmup-steps", "0", "--pooling", "mean"])
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    assert rc == 0
+    return run_dir
+
+
+def test_lora_run_exported_from_run_matches_the_merged_model(train_run, tiny_llama, tmp_path, schemas, capsys):
+    from l3prune.encoder import load_encoder, prune
+    from l3prune.export_onnx import reference_embeddings
+
+    run_dir = tmp_path / "exp"
+    rc, _, err = run_inproc(["--run-dir", str(run_dir), "--from-run", str(train_run)], capsys)
+    assert rc == 0 and err == "", err
+    run, events = validate_run(run_dir, schemas)
+    assert run["spec"]["model"] == str(train_run / "model") and run["spec"]["adapter"] is None and run["spec"]["fromRun"] == str(train_run)
+    m = json.loads((run_dir / "onnx" / "l3prune-encoder.json").read_text(encoding="utf-8"))
+    # Pooling and max length follow the train run; the source is the unpruned base model.
+    assert m["pooling"] == "mean" and m["maxLength"] == 24 and m["numLayers"] == 2 and m["originalNumLayers"] == 4
+    assert m["sourceModel"] == str(tiny_llama) and m["fromRun"] == str(train_run) and m["padTokenId"] == 0
+
+    merged = load_encoder(train_run / "model", max_length=24)
+    base = load_encoder(tiny_llama, max_length=24)
+    prune(base.model, 2)
+    texts = ["The cat sleeps on the warm sofa.", "A dog catches a red ball.", "Rain falls over the quiet town."]
+    batch = merged.tokenize(texts)
+    want = reference_embeddings(merged, texts, "mean")
+    assert cos(want, reference_embeddings(base, texts, "mean")).min() < 0.999, "the adapter changed the model"
+    assert cos(ort_embed(session(run_dir / "onnx"), batch), want).min() >= 0.9999
+
+
+def test_base_plus_adapter_with_external_data_matches_the_merged_model(train_run, tiny_llama, tmp_path, monkeypatch):
+    """--adapter merges into the base pruned to the adapter's depth; a graph over the size limit keeps its weights in
+    one model.onnx.data, which onnxruntime loads from the folder."""
+    from l3prune import export_onnx as X
+    from l3prune.encoder import load_encoder
+
+    monkeypatch.setattr(X, "EXTERNAL_DATA_BYTES", 0)
+    spec = X.ExportSpec(model=str(tiny_llama), out=str(tmp_path / "onnx"), adapter=str(train_run / "adapter"), pooling="mean", maxLength=24)
+    events = []
+    res = X.run_export(spec, lambda kind, **f: events.append({"event": kind, **f}))
+    out = tmp_path / "onnx"
+    assert res["numLayers"] == 2 and res["parityMinCosine"] >= 0.9999
+    names = {x.name for x in out.iterdir()}
+    assert {"l3prune-encoder.json", "model.onnx", "model.onnx.data", "parity-examples.json", "tokenizer.json"} <= names
+    assert not names - {"l3prune-encoder.json", "model.onnx", "model.onnx.data", "parity-examples.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}
+    assert json.loads((out / "l3prune-encoder.json").read_text())["externalData"] == "model.onnx.data"
+    assert res["bytes"] == (out / "model.onnx").stat().st_size + (out / "model.onnx.data").stat().st_size
+    merged = load_encoder(train_run / "model", max_length=24)
+    texts = ["Two kids run across the park.", "Workers repair the old bridge."]
+    assert cos(ort_embed(session(out), merged.tokenize(texts)), X.reference_embeddings(merged, texts, "mean")).min() >= 0.9999
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# failures and cancel
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--keep", "0"], "--keep must be at least 1"),
+        (["--opset", "9"], "--opset must be between 14 and 20"),
+        ([], "no --model given"),
+        (["--from-run", "{tmp}"], "--from-run needs a train run folder"),
+        (["--parity-data", "{tmp}/none.jsonl"], "parity data file"),
+        (["--out", "{tmp}/r"], "would hold the run folder"),
+    ],
+)
+def test_bad_flags_are_refused_before_a_run_folder_exists(tiny_llama, tmp_path, capsys, args, needle):
+    argv = ["--run-dir", str(tmp_path / "r"), *[a.replace("{tmp}", str(tmp_path)) for a in args]]
+    if args and args[0] in ("--keep", "--opset", "--parity-data", "--out"):
+        argv += ["--model", str(tiny_llama)]
+    rc, _, err = run_inproc(argv, capsys)
+    assert rc == 2 and needle in err and err.strip().count("\n") == 0, err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "model, keep, needle",
+    [
+        ("missing", "2", "does not exist; pass a local Hugging Face model folder"),
+        ("tiny", "9", "--keep 9 is out of range: the model has 4 layers; choose 1..4"),
+    ],
+)
+def test_bad_input_fails_the_run_with_one_sentence(tiny_llama, tmp_path, capsys, schemas, model, keep, needle):
+    m = str(tiny_llama) if model == "tiny" else str(tmp_path / "no-such-model")
+    rc, out, err = run_inproc(["--run-dir", str(tmp_path / "r"), "--model", m, "--keep", keep], capsys)
+    assert rc == 2 and err.startswith("l3prune: ") and needle in err and err.strip().count("\n") == 0, err
+    run, events = validate_run(tmp_path / "r", schemas)
+    assert run["status"] == "failed" and run["error"]["kind"] == "user" and run["error"]["message"] in err
+    assert events[-1]["event"] == "error" and not (tmp_path / "r" / "onnx").exists()
+    assert not [x for x in (tmp_path / "r").iterdir() if x.name.startswith(".onnx")]
+
+
+def test_failed_parity_fails_the_run_and_writes_nothing(tiny_llama, tmp_path, capsys, schemas):
+    rc, _, err = run_inproc(["--run-dir", str(tmp_path / "r"), "--model", str(tiny_llama), "--min-cosine", "1.01"], capsys)
+    assert rc == 2 and "ONNX parity check failed: min cosine" in err and "nothing was written" in err, err
+    run, events = validate_run(tmp_path / "r", schemas)
+    assert run["status"] == "failed" and events[-1]["event"] == "error"
+    assert sorted(x.name for x in (tmp_path / "r").iterdir()) == ["events.jsonl", "run.json"], "no export, no temp folder"
+
+
+def test_sigterm_cancels_and_leaves_no_output(tiny_llama, tmp_path, schemas):
+    run_dir = tmp_path / "r"
+    proc = subprocess.Popen([*CMD, "export-onnx", "--run-dir", str(run_dir), "--model", str(tiny_llama), "--debug-sleep-after-load", "60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=WORKER)
+    try:
+        deadline = time.monotonic() + 120
+        for line in proc.stdout:
+            if json.loads(line)["event"] == "model_loaded":
+                break
+            assert time.monotonic() < deadline
+        proc.send_signal(signal.SIGTERM)
+        proc.stdout.read()
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rc == 128 + signal.SIGTERM and "cancelled by SIGTERM" in proc.stderr.read()
+    run, events = validate_run(run_dir, schemas)
+    assert run["status"] == "cancelled" and events[-1]["event"] == "cancelled" and events[-1]["signal"] == "SIGTERM"
+    assert sorted(x.name for x in run_dir.iterdir()) == ["events.jsonl", "run.json"]
