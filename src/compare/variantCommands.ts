@@ -1,0 +1,270 @@
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import type { Services } from '../commands';
+import { formatBytes, formatParams } from '../format/units';
+import type { LayerStack } from '../model/stack';
+import { planKeep } from '../prune/plan';
+import { runWithProgress } from '../runs/runCommands';
+import { newRunDir, runsRoot } from '../runs/runLocation';
+import type { RunSummary } from '../runs/runStore';
+import { ComparePanel } from '../views/comparePanel';
+import type { ModelsNode } from '../views/modelsTree';
+import { findPython, WorkspaceNotTrustedError } from '../worker/python';
+import { ensureWorkerPackage } from '../worker/workerPackage';
+import { runEvaluate, runExportOnnx, variantLabel, type Variant } from './variantRuns';
+
+const MAX_EXAMPLES_KEY = 'l3prune.evaluate.maxExamples';
+
+interface ChosenVariant {
+  variant: Variant;
+  label: string;
+}
+
+const isSucceededTrainRun = (run: RunSummary): boolean => run.verb === 'train' && run.status === 'succeeded';
+
+function trainedVariant(run: RunSummary): ChosenVariant {
+  const variant: Variant = { kind: 'trained', model: run.model ?? '', keep: run.keep ?? 0, fromRun: run.runDir };
+  return { variant, label: variantLabel(variant, run.model ? path.basename(run.model) : run.id) };
+}
+
+/** A run handed over by the Runs tree (its item, or its folder as a string) rather than a model. */
+function runFromArg(s: Services, arg: unknown): RunSummary | undefined {
+  if (typeof arg === 'string') return s.runs.store.get(arg);
+  const runDir = (arg as RunSummary | undefined)?.runDir;
+  return typeof runDir === 'string' ? s.runs.store.get(runDir) : undefined;
+}
+
+function modelFromArg(arg: unknown): { model: string; keep?: number } | undefined {
+  if (typeof arg === 'string' && arg.trim()) return { model: arg };
+  if (arg instanceof vscode.Uri) return { model: arg.fsPath };
+  const node = arg as ModelsNode | undefined;
+  if (node?.kind === 'model') return { model: node.model.path };
+  if (node?.kind === 'cut') return { model: node.modelPath, keep: node.variant === 'small' ? node.analysis.small : node.analysis.large };
+  return undefined;
+}
+
+async function encoderStack(s: Services, modelPath: string): Promise<LayerStack> {
+  const entry = s.registry.get(modelPath);
+  const stack = entry?.state === 'ready' ? entry.stack : await s.registry.open(modelPath);
+  if (stack.source !== 'safetensors' || stack.path.endsWith('.safetensors')) {
+    throw new Error(`${stack.name}: the worker needs a Hugging Face model folder (config.json, tokenizer and safetensors), not an ${stack.source} file.`);
+  }
+  return stack;
+}
+
+/**
+ * Which variant to act on: the run or model the command was invoked on (Runs or Models tree, a path),
+ * else a pick among finished training runs (those selected in the Runs tree first) and open models.
+ */
+async function chooseVariant(s: Services, arg: unknown, action: string): Promise<ChosenVariant | undefined> {
+  const run = runFromArg(s, arg);
+  if (run) {
+    if (!isSucceededTrainRun(run)) throw new Error(`Run ${run.id} is not a finished training run; ${action} a model, or a training run that succeeded.`);
+    return trainedVariant(run);
+  }
+  const given = modelFromArg(arg);
+  if (given) return chooseLayers(s, await encoderStack(s, given.model), given.keep);
+
+  const selected = new Set(s.runsView.selection.filter(isSucceededTrainRun).map((r) => r.runDir));
+  const runs = s.runs.store.list().filter(isSucceededTrainRun).sort((a, b) => Number(selected.has(b.runDir)) - Number(selected.has(a.runDir)));
+  const models = s.registry.list().filter((m) => m.state === 'ready' && m.stack.source === 'safetensors' && !m.stack.path.endsWith('.safetensors'));
+  if (!runs.length && !models.length) {
+    const open = 'Open Model Folder…';
+    const choice = await vscode.window.showInformationMessage(`Open a model folder (or finish a training run) to ${action} it.`, open);
+    if (choice !== open) return undefined;
+    const stack = await vscode.commands.executeCommand<LayerStack | undefined>('l3prune.openModelFolder');
+    return stack ? chooseLayers(s, await encoderStack(s, stack.path)) : undefined;
+  }
+  type Item = vscode.QuickPickItem & { run?: RunSummary; model?: string };
+  const items: Item[] = [];
+  if (runs.length) items.push({ label: 'Trained variants', kind: vscode.QuickPickItemKind.Separator });
+  for (const r of runs) {
+    const { label } = trainedVariant(r);
+    items.push({ label: `$(beaker) ${label}`, description: r.id, detail: `finetuned by ${r.id}${r.lastLoss !== undefined ? `, final loss ${r.lastLoss.toFixed(3)}` : ''}`, run: r });
+  }
+  if (models.length) items.push({ label: 'Models (choose the layers to keep next)', kind: vscode.QuickPickItemKind.Separator });
+  for (const m of models) {
+    if (m.state !== 'ready') continue;
+    items.push({ label: `$(layers) ${m.stack.name}`, description: `${m.stack.numLayers} layers · ${formatParams(m.stack.totalParams)} params`, detail: m.path, model: m.path });
+  }
+  const picked = await vscode.window.showQuickPick(items, { title: `Variant to ${action}`, matchOnDescription: true, matchOnDetail: true });
+  if (picked?.run) return trainedVariant(picked.run);
+  if (picked?.model) return chooseLayers(s, await encoderStack(s, picked.model));
+  return undefined;
+}
+
+/** How many layers of a model to keep: all, one of L³Prune's cuts, or any other count. */
+async function chooseLayers(s: Services, stack: LayerStack, given?: number): Promise<ChosenVariant | undefined> {
+  const n = stack.layers.length;
+  const base = (keep: number): ChosenVariant => {
+    const variant: Variant = { kind: 'base', model: stack.path, keep, numLayers: n };
+    return { variant, label: variantLabel(variant, stack.name) };
+  };
+  if (given !== undefined) return base(given);
+  const analysis = s.analyses.get(stack.path);
+  const describe = (keep: number) => `${formatParams(planKeep(stack, keep).params)} params, ${formatBytes(planKeep(stack, keep).bytes)}`;
+  type Item = vscode.QuickPickItem & { keep?: number };
+  const items: Item[] = [{ label: `Full model: all ${n} layers`, description: describe(n), keep: n }];
+  if (analysis) {
+    items.push(
+      { label: `L³Prune small cut: keep ${analysis.small}`, description: describe(analysis.small), keep: analysis.small },
+      { label: `L³Prune large cut: keep ${analysis.large}`, description: describe(analysis.large), keep: analysis.large },
+    );
+  }
+  items.push({ label: 'Another number of layers…', description: analysis ? undefined : 'Compute Initial Loss… proposes L³Prune’s two cuts' });
+  const picked = await vscode.window.showQuickPick(items, { title: `${stack.name}: layers to keep` });
+  if (!picked) return undefined;
+  if (picked.keep !== undefined) return base(picked.keep);
+  const typed = await vscode.window.showInputBox({
+    title: `${stack.name}: layers to keep (the first n)`,
+    value: String(analysis?.small ?? Math.max(1, Math.floor(n / 2))),
+    validateInput: (v) => (/^\d+$/.test(v.trim()) && Number(v) >= 1 && Number(v) <= n ? undefined : `a whole number from 1 to ${n}`),
+  });
+  return typed ? base(Number(typed)) : undefined;
+}
+
+async function workerPython(s: Services, variant: Variant): Promise<string | undefined> {
+  const python = await findPython(vscode.Uri.file(variant.kind === 'trained' ? variant.fromRun : variant.model));
+  s.log.info(`worker interpreter: ${python.executable} (${python.source})`);
+  return (await ensureWorkerPackage(python.executable, s.extensionUri, s.log)) ? python.executable : undefined;
+}
+
+/** The worker's smallest cap per task (evaluateSpecInput.maxExamples): fewer examples give no score. */
+const MIN_EXAMPLES = 4;
+
+/** `l3prune.evaluationDataDir`, relative paths from the workspace folder; unset: the worker's own default. */
+function evaluationDataDir(): string | undefined {
+  const configured = vscode.workspace.getConfiguration('l3prune').get<string>('evaluationDataDir')?.trim();
+  if (!configured) return undefined;
+  const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+  return folder ? path.resolve(folder, configured) : path.resolve(configured);
+}
+
+/** Built-in and MTEB tasks the worker was asked for (its started event repeats the resolved spec). */
+function taskCount(spec: unknown): number {
+  const { tasks, mtebTasks } = (spec ?? {}) as { tasks?: unknown; mtebTasks?: unknown };
+  return (Array.isArray(tasks) ? tasks.length : 0) + (Array.isArray(mtebTasks) ? mtebTasks.length : 0);
+}
+
+async function askMaxExamples(s: Services): Promise<number | undefined | null> {
+  const remembered = s.workspaceState.get<string>(MAX_EXAMPLES_KEY, '');
+  const text = await vscode.window.showInputBox({
+    title: 'Examples per task',
+    prompt: 'Score each MTEB task on at most this many examples; empty scores every example (slow on a CPU, but the numbers papers report).',
+    value: remembered,
+    placeHolder: 'all examples',
+    validateInput: (v) => (v.trim() === '' || (/^\d+$/.test(v.trim()) && Number(v) >= MIN_EXAMPLES) ? undefined : `a whole number from ${MIN_EXAMPLES} up, or empty for all`),
+  });
+  if (text === undefined) return null;
+  await s.workspaceState.update(MAX_EXAMPLES_KEY, text.trim());
+  return text.trim() ? Number(text) : undefined;
+}
+
+export async function evaluateVariant(s: Services, arg: unknown): Promise<void> {
+  if (!vscode.workspace.isTrusted) throw new WorkspaceNotTrustedError();
+  const chosen = await chooseVariant(s, arg, 'evaluate');
+  if (!chosen) return;
+  const maxExamples = await askMaxExamples(s);
+  if (maxExamples === null) return;
+  const python = await workerPython(s, chosen.variant);
+  if (!python) return;
+  const runDir = await newRunDir(runsRoot(s.globalStorageUri), 'evaluate');
+  s.log.info(`evaluate ${chosen.label} → ${runDir}`);
+  let tasks = 0;
+  let scored = 0;
+  const outcome = await runWithProgress({
+    title: `Evaluating ${chosen.label}`,
+    what: 'Evaluation',
+    start: (onEvent, token) => runEvaluate({ python, runDir, variant: chosen.variant, maxExamples, dataDir: evaluationDataDir() }, onEvent, token),
+    progressOf: (event) => {
+      if (event.event === 'started') tasks = taskCount(event.spec);
+      if (event.event === 'model_loaded') return { message: 'model loaded' };
+      // Batches count the texts of every task, so they measure the whole run; the task says where it is.
+      if (event.event === 'progress' && typeof event.batch === 'number' && typeof event.batches === 'number' && event.batches > 0) {
+        return { done: event.batch / event.batches, message: typeof event.task === 'string' ? `embedding ${event.task}` : undefined };
+      }
+      if (event.event === 'task_result') {
+        scored++;
+        const score = `${event.task}: ${typeof event.mainScore === 'number' ? event.mainScore.toFixed(4) : '—'}`;
+        // After the last task the worker times the encoder, which on a CPU can take as long as a task.
+        return { message: scored >= tasks ? `${score}; timing the encoder` : score };
+      }
+      return undefined;
+    },
+  });
+  void s.runs.store.refresh();
+  if (!outcome) return;
+  const { result } = outcome;
+  const compare = 'Compare Variants';
+  const choice = await vscode.window.showInformationMessage(
+    `${chosen.label}: average score ${result.averageScore?.toFixed(4) ?? '—'} over ${Object.keys(result.scores).length} tasks, ` +
+      `${result.latencyMsPerBatch.toFixed(1)} ms per batch of ${result.batchSize} (${result.device}).`,
+    compare,
+  );
+  if (choice === compare) await vscode.commands.executeCommand('l3prune.compareVariants', outcome.runDir);
+}
+
+export async function exportVariantOnnx(s: Services, arg: unknown): Promise<void> {
+  if (!vscode.workspace.isTrusted) throw new WorkspaceNotTrustedError();
+  const chosen = await chooseVariant(s, arg, 'export');
+  if (!chosen) return;
+  const python = await workerPython(s, chosen.variant);
+  if (!python) return;
+  const runDir = await newRunDir(runsRoot(s.globalStorageUri), 'export-onnx');
+  s.log.info(`export-onnx ${chosen.label} → ${runDir}`);
+  const outcome = await runWithProgress({
+    title: `Exporting ${chosen.label} to ONNX`,
+    what: 'ONNX export',
+    start: (onEvent, token) => runExportOnnx({ python, runDir, variant: chosen.variant }, onEvent, token),
+    progressOf: (event) => {
+      if (event.event === 'model_loaded') return { message: 'model loaded' };
+      if (event.event === 'progress' && typeof event.batch === 'number' && typeof event.batches === 'number' && event.batches > 0) {
+        const stage = typeof event.stage === 'string' ? STAGES[event.stage] ?? event.stage : `step ${event.batch} of ${event.batches}`;
+        return { done: event.batch / event.batches, message: stage };
+      }
+      return undefined;
+    },
+  });
+  void s.runs.store.refresh();
+  if (!outcome) return;
+  const { result } = outcome;
+  const open = 'Open ONNX Model';
+  const reveal = 'Reveal Folder';
+  const choice = await vscode.window.showInformationMessage(
+    `Exported ${chosen.label}: ${formatBytes(result.bytes)}, opset ${result.opset}, ${result.numLayers} layers; ` +
+      `ONNX Runtime matches torch to a cosine of at least ${result.parityMinCosine.toFixed(5)}.`,
+    open,
+    reveal,
+  );
+  if (choice === open) await vscode.commands.executeCommand('l3prune.openOnnxModel', result.path);
+  if (choice === reveal) await vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(result.path));
+}
+
+const STAGES: Record<string, string> = {
+  reference: 'torch reference embeddings',
+  export: 'tracing the graph',
+  save: 'checking and writing the graph',
+  parity: 'parity check in ONNX Runtime',
+};
+
+/** The comparison panel; opened on an evaluate run (tree item or its folder), that run's row is selected. */
+export function compareVariants(s: Services, arg: unknown): ComparePanel {
+  const run = runFromArg(s, arg);
+  return ComparePanel.show(
+    s.extensionUri,
+    s.runs.store,
+    {
+      log: (line) => s.log.warn(line),
+      openRun: (chosen) => showEvaluationRun(s, chosen),
+      exportFolder: () => vscode.workspace.workspaceFolders?.[0]?.uri,
+    },
+    run?.verb === 'evaluate' ? run : undefined,
+  );
+}
+
+/** An evaluation's record: its row in the Runs tree, and its run.json (spec and result) beside the panel. */
+async function showEvaluationRun(s: Services, run: RunSummary): Promise<void> {
+  await s.runsView.reveal(run, { select: true, focus: false }).then(undefined, () => undefined);
+  const document = await vscode.workspace.openTextDocument(vscode.Uri.file(path.join(run.runDir, 'run.json')));
+  await vscode.window.showTextDocument(document, { viewColumn: vscode.ViewColumn.Beside, preview: true, preserveFocus: true });
+}

@@ -1,0 +1,66 @@
+import { runWorkerVerb, type Cancellation, type VerbOutcome } from '../runs/analyzeRun';
+import { isEvaluationFinished, isExported, type EvaluationFinishedEvent, type ExportedEvent, type RunEvent } from '../protocol/workerEvents';
+
+/**
+ * A variant is a model cut to its first `keep` layers, as it is (base) or finetuned by a train run
+ * (`fromRun`). The worker resolves a train run to its merged model, or its base model plus adapter.
+ */
+export type Variant =
+  | { kind: 'base'; model: string; keep: number; numLayers: number }
+  | { kind: 'trained'; model: string; keep: number; fromRun: string };
+
+export function variantLabel(variant: Variant, modelName: string): string {
+  if (variant.kind === 'trained') return `${modelName} · keep ${variant.keep} · trained`;
+  return variant.keep === variant.numLayers ? `${modelName} · full (${variant.numLayers} layers)` : `${modelName} · keep ${variant.keep} of ${variant.numLayers}`;
+}
+
+/**
+ * A trained variant is named by its run alone: the worker then loads the run's merged model, which is
+ * faster than the base model plus adapter that an explicit `--model` would ask for.
+ */
+function variantArgs(variant: Variant): string[] {
+  return variant.kind === 'trained' ? ['--from-run', variant.fromRun] : ['--model', variant.model, '--keep', String(variant.keep)];
+}
+
+export interface EvaluateRequest {
+  python: string;
+  runDir: string;
+  variant: Variant;
+  tasks?: string[];
+  /** Examples per task; fewer make a quick, rougher score. */
+  maxExamples?: number;
+  /** Folder with the evaluation data (sts.jsonl, eval/); the worker's default otherwise. */
+  dataDir?: string;
+  env?: Record<string, string>;
+}
+
+export function evaluateArgs(request: EvaluateRequest): string[] {
+  const args = variantArgs(request.variant);
+  if (request.tasks?.length) args.push('--tasks', request.tasks.join(','));
+  if (request.maxExamples) args.push('--max-examples', String(request.maxExamples));
+  if (request.dataDir) args.push('--data-dir', request.dataDir);
+  return args;
+}
+
+export function runEvaluate(request: EvaluateRequest, onEvent: (event: RunEvent) => void, cancellation: Cancellation): Promise<VerbOutcome<EvaluationFinishedEvent>> {
+  return runWorkerVerb({ python: request.python, verb: 'evaluate', args: evaluateArgs(request), runDir: request.runDir, env: request.env }, isEvaluationFinished, onEvent, cancellation);
+}
+
+export interface ExportOnnxRequest {
+  python: string;
+  runDir: string;
+  variant: Variant;
+  /** Folder for model.onnx and its files; the worker's default is <run-dir>/onnx. */
+  out?: string;
+  env?: Record<string, string>;
+}
+
+export function exportOnnxArgs(request: ExportOnnxRequest): string[] {
+  const args = variantArgs(request.variant);
+  if (request.out) args.push('--out', request.out);
+  return args;
+}
+
+export function runExportOnnx(request: ExportOnnxRequest, onEvent: (event: RunEvent) => void, cancellation: Cancellation): Promise<VerbOutcome<ExportedEvent>> {
+  return runWorkerVerb({ python: request.python, verb: 'export-onnx', args: exportOnnxArgs(request), runDir: request.runDir, env: request.env }, isExported, onEvent, cancellation);
+}

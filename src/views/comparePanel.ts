@@ -1,0 +1,125 @@
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import { toCsv, toJson, variantRows, type VariantRow } from '../compare/variants';
+import { parseCompareMessage, type CompareToWebview, type ExportFormat } from '../protocol/compareMessages';
+import type { RunStore, RunSummary } from '../runs/runStore';
+import { onValidatedMessage, renderPage, webviewOptions } from './webviewHost';
+
+export const COMPARE_VIEW_TYPE = 'l3prune.compare';
+
+export interface CompareOptions {
+  log: (line: string) => void;
+  /** A row was chosen: show that evaluate run. */
+  openRun: (run: RunSummary) => unknown;
+  /** Where the save dialog starts. */
+  exportFolder: () => vscode.Uri | undefined;
+}
+
+/**
+ * One panel for all evaluated variants: a table and a Pareto plot of average score against cost, kept
+ * current from the run store so a finishing evaluation appears without a reload. The page only asks for
+ * exports; the host builds the file from its own rows and writes it where the user chose.
+ */
+export class ComparePanel implements vscode.Disposable {
+  private static current: ComparePanel | undefined;
+  private readonly disposables: vscode.Disposable[] = [];
+  private readonly listener = () => this.push(false);
+  private rows: VariantRow[] = [];
+  private sentSignature = '';
+  private ready = false;
+  private highlight: string | undefined;
+  private disposed = false;
+
+  static show(extensionUri: vscode.Uri, store: RunStore, options: CompareOptions, highlight?: RunSummary): ComparePanel {
+    const panel = ComparePanel.current ?? new ComparePanel(extensionUri, store, options);
+    ComparePanel.current = panel;
+    panel.highlight = highlight?.runDir;
+    panel.panel.reveal();
+    panel.push(true);
+    return panel;
+  }
+
+  private readonly panel: vscode.WebviewPanel;
+
+  private constructor(
+    extensionUri: vscode.Uri,
+    private readonly store: RunStore,
+    private readonly options: CompareOptions,
+  ) {
+    this.panel = vscode.window.createWebviewPanel(COMPARE_VIEW_TYPE, 'Compare Variants', vscode.ViewColumn.Active, webviewOptions(extensionUri));
+    this.panel.webview.html = renderPage(this.panel.webview, extensionUri, {
+      title: 'Compare Variants',
+      script: 'compare.js',
+      styles: [
+        { folder: 'dist/webview', file: 'uPlot.min.css' },
+        { folder: 'media', file: 'webview.css' },
+      ],
+      body: '<main id="app" aria-live="polite"><p class="hint">Reading the evaluations…</p></main>',
+    });
+    store.on('change', this.listener);
+    this.disposables.push(
+      onValidatedMessage(
+        this.panel.webview,
+        (raw) => parseCompareMessage(raw, new Set(this.rows.map((r) => r.id))),
+        (message) => {
+          switch (message.type) {
+            case 'ready':
+              this.ready = true;
+              return this.push(true);
+            case 'openRun': {
+              const run = this.store.get(message.id);
+              return run ? this.options.openRun(run) : undefined;
+            }
+            case 'export':
+              return this.export(message.format);
+          }
+        },
+        options.log,
+      ),
+      this.panel.onDidDispose(() => this.dispose()),
+    );
+  }
+
+  /** Sends the rows when they changed (or always, on a page load or an explicit show). */
+  private push(always: boolean): void {
+    this.rows = variantRows(this.store.list());
+    const signature = JSON.stringify(this.rows);
+    if (!this.ready || (!always && signature === this.sentSignature)) return;
+    this.sentSignature = signature;
+    void this.post({ type: 'show', rows: this.rows, highlight: this.highlight });
+  }
+
+  private async export(format: ExportFormat): Promise<void> {
+    const rows = this.rows;
+    if (!rows.length) {
+      void vscode.window.showInformationMessage('There is no evaluated variant to export yet.');
+      return;
+    }
+    const folder = this.options.exportFolder();
+    const name = `l3prune-variants.${format}`;
+    const target = await vscode.window.showSaveDialog({
+      title: `Export ${rows.length} variant${rows.length === 1 ? '' : 's'} as ${format.toUpperCase()}`,
+      defaultUri: folder ? vscode.Uri.joinPath(folder, name) : undefined,
+      filters: format === 'csv' ? { 'CSV (comma-separated values)': ['csv'] } : { JSON: ['json'] },
+      saveLabel: 'Export',
+    });
+    if (!target) return;
+    const text = format === 'csv' ? toCsv(rows) : toJson(rows);
+    await vscode.workspace.fs.writeFile(target, Buffer.from(text, 'utf8'));
+    void this.post({ type: 'exported', format, path: target.fsPath });
+    void vscode.window.showInformationMessage(`Exported ${rows.length} variant${rows.length === 1 ? '' : 's'} to ${path.basename(target.fsPath)}.`);
+  }
+
+  private post(message: CompareToWebview): Thenable<boolean> {
+    return this.panel.webview.postMessage(message);
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    if (ComparePanel.current === this) ComparePanel.current = undefined;
+    this.store.off('change', this.listener);
+    while (this.disposables.length) this.disposables.pop()?.dispose();
+    this.panel.dispose();
+  }
+}
