@@ -3,11 +3,15 @@ import { isModelReadError } from './model/errors';
 import type { LayerStack } from './model/stack';
 import { PlanError, planKeep, planPrunePercent, type PrunePlan } from './prune/plan';
 import { formatBytes, formatParams, formatShare } from './format/units';
+import * as path from 'node:path';
+import { isResumable, RunStore } from './runs/runStore';
 
 const USAGE = `usage:
   l3prune inspect PATH [--json]
   l3prune plan PATH (--keep N | --prune-percent P) [--json]
-PATH is a Hugging Face model folder (config.json + safetensors), an .onnx file or a .safetensors file.`;
+  l3prune run RUN_DIR [--json]
+PATH is a Hugging Face model folder (config.json + safetensors), an .onnx file or a .safetensors file.
+RUN_DIR is a worker run folder (run.json + events.jsonl); \`run\` shows it as the extension does.`;
 
 class UsageError extends Error {}
 
@@ -22,7 +26,7 @@ interface Parsed {
 function parseArgs(argv: string[]): Parsed {
   const [verb, ...rest] = argv;
   if (!verb || verb === '--help' || verb === '-h') throw new UsageError('');
-  if (verb !== 'inspect' && verb !== 'plan') throw new UsageError(`unknown command "${verb}"`);
+  if (verb !== 'inspect' && verb !== 'plan' && verb !== 'run') throw new UsageError(`unknown command "${verb}"`);
   const positional: string[] = [];
   const parsed: Partial<Parsed> = { verb, json: false };
   for (let i = 0; i < rest.length; i++) {
@@ -37,7 +41,7 @@ function parseArgs(argv: string[]): Parsed {
     } else if (arg.startsWith('--')) throw new UsageError(`unknown option ${arg}`);
     else positional.push(arg);
   }
-  if (positional.length !== 1) throw new UsageError('give exactly one model PATH');
+  if (positional.length !== 1) throw new UsageError(verb === 'run' ? 'give exactly one RUN_DIR' : 'give exactly one model PATH');
   parsed.target = positional[0];
   if (verb === 'plan' && (parsed.keep === undefined) === (parsed.prunePercent === undefined)) {
     throw new UsageError('plan needs exactly one of --keep N or --prune-percent P');
@@ -106,6 +110,7 @@ export async function main(argv: string[], out: Output = process.stdout, err: Ou
     err.write(`${message ? `l3prune: ${message}\n` : ''}${USAGE}\n`);
     return message ? 2 : 0;
   }
+  if (args.verb === 'run') return showRun(args, out, err);
   try {
     const stack = await inspectModel(args.target);
     if (args.verb === 'inspect') {
@@ -123,4 +128,29 @@ export async function main(argv: string[], out: Output = process.stdout, err: Ou
     err.write(`l3prune: unexpected failure: ${(e as Error)?.stack ?? String(e)}\n`);
     return 70;
   }
+}
+
+/** A run folder as the Runs view sees it (a dead worker's "running" is "failed"), for scripts and tests. */
+async function showRun(args: Parsed, out: Output, err: Output): Promise<number> {
+  const runDir = path.resolve(args.target);
+  const store = new RunStore(() => path.dirname(runDir));
+  await store.refresh();
+  const run = store.get(runDir);
+  if (!run) {
+    err.write(`l3prune: ${runDir} is not a readable run folder (no valid run.json); pass a folder the worker created\n`);
+    return 1;
+  }
+  const view = {
+    id: run.id,
+    verb: run.verb,
+    status: run.status,
+    resumable: isResumable(run),
+    step: run.step ?? null,
+    totalSteps: run.totalSteps ?? null,
+    lastLoss: run.lastLoss ?? null,
+    checkpoints: run.checkpoints,
+    error: run.error ?? null,
+  };
+  out.write(args.json ? `${JSON.stringify(view)}\n` : `${run.id}: ${run.verb} ${run.status}${view.resumable ? ' (resumable)' : ''}${run.step !== undefined ? `, step ${run.step}/${run.totalSteps ?? '?'}` : ''}${run.error ? ` — ${run.error}` : ''}\n`);
+  return 0;
 }

@@ -2,6 +2,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { LayerStack } from './model/stack';
 import { planKeep } from './prune/plan';
+import { compareVariants, evaluateVariant, exportVariantOnnx } from './compare/variantCommands';
 import { runAnalyze } from './runs/analyzeRun';
 import { newRunDir, runsRoot } from './runs/runLocation';
 import { formatBytes, formatParams, formatShare } from './format/units';
@@ -9,7 +10,8 @@ import { LayerStackPanel } from './views/layerStackPanel';
 import type { ModelsNode } from './views/modelsTree';
 import { findPython, WorkspaceNotTrustedError } from './worker/python';
 import { ensureWorkerPackage } from './worker/workerPackage';
-import { cancelRuns, chooseRuns, deleteRuns, openRuns, resumeRun, startTraining, type RunPurpose, type RunServices } from './runs/runCommands';
+import { tryEncoder } from './inference/tryEncoderCommand';
+import { cancelRuns, chooseRuns, deleteRuns, openRuns, resumeRun, runWithProgress, startTraining, type RunPurpose, type RunServices } from './runs/runCommands';
 import { isResumable, type RunSummary } from './runs/runStore';
 import type { AnalysisStore } from './workspace/analyses';
 import type { ModelRegistry } from './workspace/modelRegistry';
@@ -52,11 +54,15 @@ export const COMMANDS: Record<string, Handler> = {
     resumeRun(s.runs, (await chooseRuns(s.runs, arg, s.runsView.selection, { action: 'resume', applies: isResumable, many: false }))[0]),
   'l3prune.deleteRun': async (s, arg, many) =>
     deleteRuns(s.runs, await chooseRuns(s.runs, many ?? arg, s.runsView.selection, { action: 'delete', applies: (r) => r.status !== 'running', many: true })),
+  'l3prune.evaluate': (s, arg) => evaluateVariant(s, arg),
+  'l3prune.exportOnnx': (s, arg) => exportVariantOnnx(s, arg),
+  'l3prune.compareVariants': (s, arg) => void compareVariants(s, arg),
   'l3prune.revealRun': async (s, arg) => {
     const run = (await chooseRuns(s.runs, arg, s.runsView.selection, ANY_RUN('reveal', false)))[0];
     if (run) return vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(run.runDir));
     return undefined;
   },
+  'l3prune.tryEncoder': (s, arg, texts) => tryEncoder(s, arg, texts),
 };
 
 export function registerCommands(services: Services): vscode.Disposable[] {
@@ -187,35 +193,18 @@ async function computeInitialLoss(s: Services, arg: unknown): Promise<void> {
   if (!(await ensureWorkerPackage(python.executable, s.extensionUri, s.log))) return;
   const runDir = await newRunDir(runsRoot(s.globalStorageUri), 'analyze');
   s.log.info(`analyze ${stack.path} on ${data} → ${runDir}`);
-  const outcome = await vscode.window.withProgress(
-    { location: vscode.ProgressLocation.Notification, title: `Initial loss of ${stack.name}`, cancellable: true },
-    (progress, token) => {
-      let reported = 0;
-      return runAnalyze(
-        { python: python.executable, model: stack.path, data, runDir, samples: Number(samplesText) },
-        (event) => {
-          if (event.event === 'progress' && typeof event.batch === 'number' && typeof event.batches === 'number' && event.batches > 0) {
-            const done = (100 * event.batch) / event.batches;
-            progress.report({ increment: done - reported, message: `batch ${event.batch} of ${event.batches}, all ${stack.numLayers} depths at once` });
-            reported = done;
-          } else if (event.event === 'model_loaded') {
-            progress.report({ message: 'model loaded' });
-          }
-        },
-        token,
-      );
+  const outcome = await runWithProgress({
+    title: `Initial loss of ${stack.name}`,
+    what: 'Initial loss',
+    start: (onEvent, token) => runAnalyze({ python: python.executable, model: stack.path, data, runDir, samples: Number(samplesText) }, onEvent, token),
+    progressOf: (event) => {
+      if (event.event === 'progress' && typeof event.batch === 'number' && typeof event.batches === 'number' && event.batches > 0) {
+        return { done: event.batch / event.batches, message: `batch ${event.batch} of ${event.batches}, all ${stack.numLayers} depths at once` };
+      }
+      return event.event === 'model_loaded' ? { message: 'model loaded' } : undefined;
     },
-  );
-  if (outcome.status === 'cancelled') {
-    void vscode.window.showInformationMessage(`Initial loss cancelled; the run folder ${outcome.runDir} is marked cancelled.`);
-    return;
-  }
-  if (outcome.status === 'failed') {
-    const open = 'Reveal Run Folder';
-    const choice = await vscode.window.showErrorMessage(`Initial loss failed: ${outcome.message}`, open);
-    if (choice) void vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(outcome.runDir));
-    return;
-  }
+  });
+  if (!outcome) return;
   const { result } = outcome;
   await s.analyses.set(stack.path, { ...result, runDir: outcome.runDir });
   showPanel(s, stack, result.small);

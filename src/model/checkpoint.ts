@@ -69,6 +69,10 @@ async function readWeightMap(indexFile: string): Promise<Record<string, string>>
   let text: string;
   try {
     const info = await stat(indexFile);
+    if (!info.isFile()) {
+      // A folder, FIFO or device under the index's name: reading it would fail or block forever.
+      throw new ModelReadError(indexFile, info.isDirectory() ? 'is a folder, not a file' : 'is not a regular file', 'replace it with the checkpoint\'s real index file');
+    }
     if (info.size > MAX_INDEX_BYTES) {
       throw new ModelReadError(indexFile, `is ${info.size} bytes, too large for a shard index`, 'check that it is the checkpoint\'s real index file');
     }

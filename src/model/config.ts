@@ -1,6 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { ModelReadError } from './errors';
 import { asObject, fileOpenError } from './safetensors';
+import { MAX_LAYERS } from './stack';
 
 /** A config.json is a few KB; anything this large is not one. */
 const MAX_CONFIG_BYTES = 16 * 1024 * 1024;
@@ -31,6 +32,10 @@ export async function readModelConfig(file: string): Promise<ModelConfig> {
   let text: string;
   try {
     const info = await stat(file);
+    if (!info.isFile()) {
+      // A folder, FIFO or device named config.json: reading it would fail or block forever.
+      throw new ModelReadError(file, info.isDirectory() ? 'is a folder, not a file' : 'is not a regular file', 'point at the model folder holding a normal config.json');
+    }
     if (info.size > MAX_CONFIG_BYTES) {
       throw new ModelReadError(file, `is ${info.size} bytes, too large for a model config`, 'point at the model folder holding a normal config.json');
     }
@@ -68,6 +73,10 @@ export function parseModelConfig(parsed: unknown, file: string): ModelConfig {
       `has no valid ${missing.join(' or ')} (a positive integer)`,
       'add the field or re-save the config with transformers save_pretrained',
     );
+  }
+  if (numLayers! > MAX_LAYERS) {
+    // The stack lists every layer; a hostile count must not become that many entries.
+    throw new ModelReadError(file, `declares ${numLayers} layers, more than the ${MAX_LAYERS} any real model has`, 'fix num_hidden_layers or re-save the config with save_pretrained');
   }
   const architectures = Array.isArray(root.architectures)
     ? root.architectures.filter((a): a is string => typeof a === 'string')

@@ -8,9 +8,17 @@ export class ModelReadError extends Error {
     readonly problem: string,
     readonly remedy: string,
   ) {
-    super(`${file}: ${problem}; ${remedy}.`);
+    super(oneLine(`${file}: ${problem}; ${remedy}.`));
     this.name = 'ModelReadError';
   }
+}
+
+/**
+ * Problems quote hostile text (tensor names, JSON.parse's snippet of the bad input), which may hold line
+ * breaks or control characters; the message stays one line of the same length whatever they hold.
+ */
+function oneLine(text: string): string {
+  return text.replace(/[\t\n\r\u2028\u2029]/g, ' ').replace(/[\u0000-\u001f\u007f-\u009f]/g, '\ufffd');
 }
 
 export function isModelReadError(e: unknown): e is ModelReadError {

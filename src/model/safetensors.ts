@@ -1,3 +1,4 @@
+import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { SAFETENSORS_DTYPE_BYTES } from './dtypes';
 import { ModelReadError } from './errors';
@@ -34,7 +35,9 @@ const REMEDY_CORRUPT = 'the file is damaged or not safetensors: download or save
 export async function readSafetensorsHeader(file: string): Promise<SafetensorsHeader> {
   let handle;
   try {
-    handle = await open(file, 'r');
+    // Non-blocking, so that a FIFO named like a shard (or a symlink to one) is refused below instead of
+    // blocking this thread forever waiting for a writer; for regular files the flag changes nothing.
+    handle = await open(file, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
   } catch (e) {
     throw fileOpenError(file, e);
   }

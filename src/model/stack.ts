@@ -1,3 +1,4 @@
+import { ModelReadError } from './errors';
 import type { TensorInfo } from './safetensors';
 import { groupTensor, namingFor } from './families';
 
@@ -72,6 +73,13 @@ export interface StackShape {
 
 const emptyGroup = (): ParamGroup => ({ params: 0, bytes: 0, tensors: [] });
 
+/**
+ * The deepest stack listed; the deepest real models have a few hundred layers. The stack lists every layer
+ * up to the highest one named, so a hostile "layers.9007199254740990." or num_hidden_layers must be refused
+ * rather than expanded into that many entries.
+ */
+export const MAX_LAYERS = 10_000;
+
 function add(group: ParamGroup, tensor: TensorSummary): void {
   group.params += tensor.params;
   group.bytes += tensor.bytes;
@@ -106,7 +114,24 @@ export function buildLayerStack(shape: StackShape, tensors: ReadonlyArray<Tensor
     }
   }
   const warnings: string[] = [];
-  const seenLayers = byLayer.size ? Math.max(...byLayer.keys()) + 1 : 0;
+  // A loop, not Math.max(...keys): a spread of 100k+ layer indices overflows the call stack.
+  let seenLayers = 0;
+  for (const index of byLayer.keys()) seenLayers = Math.max(seenLayers, index + 1);
+  if (seenLayers > MAX_LAYERS) {
+    const deepest = byLayer.get(seenLayers - 1)!.tensors[0].name;
+    throw new ModelReadError(
+      shape.path,
+      `has a tensor named for layer ${seenLayers - 1} ("${deepest.length > 120 ? `${deepest.slice(0, 120)}…` : deepest}"), more than the ${MAX_LAYERS} layers any real model has`,
+      'check that this is a transformer checkpoint with its original tensor names',
+    );
+  }
+  if (shape.numLayers !== undefined && shape.numLayers > MAX_LAYERS) {
+    throw new ModelReadError(
+      shape.path,
+      `is declared by its config.json to have ${shape.numLayers} layers, more than the ${MAX_LAYERS} any real model has`,
+      'fix num_hidden_layers in config.json or re-save the config with save_pretrained',
+    );
+  }
   const numLayers = shape.numLayers ?? seenLayers;
   if (shape.numLayers !== undefined && seenLayers !== shape.numLayers) {
     warnings.push(`config.json declares ${shape.numLayers} layers but the weights hold ${seenLayers}`);

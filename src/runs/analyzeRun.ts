@@ -16,31 +16,60 @@ export interface AnalyzeRequest {
   env?: Record<string, string>;
 }
 
-export type AnalyzeOutcome =
-  | { status: 'succeeded'; result: LayerLossesEvent; runDir: string }
+/** How a worker verb launched by the extension ended; `result` is the verb's closing event. */
+export type VerbOutcome<Result> =
+  | { status: 'succeeded'; result: Result; runDir: string }
   | { status: 'cancelled'; runDir: string }
   | { status: 'failed'; runDir: string; message: string };
+
+export type AnalyzeOutcome = VerbOutcome<LayerLossesEvent>;
+
+/** VS Code's CancellationToken, structurally, so the runners can be tested without VS Code. */
+export interface Cancellation {
+  isCancellationRequested: boolean;
+  onCancellationRequested(listener: () => unknown): { dispose(): unknown };
+}
+
+export interface VerbLaunch {
+  python: string;
+  verb: string;
+  /** Everything after the verb except `--run-dir`, which comes from `runDir`. */
+  args: string[];
+  runDir: string;
+  env?: Record<string, string>;
+}
 
 /**
  * Runs `analyze` and streams its events. The run folder is the record: the worker writes it; the only
  * write from here is marking a run "cancelled" when its worker had to be killed before it could say so.
  */
-export async function runAnalyze(
-  request: AnalyzeRequest,
-  onEvent: (event: RunEvent) => void,
-  cancellation: { isCancellationRequested: boolean; onCancellationRequested(listener: () => unknown): { dispose(): unknown } },
-): Promise<AnalyzeOutcome> {
-  const args = ['--model', request.model, '--data', request.data, '--run-dir', request.runDir, '--samples', String(request.samples)];
+export function runAnalyze(request: AnalyzeRequest, onEvent: (event: RunEvent) => void, cancellation: Cancellation): Promise<AnalyzeOutcome> {
+  const args = ['--model', request.model, '--data', request.data, '--samples', String(request.samples)];
   if (request.batchSize) args.push('--batch-size', String(request.batchSize));
   if (request.maxLength) args.push('--max-length', String(request.maxLength));
   if (request.pooling) args.push('--pooling', request.pooling);
-  const worker = await startWorker({ python: request.python, verb: 'analyze', args, env: request.env });
+  return runWorkerVerb({ python: request.python, verb: 'analyze', args, runDir: request.runDir, env: request.env }, isLayerLosses, onEvent, cancellation);
+}
+
+/**
+ * Any verb that writes one run folder and closes a successful run with one result event (analyze:
+ * layer_losses, evaluate: evaluation_finished, export-onnx: exported). Success needs both that event and
+ * exit status 0; a cancel stops the worker's process group; a failure carries the worker's own sentence.
+ */
+export async function runWorkerVerb<Result extends RunEvent>(
+  launch: VerbLaunch,
+  isResult: (event: RunEvent) => event is Result,
+  onEvent: (event: RunEvent) => void,
+  cancellation: Cancellation,
+): Promise<VerbOutcome<Result>> {
+  const { runDir } = launch;
+  const worker = await startWorker({ python: launch.python, verb: launch.verb, args: [...launch.args, '--run-dir', runDir], env: launch.env });
   let cancelled = false;
   const subscription = cancellation.onCancellationRequested(() => {
     cancelled = true;
     void worker.cancel();
   });
-  let result: LayerLossesEvent | undefined;
+  let result: Result | undefined;
   let lastError: string | undefined;
   try {
     for await (const line of worker.lines) {
@@ -51,7 +80,7 @@ export async function runAnalyze(
         continue;
       }
       if (!event) continue;
-      if (isLayerLosses(event)) result = event;
+      if (isResult(event)) result = event;
       if (event.event === 'error' && typeof event.message === 'string') lastError = event.message;
       onEvent(event);
     }
@@ -60,15 +89,15 @@ export async function runAnalyze(
   }
   const exit = await worker.done;
   subscription.dispose();
-  if (result && exit.exitCode === 0) return { status: 'succeeded', result, runDir: request.runDir };
+  if (result && exit.exitCode === 0) return { status: 'succeeded', result, runDir };
   if (cancelled) {
-    await markCancelledIfRunning(request.runDir);
-    return { status: 'cancelled', runDir: request.runDir };
+    await markCancelledIfRunning(runDir);
+    return { status: 'cancelled', runDir };
   }
   const stderrLine = exit.stderr.trim().split('\n').filter(Boolean).pop();
   return {
     status: 'failed',
-    runDir: request.runDir,
+    runDir,
     message: lastError ?? stderrLine ?? `the worker exited with ${exit.exitCode ?? exit.signal}`,
   };
 }

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { readdir, rm } from 'node:fs/promises';
 import * as path from 'node:path';
-import type { RunRecord, RunStatus } from '../protocol/workerEvents';
+import { parseRunEvent, type EvaluationFinishedEvent, type EvaluationResult, type ExportedEvent, type ExportResult, type RunRecord, type RunStatus } from '../protocol/workerEvents';
 import { effectiveStatus, freshTail, processIsAlive, readNewEvents, readRunRecord, type TailState } from './runFolder';
 
 export interface LossPoint {
@@ -9,6 +9,22 @@ export interface LossPoint {
   loss: number;
   /** Milliseconds since the run started. */
   elapsedMs: number;
+}
+
+export interface TaskScore {
+  task: string;
+  taskType: string;
+  metric: string;
+  mainScore: number | null;
+  seconds: number;
+}
+
+/** An evaluate run: its task scores as they arrive, and the whole result once it has finished. */
+export interface EvaluationSummary {
+  tasks: TaskScore[];
+  /** Layers of the model before the cut (model_loaded), to tell a full model from a cut one. */
+  originalNumLayers?: number;
+  result?: EvaluationResult;
 }
 
 export interface RunSummary {
@@ -28,6 +44,10 @@ export interface RunSummary {
   losses: LossPoint[];
   /** Wall-clock ms of the latest step event, for an ETA. */
   lastStepAt?: number;
+  /** evaluate / export-onnx of a trained variant: the train run it came from. */
+  fromRun?: string;
+  evaluation?: EvaluationSummary;
+  exported?: ExportResult;
 }
 
 interface Tracked {
@@ -131,6 +151,7 @@ export class RunStore extends EventEmitter {
           model: typeof spec.model === 'string' ? spec.model : undefined,
           keep: typeof spec.keep === 'number' ? spec.keep : undefined,
           totalSteps: typeof spec.steps === 'number' ? spec.steps : undefined,
+          fromRun: typeof spec.fromRun === 'string' ? spec.fromRun : undefined,
           checkpoints: 0,
           losses: [],
         },
@@ -163,11 +184,30 @@ export class RunStore extends EventEmitter {
         case 'checkpoint':
           summary.checkpoints++;
           break;
+        case 'model_loaded':
+          if (record.verb === 'evaluate' && typeof event.originalNumLayers === 'number') {
+            summary.evaluation = { ...(summary.evaluation ?? { tasks: [] }), originalNumLayers: event.originalNumLayers };
+          }
+          break;
         case 'error':
           if (typeof event.message === 'string') summary.error = event.message;
           break;
+        case 'task_result': {
+          const { task, taskType, metric, mainScore, seconds } = event as TaskScore & { event: string };
+          summary.evaluation ??= { tasks: [] };
+          // A task evaluated twice (a rerun into the same folder) keeps its latest score.
+          summary.evaluation.tasks = [...summary.evaluation.tasks.filter((t) => t.task !== task), { task, taskType, metric, mainScore, seconds }];
+          break;
+        }
+        case 'evaluation_finished':
+          summary.evaluation = { ...(summary.evaluation ?? { tasks: [] }), result: evaluationOf(event as EvaluationFinishedEvent) };
+          break;
+        case 'exported':
+          summary.exported = exportOf(event as ExportedEvent);
+          break;
       }
     }
+    if (record.status === 'succeeded' && record.result) fillFromResult(summary, record);
     summary.status = effectiveStatus(record, Date.now(), this.isAlive);
     if (summary.status === 'failed' && !summary.error) {
       summary.error = record.error?.message ?? (record.status === 'running' ? 'the worker stopped without a word (killed or crashed)' : undefined);
@@ -176,9 +216,52 @@ export class RunStore extends EventEmitter {
   }
 }
 
-/** A failed or cancelled training run with at least one checkpoint can continue where it stopped. */
+/**
+ * run.json's result repeats a finished run's closing event; it stands in when events.jsonl is gone or cut
+ * short (copied run folders, a disk that filled up), and is checked exactly as the event would be.
+ */
+function fillFromResult(summary: RunSummary, record: RunRecord): void {
+  const asEvent = (kind: string) => parseRunEvent({ ...record.result, event: kind, time: record.endedAt ?? record.heartbeatAt });
+  if (record.verb === 'evaluate' && !summary.evaluation?.result) {
+    const event = asEvent('evaluation_finished');
+    if (event) summary.evaluation = { ...(summary.evaluation ?? { tasks: [] }), result: evaluationOf(event as EvaluationFinishedEvent) };
+  } else if (record.verb === 'export-onnx' && !summary.exported) {
+    const event = asEvent('exported');
+    if (event) summary.exported = exportOf(event as ExportedEvent);
+  }
+}
+
+// The fields the extension shows, picked by name: whatever else a newer worker adds stays in the folder.
+const evaluationOf = (e: EvaluationResult): EvaluationResult => ({
+  numLayers: e.numLayers,
+  params: e.params,
+  bytes: e.bytes,
+  averageScore: e.averageScore,
+  scores: { ...e.scores },
+  latencyMsPerBatch: e.latencyMsPerBatch,
+  textsPerSecond: e.textsPerSecond,
+  batchSize: e.batchSize,
+  maxLength: e.maxLength,
+  device: e.device,
+});
+
+const exportOf = (e: ExportResult): ExportResult => ({
+  path: e.path,
+  outDir: e.outDir,
+  bytes: e.bytes,
+  opset: e.opset,
+  parityMinCosine: e.parityMinCosine,
+  parityMeanCosine: e.parityMeanCosine,
+  numLayers: e.numLayers,
+  seconds: e.seconds,
+});
+
+/**
+ * A failed or cancelled training run can be resumed in its own folder: from its newest complete checkpoint,
+ * or from step 0 when it died before the first one (the worker decides; a torn checkpoint is never used).
+ */
 export function isResumable(run: RunSummary): boolean {
-  return run.verb === 'train' && (run.status === 'failed' || run.status === 'cancelled') && run.checkpoints > 0;
+  return run.verb === 'train' && (run.status === 'failed' || run.status === 'cancelled');
 }
 
 /** Seconds left at the current pace, from the last 20 steps. */

@@ -1,5 +1,6 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { formatBytes } from '../format/units';
 import { isResumable, type RunStore, type RunSummary } from '../runs/runStore';
 
 const STATUS_ICONS: Record<RunSummary['status'], [string, string | undefined]> = {
@@ -23,13 +24,26 @@ export class RunsTreeProvider implements vscode.TreeDataProvider<RunSummary>, vs
     return node ? [] : this.store.list();
   }
 
+  /** Runs are all top-level; having a parent lookup at all is what lets the Compare panel reveal one. */
+  getParent(): undefined {
+    return undefined;
+  }
+
   getTreeItem(run: RunSummary): vscode.TreeItem {
-    const model = run.model ? path.basename(run.model) : '?';
-    const item = new vscode.TreeItem(run.verb === 'train' ? `${model} · keep ${run.keep ?? '?'}` : `${run.verb} ${model}`);
+    const model = this.modelName(run);
+    const variant = run.verb === 'evaluate' || run.verb === 'export-onnx';
+    const layers = run.evaluation?.result?.numLayers ?? run.exported?.numLayers ?? run.keep;
+    const depth = layers === undefined ? '' : layers === run.evaluation?.originalNumLayers ? ' · full' : ` · keep ${layers}`;
+    const label =
+      run.verb === 'train' ? `${model} · keep ${run.keep ?? '?'}` : variant ? `${run.verb} ${model}${depth}${run.fromRun ? ' (trained)' : ''}` : `${run.verb} ${model}`;
+    const item = new vscode.TreeItem(label);
     item.id = `run:${run.runDir}`;
     const parts: string[] = [];
     if (run.totalSteps) parts.push(`step ${run.step ?? 0}/${run.totalSteps}`);
     if (run.lastLoss !== undefined) parts.push(`loss ${run.lastLoss.toFixed(3)}`);
+    if (run.evaluation?.result) parts.push(`average ${run.evaluation.result.averageScore?.toFixed(4) ?? '—'}`);
+    else if (run.evaluation?.tasks.length) parts.push(`${run.evaluation.tasks.length} task${run.evaluation.tasks.length === 1 ? '' : 's'} scored`);
+    if (run.exported) parts.push(formatBytes(run.exported.bytes));
     parts.push(run.status);
     item.description = parts.join(' · ');
     const [icon, color] = STATUS_ICONS[run.status];
@@ -40,6 +54,12 @@ export class RunsTreeProvider implements vscode.TreeDataProvider<RunSummary>, vs
         '',
         `model: ${run.model ?? '?'}`,
         run.keep !== undefined ? `layers kept: ${run.keep}` : '',
+        run.fromRun ? `trained by: ${path.basename(run.fromRun)}` : '',
+        ...(run.evaluation?.tasks ?? []).map((t) => `${t.task} (${t.metric}): ${t.mainScore?.toFixed(4) ?? '—'}`),
+        run.evaluation?.result
+          ? `average ${run.evaluation.result.averageScore?.toFixed(4) ?? '—'} · ${run.evaluation.result.latencyMsPerBatch.toFixed(1)} ms per batch of ${run.evaluation.result.batchSize} · ${run.evaluation.result.textsPerSecond.toFixed(1)} texts/s (${run.evaluation.result.device})`
+          : '',
+        run.exported ? `ONNX: ${run.exported.path} (opset ${run.exported.opset}, parity cosine ≥ ${run.exported.parityMinCosine.toFixed(5)})` : '',
         `started: ${run.record.startedAt}`,
         run.error ? `\n⚠ ${run.error}` : '',
         '',
@@ -50,8 +70,18 @@ export class RunsTreeProvider implements vscode.TreeDataProvider<RunSummary>, vs
     );
     const flags = [run.verb, run.status, isResumable(run) ? 'resumable' : ''].filter(Boolean).join('.');
     item.contextValue = `l3prune.run.${flags}`;
-    item.command = { command: 'l3prune.openRun', title: 'Open Run', arguments: [run] };
+    // An evaluation has no curve to plot; its place is its row among the other variants.
+    item.command =
+      run.verb === 'evaluate' && run.evaluation?.result
+        ? { command: 'l3prune.compareVariants', title: 'Compare Variants', arguments: [run] }
+        : { command: 'l3prune.openRun', title: 'Open Run', arguments: [run] };
     return item;
+  }
+
+  /** A trained variant is loaded from its run's merged model/ folder: name it after the base model. */
+  private modelName(run: RunSummary): string {
+    const model = (run.fromRun ? this.store.get(run.fromRun)?.model : undefined) ?? run.model;
+    return model ? path.basename(model) : '?';
   }
 
   dispose(): void {

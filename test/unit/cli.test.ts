@@ -1,6 +1,6 @@
 import * as assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import { main } from '../../src/cli';
@@ -72,6 +72,28 @@ describe('l3prune command line', () => {
     assert.equal(usage.code, 2);
     assert.match(usage.stderr, /exactly one of --keep N or --prune-percent P/);
     assert.equal((await cli('frobnicate', model())).code, 2);
+  });
+
+  it('run RUN_DIR --json shows a run folder as the Runs view does (a dead worker has failed)', async () => {
+    const runDir = path.join(dir(), 'runs', 'train-1');
+    mkdirSync(runDir, { recursive: true });
+    const now = new Date().toISOString();
+    const record = { schemaVersion: 1, runId: 'train-1', verb: 'train', spec: {}, status: 'running', pid: 2 ** 22 + 12345, startedAt: now, heartbeatAt: now, endedAt: null, error: null, result: null };
+    writeFileSync(path.join(runDir, 'run.json'), JSON.stringify(record));
+    const events = [
+      { event: 'started', time: now, verb: 'train', pid: record.pid, spec: {} },
+      { event: 'step', time: now, step: 1, totalSteps: 8, loss: 2.5, learningRate: 0, tokensPerSecond: 1, gpuMemoryBytes: null, elapsedSeconds: 1 },
+    ];
+    writeFileSync(path.join(runDir, 'events.jsonl'), `${events.map((e) => JSON.stringify(e)).join('\n')}\n{"event": "st`);
+    const shown = await cli('run', runDir, '--json');
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.deepEqual(JSON.parse(shown.stdout), {
+      id: 'train-1', verb: 'train', status: 'failed', resumable: true, step: 1, totalSteps: 8, lastLoss: 2.5, checkpoints: 0,
+      error: 'the worker stopped without a word (killed or crashed)',
+    });
+    const missing = await cli('run', path.join(dir(), 'runs', 'nothing-here'));
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /is not a readable run folder/);
   });
 
   it('runs as `npx l3prune` from the built bundle', function () {

@@ -86,8 +86,11 @@ describe('run store', () => {
     const run = store.get(runDir)!;
     assert.equal(run.error, 'No space left on device while writing a checkpoint');
     assert.equal(isResumable(run), true);
-    assert.equal(isResumable({ ...run, checkpoints: 0 }), false);
+    // Died before its first checkpoint: resuming restarts it from step 0 in the same folder.
+    assert.equal(isResumable({ ...run, checkpoints: 0 }), true);
     assert.equal(isResumable({ ...run, status: 'succeeded' }), false);
+    assert.equal(isResumable({ ...run, status: 'running' }), false);
+    assert.equal(isResumable({ ...run, verb: 'analyze' }), false);
   });
 
   it('a resumed run’s repeated steps replace the ones after its checkpoint', async () => {

@@ -1,5 +1,7 @@
 """CLI: python -m l3prune analyze --model DIR --data FILE.jsonl --run-dir DIR [options]
      python -m l3prune train --run-dir DIR [--spec FILE] [--resume] [--model DIR --keep N --data FILE ...] (train.py)
+     python -m l3prune evaluate --run-dir DIR --model DIR [--keep N] [--adapter DIR] [--from-run DIR] ... (evaluate.py)
+     python -m l3prune export-onnx --run-dir DIR --model DIR [--keep N] [--adapter DIR] [--from-run DIR] ... (export_onnx.py)
 
 Contract with the extension (protocol/*.schema.json):
 * stdout carries exactly the events, one JSON object per line, also appended to <run-dir>/events.jsonl;
@@ -57,6 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="prune to the first n layers and train as a text encoder (LoRA + contrastive loss); --resume continues a run")
     add_train_arguments(t)
+    from .evaluate import add_arguments as add_evaluate_arguments
+
+    e = sub.add_parser("evaluate", help="MTEB-style evaluation (STS, retrieval, classification, clustering, pair classification) of a pruned/trained encoder")
+    add_evaluate_arguments(e)
+    from .export_onnx import add_arguments as add_export_onnx_arguments
+
+    x = sub.add_parser("export-onnx", help="export the (pruned, LoRA-merged) encoder with pooling and L2 norm as one ONNX graph, parity-checked")
+    add_export_onnx_arguments(x)
     return p
 
 
@@ -103,6 +113,14 @@ def main(argv: list[str] | None = None) -> int:
         from .train import run_cli
 
         return run_cli(args)
+    if args.verb == "evaluate":
+        from .evaluate import run_cli as run_evaluate
+
+        return run_evaluate(args)
+    if args.verb == "export-onnx":
+        from .export_onnx import run_cli as run_export_onnx
+
+        return run_export_onnx(args)
     from .events import RunFolder, RunFolderError
 
     signal.signal(signal.SIGTERM, _on_signal)

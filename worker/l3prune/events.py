@@ -83,8 +83,12 @@ class RunFolder:
                     if self._state.get("status") != "running":
                         return
                     self._state["heartbeatAt"] = now_iso()
-                    self._write_run_json()
-                    self.emit("heartbeat")
+                    try:
+                        self._write_run_json()
+                        self.emit("heartbeat")
+                    except OSError:
+                        # A full disk: skip this beat; the main thread meets the same error and reports it.
+                        continue
 
         self._hb_thread = threading.Thread(target=loop, name="l3prune-heartbeat", daemon=True)
         self._hb_thread.start()
@@ -101,9 +105,7 @@ class RunFolder:
         line = json.dumps(event, ensure_ascii=False, allow_nan=False)
         with self._lock:
             if self._events_fh is not None:
-                self._events_fh.write(line + "\n")
-                self._events_fh.flush()
-                os.fsync(self._events_fh.fileno())
+                self._append_line(line)
             try:
                 self._stdout.write(line + "\n")
                 self._stdout.flush()
@@ -111,6 +113,23 @@ class RunFolder:
                 # The reader went away; the file stays the source of truth.
                 pass
         return event
+
+    def _append_line(self, line: str) -> None:
+        """One whole line or nothing: a full disk must not leave half an event for every reader to trip on."""
+        fd = self._events_fh.fileno()
+        data = (line + "\n").encode("utf-8")
+        size = os.fstat(fd).st_size
+        try:
+            written = os.write(fd, data)
+            if written != len(data):
+                raise OSError(28, "No space left on device (short write)")
+            os.fsync(fd)
+        except OSError:
+            try:
+                os.ftruncate(fd, size)
+            except OSError:
+                pass
+            raise
 
     def finish(self, status: str, *, error: dict[str, Any] | None = None, result: dict[str, Any] | None = None) -> None:
         assert status in TERMINAL_STATUSES
@@ -128,9 +147,14 @@ class RunFolder:
 
     def _write_run_json(self) -> None:
         tmp = self.run_json_path.with_name(f".run.json.{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(self._state, fh, ensure_ascii=False, indent=2, allow_nan=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.run_json_path)
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(self._state, fh, ensure_ascii=False, indent=2, allow_nan=False)
+                fh.write("\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.run_json_path)
+        except BaseException:
+            # The old run.json stays whole; a half-written temp file would only take more of a full disk.
+            tmp.unlink(missing_ok=True)
+            raise

@@ -30,6 +30,7 @@ the averaged gradient is the full-batch gradient). Rank 0 alone writes events, r
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import os
@@ -53,6 +54,7 @@ from .data import DataError, Triple, read_triples
 from .encoder import POOLINGS, Encoder, ModelError, find_final_norm, load_encoder, pool, prune
 from .events import RunFolder, RunFolderError, now_iso
 from .losses import HardNegativeInfoNCE
+from .devicelock import DeviceBusyError, DeviceLock
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL = 1
@@ -103,32 +105,60 @@ class TrainSpec:
             # bool is an int in Python; "steps": true is a mistake, not 1.
             if not isinstance(v, t) or (isinstance(v, bool) and t is not bool):
                 want = {int: "a whole number", num: "a number", str: "a string", list: "a list", bool: "true or false"}[t]
-                raise ValueError(f"spec field '{name}' must be {want}, got {v!r}")
+                raise ValueError(f"spec field '{name}' must be {want}, got {_show(v)}")
         for name in ("model", "data"):
             if not getattr(self, name).strip():
                 raise ValueError(f"spec field '{name}' must not be empty")
+            if "\0" in getattr(self, name):
+                raise ValueError(f"spec field '{name}' must be a path, but it holds a NUL character")
         for name, lo in (("keep", 1), ("steps", 1), ("batchSize", 1), ("warmupSteps", 0), ("maxLength", 2), ("loraR", 1), ("checkpointEvery", 1)):
             if getattr(self, name) < lo:
-                raise ValueError(f"spec field '{name}' must be at least {lo}, got {getattr(self, name)}")
+                raise ValueError(f"spec field '{name}' must be at least {lo}, got {_show(getattr(self, name))}")
         for name in ("learningRate", "loraAlpha", "scale"):
             v = getattr(self, name)
-            if not (math.isfinite(v) and v > 0):
-                raise ValueError(f"spec field '{name}' must be a positive number, got {v!r}")
+            # Compared, not converted: math.isfinite(10**400) raises OverflowError; such an int is no float either.
+            finite = abs(v) <= sys.float_info.max if isinstance(v, int) else math.isfinite(v)
+            if not (finite and v > 0):
+                raise ValueError(f"spec field '{name}' must be a positive number, got {_show(v)}")
+        if not (-(2**63) <= self.seed < 2**64):
+            raise ValueError(f"spec field 'seed' must be between -2^63 and 2^64-1 (what torch.manual_seed takes), got {_show(self.seed)}")
         if not (0 <= self.loraDropout < 1):
-            raise ValueError(f"spec field 'loraDropout' must be in [0, 1), got {self.loraDropout!r}")
+            raise ValueError(f"spec field 'loraDropout' must be in [0, 1), got {_show(self.loraDropout)}")
         if not self.targetModules or not all(isinstance(m, str) and m for m in self.targetModules):
             raise ValueError("spec field 'targetModules' must be a non-empty list of module names such as q_proj")
         if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
-            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {_show(self.pooling)}")
+        # [0-9], not \d: \d also matches other scripts' digits ("cuda:\u0663"), which torch.device refuses.
+        if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", self.device):
+            raise ValueError(f"device must be auto, cpu or cuda, got {_show(self.device)}")
         if self.precision not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
-        if self.gradientCheckpointing not in ("auto", True, False) or isinstance(self.gradientCheckpointing, int) and not isinstance(self.gradientCheckpointing, bool):
-            raise ValueError(f"gradientCheckpointing must be auto, true or false, got {self.gradientCheckpointing!r}")
+            raise ValueError(f"precision must be auto, bf16 or fp32, got {_show(self.precision)}")
+        # Not `in ("auto", True, False)`: 1.0 == True, and the schema allows only "auto", true and false.
+        if not (isinstance(self.gradientCheckpointing, bool) or self.gradientCheckpointing == "auto"):
+            raise ValueError(f"gradientCheckpointing must be auto, true or false, got {_show(self.gradientCheckpointing)}")
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+def _show(v: Any) -> str:
+    """A value quoted in a one-line error: repr (which escapes line breaks), cut to a readable length."""
+    try:
+        text = repr(v)
+    except (RecursionError, ValueError):  # nesting past the recursion limit, an int past the digit limit
+        return f"a {type(v).__name__} too large to show"
+    return text if len(text) <= 80 else f"{text[:80]}…"
+
+
+def _json_problem(e: BaseException) -> str:
+    """Why json.loads (or the UTF-8 decoding before it) failed, in a few words on one line."""
+    if isinstance(e, json.JSONDecodeError):
+        return f"line {e.lineno}: {e.msg}"
+    if isinstance(e, UnicodeDecodeError):
+        return f"byte {e.start} is not UTF-8"
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    return " ".join(str(e).split())[:200] or type(e).__name__
 
 
 SPEC_FIELDS = tuple(f.name for f in fields(TrainSpec))
@@ -141,7 +171,7 @@ def make_spec(raw: dict, *, source: str) -> TrainSpec:
     for k, v in raw.items():
         k = SPEC_ALIASES.get(k, k)
         if k not in SPEC_FIELDS:
-            raise ValueError(f"{source} has unknown field '{k}'; allowed: {', '.join(SPEC_FIELDS)}")
+            raise ValueError(f"{source} has unknown field {_show(k)}; allowed: {', '.join(SPEC_FIELDS)}")
         spec[k] = v
     for k in ("model", "keep", "data"):
         if spec.get(k) in (None, ""):
@@ -149,9 +179,10 @@ def make_spec(raw: dict, *, source: str) -> TrainSpec:
             raise ValueError(f"no '{k}' given (neither as {flag} nor in the spec file); it is required")
     s = TrainSpec(**spec)
     s.validate()
-    # Absolute paths, so that --resume from another working directory finds the same files.
-    s.model = str(Path(s.model).expanduser().resolve())
-    s.data = str(Path(s.data).expanduser().resolve())
+    # Absolute paths, so that --resume from another working directory finds the same files. os.path's
+    # expanduser leaves "~nosuchuser/x" as it is, where Path.expanduser raises RuntimeError.
+    s.model = str(Path(os.path.expanduser(s.model)).resolve())
+    s.data = str(Path(os.path.expanduser(s.data)).resolve())
     if isinstance(s.learningRate, int):
         s.learningRate = float(s.learningRate)
     s.targetModules = list(s.targetModules)
@@ -204,8 +235,9 @@ def spec_from_args(args: argparse.Namespace) -> TrainSpec:
             loaded = json.loads(sp.read_text(encoding="utf-8"))
         except OSError as e:
             raise ValueError(f"spec file {sp} cannot be read ({e.strerror}); pass an existing JSON file with --spec") from None
-        except json.JSONDecodeError as e:
-            raise ValueError(f"spec file {sp} is not valid JSON (line {e.lineno}: {e.msg}); fix the file") from None
+        except (ValueError, RecursionError) as e:
+            # JSONDecodeError, UnicodeDecodeError, an integer of over 4300 digits, nesting past the recursion limit.
+            raise ValueError(f"spec file {sp} is not valid JSON ({_json_problem(e)}); fix the file") from None
         if not isinstance(loaded, dict):
             raise ValueError(f"spec file {sp} must hold a JSON object of train fields")
         raw.update(loaded)
@@ -225,10 +257,14 @@ def resume_spec(args: argparse.Namespace, *, check_status: bool = True) -> Train
         state = json.loads(rj.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ValueError(f"nothing to resume: {rj} does not exist; start a run without --resume") from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"cannot resume: {rj} is not readable JSON ({e})") from None
+    except OSError as e:
+        raise ValueError(f"cannot resume: {rj} is not readable ({e.strerror or e})") from None
+    except (ValueError, RecursionError) as e:
+        raise ValueError(f"cannot resume: {rj} is not readable JSON ({_json_problem(e)})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"cannot resume: {rj} does not hold a JSON object; it is not a run.json the worker wrote")
     if state.get("verb") != "train" or not isinstance(state.get("spec"), dict):
-        raise ValueError(f"cannot resume: {rj} is not a train run (verb {state.get('verb')!r})")
+        raise ValueError(f"cannot resume: {rj} is not a train run (verb {_show(state.get('verb'))})")
     status = state.get("status")
     if not check_status:
         # torchrun ranks > 0: rank 0 decides (and may already have set the status back to running).
@@ -236,7 +272,7 @@ def resume_spec(args: argparse.Namespace, *, check_status: bool = True) -> Train
     if status == "succeeded":
         raise ValueError(f"cannot resume: the run in {args.run_dir} already finished; start a new run")
     if status == "running" and _alive(state.get("pid")) and not _stale(state.get("heartbeatAt")):
-        raise ValueError(f"cannot resume: the run in {args.run_dir} is still running (pid {state.get('pid')}); cancel it first")
+        raise ValueError(f"cannot resume: the run in {args.run_dir} is still running (pid {_show(state.get('pid'))}); cancel it first")
     return make_spec(state["spec"], source=f"run.json in {args.run_dir}")
 
 
@@ -245,7 +281,7 @@ def _alive(pid) -> bool:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # OverflowError: a pid past the C range is no process
         return False
     except PermissionError:
         return True
@@ -259,6 +295,9 @@ def _stale(iso) -> bool:
         t = dt.datetime.fromisoformat(str(iso).replace("Z", "+00:00"))
     except ValueError:
         return True
+    if t.tzinfo is None:
+        # A time without a zone (not what the worker writes) is read as UTC rather than failing to compare.
+        t = t.replace(tzinfo=dt.timezone.utc)
     return (dt.datetime.now(dt.timezone.utc) - t).total_seconds() > STALE_HEARTBEAT_S
 
 
@@ -330,6 +369,12 @@ def run_cli(args: argparse.Namespace) -> int:
                 run.emit("started", verb="train", pid=os.getpid(), spec=spec.to_json())
             run.start_heartbeat(args.heartbeat_seconds)
         emit = run.emit if run is not None else (lambda *a, **k: None)
+        if world.is_main:
+            try:
+                device_lock = DeviceLock(resolve_device(spec.device, world), Path(args.run_dir).resolve())
+                device_lock.acquire()  # held until this process exits, however it exits
+            except (DeviceBusyError, ModelError) as e:
+                return _fail(run, str(e), "user", EXIT_USER_ERROR, say)
         trainer = Trainer(spec, Path(args.run_dir), world, emit, stop,
                           kill_after=args.debug_kill_after_step, step_sleep=args.debug_step_sleep)
         try:
@@ -341,6 +386,10 @@ def run_cli(args: argparse.Namespace) -> int:
         except TrainCancelled:
             raise
         except Exception as e:  # noqa: BLE001 - the run folder must still say "failed"
+            if _disk_full(e):
+                where = f"at step {trainer.step}" if trainer.step else "before the first step"
+                return _fail(run, f"the disk holding {Path(args.run_dir).resolve()} is full (no space left on device) {where}; "
+                                  "free some space, then resume the run: it continues from its newest complete checkpoint", "resource", EXIT_USER_ERROR, say)
             return _fail(run, f"internal error ({type(e).__name__}: {e}); see events.jsonl for the traceback", "internal", EXIT_INTERNAL, say, traceback.format_exc())
         if out["cancelled"]:
             raise TrainCancelled(stop.signum or signal.SIGTERM)
@@ -366,14 +415,25 @@ def run_cli(args: argparse.Namespace) -> int:
         D.shutdown()
 
 
+def _disk_full(e: BaseException) -> bool:
+    # safetensors reports ENOSPC as its own error type, with the OS error only in the text.
+    return (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) or "No space left on device" in str(e)
+
+
 def _fail(run, message: str, kind: str, code: int, say, detail: str | None = None) -> int:
     message = " ".join(message.split())
     if run is not None:
         run.stop_heartbeat()
         extra = {"detail": detail} if detail else {}
-        run.emit("error", message=message, kind=kind, **extra)
-        run.finish("failed", error={"message": message, "kind": kind})
-        run.close()
+        try:
+            run.emit("error", message=message, kind=kind, **extra)
+            run.finish("failed", error={"message": message, "kind": kind})
+        except OSError as e:
+            # Even the report does not fit (full disk): run.json still says running with a dead pid, which
+            # every reader shows as failed; stderr carries the message.
+            message += f" (the run folder could not record this: {e.strerror or e})"
+        finally:
+            run.close()
     say(message)
     return code
 
@@ -521,6 +581,14 @@ def list_checkpoints(ckdir: Path) -> list[tuple[int, Path]]:
     return sorted(out, reverse=True)
 
 
+def _debug_kill_in_checkpoint(phase: str, step: int) -> None:
+    """Fault-injection hook (tests only): L3PRUNE_DEBUG_KILL_IN_CHECKPOINT=PHASE@STEP kills this process with
+    SIGKILL at that phase of writing step STEP's checkpoint, to prove a torn checkpoint is never used."""
+    want = os.environ.get("L3PRUNE_DEBUG_KILL_IN_CHECKPOINT")
+    if want and want == f"{phase}@{step}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def save_checkpoint(ckdir: Path, step: int, peft_model, opt, sched, state: dict, rngs: list[dict]) -> Path:
     from safetensors.torch import save_file
 
@@ -530,7 +598,27 @@ def save_checkpoint(ckdir: Path, step: int, peft_model, opt, sched, state: dict,
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
+    try:
+        _write_checkpoint_files(tmp, step, peft_model, opt, sched, state, rngs)
+    except BaseException:
+        # Free what the torn checkpoint took (on a full disk, the error report needs that room).
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final.exists():
+        _remove_dir(final)
+    os.rename(tmp, final)
+    _fsync_dir(ckdir)
+    _debug_kill_in_checkpoint("after-rename", step)
+    for _, old in list_checkpoints(ckdir)[KEEP_CHECKPOINTS:]:
+        _remove_dir(old)
+    return final
+
+
+def _write_checkpoint_files(tmp: Path, step: int, peft_model, opt, sched, state: dict, rngs: list[dict]) -> None:
+    from safetensors.torch import save_file
+
     peft_model.save_pretrained(str(tmp), safe_serialization=True)
+    _debug_kill_in_checkpoint("adapter", step)
     sd = opt.state_dict()
     tensors, scalars = {}, {}
     for pid, st in sd["state"].items():
@@ -540,18 +628,13 @@ def save_checkpoint(ckdir: Path, step: int, peft_model, opt, sched, state: dict,
             else:
                 scalars[f"{pid}.{k}"] = v
     save_file(tensors, str(tmp / "optimizer.safetensors"))
+    _debug_kill_in_checkpoint("optimizer", step)
     _write_json(tmp / "optimizer.json", {"param_groups": sd["param_groups"], "scalars": scalars})
     _write_json(tmp / "scheduler.json", sched.state_dict())
     _write_json(tmp / "rng.json", {"ranks": rngs})
     _write_json(tmp / "state.json", state)
     _fsync_tree(tmp)
-    if final.exists():
-        _remove_dir(final)
-    os.rename(tmp, final)
-    _fsync_dir(ckdir)
-    for _, old in list_checkpoints(ckdir)[KEEP_CHECKPOINTS:]:
-        _remove_dir(old)
-    return final
+    _debug_kill_in_checkpoint("before-rename", step)
 
 
 def read_checkpoint(ck: Path) -> dict:

@@ -10,6 +10,12 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+# Each test session locks devices in its own folder: the one-run-per-device rule (devicelock.py) must not
+# make two sessions on one machine (a developer's and CI's) refuse each other's runs.
+if "L3PRUNE_LOCK_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["L3PRUNE_LOCK_DIR"] = tempfile.mkdtemp(prefix="l3prune-test-locks-")
 
 REPO = Path(__file__).resolve().parents[2]
 PROTOCOL = REPO / "protocol"
