@@ -371,8 +371,8 @@ def run_cli(args: argparse.Namespace) -> int:
         emit = run.emit if run is not None else (lambda *a, **k: None)
         if world.is_main:
             try:
-                device_lock = DeviceLock(resolve_device(spec.device, world), Path(args.run_dir).resolve())
-                device_lock.acquire()  # held until this process exits, however it exits
+                held_lock = DeviceLock(resolve_device(spec.device, world), Path(args.run_dir).resolve())
+                held_lock.acquire()  # the kernel also drops it if this process dies, however it dies
             except (DeviceBusyError, ModelError) as e:
                 return _fail(run, str(e), "user", EXIT_USER_ERROR, say)
         trainer = Trainer(spec, Path(args.run_dir), world, emit, stop,
@@ -412,6 +412,9 @@ def run_cli(args: argparse.Namespace) -> int:
         say(f"cancelled by {name}")
         return 128 + c.signum
     finally:
+        # Released here too, not only at exit: tests and tools call run_cli inside a longer-lived process.
+        if "held_lock" in locals():
+            held_lock.release()
         D.shutdown()
 
 
