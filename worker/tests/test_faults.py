@@ -106,7 +106,9 @@ def kill_points() -> list[tuple[str, int, float]]:
     """(id, kill after the k-th non-heartbeat event, extra delay): seeded, spread over the whole run."""
     rng = random.Random(SEED)
     # started, model_loaded, 8 steps, 2 checkpoints, train_finished = 13 events; the last one ends the run.
-    points = [(f"random-{i:02d}", rng.randrange(1, 13), round(rng.uniform(0.0, 0.4), 3)) for i in range(RANDOM_KILLS)]
+    # Up to step 7's event: with a 0.5 s pause per step the run is still alive when the kill lands, even on an
+    # idle machine (an earlier version let fast machines finish first).
+    points = [(f"random-{i:02d}", rng.randrange(1, 12), round(rng.uniform(0.0, 0.4), 3)) for i in range(RANDOM_KILLS)]
     return points
 
 
@@ -135,7 +137,8 @@ def test_kill_9_anywhere_in_train_loses_nothing(point, tiny_llama, data, referen
     _, after, delay = point
     run_dir = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "l3prune", "train", "--run-dir", str(run_dir), "--model", str(tiny_llama),
-                             "--data", str(data), *TRAIN], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=WORKER)
+                             "--data", str(data), *TRAIN, "--debug-step-sleep", "0.5"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, cwd=WORKER)
     try:
         seen = 0
         for line in proc.stdout:
