@@ -13,29 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import traceback
 from pathlib import Path
 
-EXIT_USER_ERROR = 2
-EXIT_INTERNAL = 1
-
-
-class Cancelled(BaseException):
-    """Raised from a signal handler; a BaseException so no `except Exception` in a library swallows it."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _on_signal(signum, _frame):
-    # A second SIGTERM (impatient parent, process-group kill) must not interrupt writing the "cancelled" state.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise Cancelled(signum)
-
+from .verbs import Advice, Outcome, disk_full_in, run_verb
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m l3prune", description="L³Prune Studio compute worker")
@@ -121,107 +102,31 @@ def main(argv: list[str] | None = None) -> int:
         from .export_onnx import run_cli as run_export_onnx
 
         return run_export_onnx(args)
-    from .events import RunFolder, RunFolderError
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-
-    _quiet_libraries()
     from .analyze import AnalyzeSpec
-
-    run: RunFolder | None = None
-    try:
-        # An invalid spec is refused before the run folder exists: run.json must always hold a valid spec.
-        try:
-            spec_dict = load_spec(args)
-            try:
-                spec = AnalyzeSpec(**spec_dict)
-            except TypeError as e:
-                raise ValueError(f"invalid spec: {e}") from None
-            spec.validate()
-        except ValueError as e:
-            print(f"l3prune: {e}", file=sys.stderr)
-            return EXIT_USER_ERROR
-        run = RunFolder(args.run_dir, args.verb, spec_dict)
-        try:
-            run.open()
-        except RunFolderError as e:
-            run = None
-            print(f"l3prune: {e}", file=sys.stderr)
-            return EXIT_USER_ERROR
-        run.emit("started", verb=args.verb, pid=run._state["pid"], spec=spec_dict)
-        run.start_heartbeat(args.heartbeat_seconds)
-        return _run_verb(spec, run)
-    except Cancelled as c:
-        if run is not None:
-            run.stop_heartbeat()
-            name = signal.Signals(c.signum).name
-            run.emit("cancelled", signal=name)
-            run.finish("cancelled", error={"message": f"cancelled by {name}"})
-            run.close()
-        print(f"l3prune: cancelled by {signal.Signals(c.signum).name}", file=sys.stderr)
-        return 128 + c.signum
-
-
-def _quiet_libraries() -> None:
-    """stderr is reserved for the one-sentence error; library progress bars and warnings would bury it."""
-    import os
-    import warnings
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    warnings.filterwarnings("ignore")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-
-def _run_verb(spec, run) -> int:
-    from .analyze import run_analyze
     from .data import DataError
     from .encoder import ModelError
 
-    try:
-        result = run_analyze(spec, run.emit)
-    except (DataError, ModelError, ValueError) as e:
-        return _fail(run, str(e), "user", EXIT_USER_ERROR)
-    except MemoryError:
-        return _fail(run, "ran out of memory; lower --batch-size or --max-length", "resource", EXIT_USER_ERROR)
-    except Exception as e:  # noqa: BLE001 - last line of defence: the run folder must still say "failed"
-        detail = traceback.format_exc()
-        return _fail(run, f"internal error ({type(e).__name__}: {e}); see events.jsonl for the traceback", "internal", EXIT_INTERNAL, detail)
-    run.stop_heartbeat()
-    run.emit(
-        "layer_losses",
-        losses=result["losses"],
-        small=result["small"],
-        large=result["large"],
-        blockInfluence=result["blockInfluence"],
-        angularDistance=result["angularDistance"],
-        numLayers=result["numLayers"],
-        samples=result["samples"],
-        pooling=result["pooling"],
-        scale=result["scale"],
-    )
-    run.finish("succeeded", result={"small": result["small"], "large": result["large"], "numLayers": result["numLayers"], "seconds": result["seconds"]})
-    run.close()
-    return 0
+    def resolve() -> tuple[AnalyzeSpec, dict]:
+        spec_dict = load_spec(args)
+        try:
+            spec = AnalyzeSpec(**spec_dict)
+        except TypeError as e:
+            raise ValueError(f"invalid spec: {e}") from None
+        spec.validate()
+        return spec, spec_dict
+
+    advice = Advice(out_of_memory="ran out of memory; lower --batch-size or --max-length",
+                    disk_full=disk_full_in(args.run_dir, "free some space and analyze again"))
+    return run_verb(args.verb, args.run_dir, resolve, _analyze, heartbeat_seconds=args.heartbeat_seconds, advice=advice,
+                    user_errors=(DataError, ModelError, ValueError))
 
 
-def _fail(run, message: str, kind: str, code: int, detail: str | None = None) -> int:
-    message = " ".join(message.split())
-    run.stop_heartbeat()
-    fields = {"message": message, "kind": kind}
-    if detail:
-        fields["detail"] = detail
-    run.emit("error", **fields)
-    run.finish("failed", error={"message": message, "kind": kind})
-    run.close()
-    print(f"l3prune: {message}", file=sys.stderr)
-    return code
+def _analyze(spec, run) -> Outcome:
+    from .analyze import run_analyze
+
+    result = run_analyze(spec, run.emit)
+    losses = {k: result[k] for k in ("losses", "small", "large", "blockInfluence", "angularDistance", "numLayers", "samples", "pooling", "scale")}
+    return Outcome("layer_losses", losses, {k: result[k] for k in ("small", "large", "numLayers", "seconds")})
 
 
 if __name__ == "__main__":

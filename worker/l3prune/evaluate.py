@@ -15,16 +15,13 @@ as every verb. Exit 0, 2 on bad input (one sentence on stderr), 1 internal, 128+
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import math
 import os
 import re
-import signal
 import statistics
 import sys
 import time
-import traceback
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
@@ -34,30 +31,15 @@ import torch
 import torch.nn.functional as F
 
 from .data import DataError
-from .encoder import POOLINGS, Encoder, ModelError, find_final_norm, find_layers, load_encoder, prune
-from .events import RunFolder, RunFolderError
+from .encoder import POOLINGS, Encoder, ModelError, find_final_norm
+from .events import RunFolder
+from .variant import load_variant, read_json_object, resolve_source
+from .verbs import Advice, Outcome, disk_full_in, run_verb
 from . import evaltasks as T
 
-EXIT_USER_ERROR = 2
-EXIT_INTERNAL = 1
 DEFAULT_MAX_LENGTH = 128
 LATENCY_WARMUP = 1
 LATENCY_REPEATS = 5
-
-
-class EvalCancelled(BaseException):
-    """Raised from the signal handler; a BaseException so no `except Exception` in a library swallows it."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _on_signal(signum, _frame):
-    # A second signal (process-group kill) must not interrupt writing the "cancelled" state.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise EvalCancelled(signum)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -110,18 +92,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug-sleep-after-load", type=float, default=0.0, help=argparse.SUPPRESS)
 
 
-def _read_json(path: Path, what: str) -> dict:
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"{what}: {path} does not exist") from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{what}: {path} is not readable JSON ({e})") from None
-    if not isinstance(obj, dict):
-        raise ValueError(f"{what}: {path} must hold a JSON object")
-    return obj
-
-
 def _parse_tasks(v) -> list[str]:
     if isinstance(v, str):
         items = [t.strip() for t in v.split(",") if t.strip()]
@@ -146,7 +116,7 @@ def spec_from_args(args: argparse.Namespace) -> EvalSpec:
     """Spec file, then flags, then --from-run and defaults, into the spec run.json stores (paths absolute)."""
     raw: dict = {}
     if args.spec:
-        loaded = _read_json(Path(args.spec), "spec file")
+        loaded = read_json_object(Path(args.spec), "spec file")
         for k, v in loaded.items():
             k = SPEC_ALIASES.get(k, k)
             if k not in SPEC_FIELDS:
@@ -156,41 +126,8 @@ def spec_from_args(args: argparse.Namespace) -> EvalSpec:
         v = getattr(args, k, None)
         if v is not None:
             raw[k] = v
-    defaults: dict = {}
-    model, adapter, keep = raw.get("model"), raw.get("adapter"), raw.get("keep")
-    from_run = raw.get("fromRun")
-    if from_run:
-        if adapter:
-            raise ValueError("give either --adapter or --from-run, not both (--from-run takes the run's adapter)")
-        rd = Path(from_run).expanduser()
-        state = _read_json(rd / "run.json", "--from-run needs a train run folder")
-        if state.get("verb") != "train" or not isinstance(state.get("spec"), dict):
-            raise ValueError(f"--from-run {rd} is not a train run (verb {state.get('verb')!r}); pass the folder of a train run")
-        if state.get("status") != "succeeded":
-            raise ValueError(f"the train run in {rd} has not finished (status {state.get('status')!r}); evaluate a run that succeeded")
-        tspec = state["spec"]
-        defaults = {"pooling": tspec.get("pooling"), "maxLength": tspec.get("maxLength"), "trustRemoteCode": tspec.get("trustRemoteCode")}
-        if model is None and (rd / "model" / "config.json").is_file():
-            model = str(rd / "model")
-        else:
-            # No merged model (mergeAtEnd false), or --model names the base model: base + the run's adapter,
-            # pruned to the run's depth.
-            model = model or tspec.get("model")
-            adapter = str(rd / "adapter")
-            if not (rd / "adapter" / "adapter_config.json").is_file():
-                raise ValueError(f"the train run in {rd} has neither a merged model/ nor an adapter/; it cannot be evaluated")
-            keep = keep if keep is not None else tspec.get("keep")
-    if not model or not isinstance(model, str):
-        raise ValueError("no --model given; pass a local model folder with --model, or a finished train run with --from-run")
-    if not from_run:
-        # A train run's merged model/ says how it was trained.
-        info = Path(model).expanduser() / "l3prune_encoder.json"
-        if info.is_file():
-            try:
-                saved = json.loads(info.read_text(encoding="utf-8"))
-                defaults = {"pooling": saved.get("pooling"), "maxLength": saved.get("maxLength")}
-            except (OSError, json.JSONDecodeError):
-                pass
+    source = resolve_source(raw.get("model"), raw.get("adapter"), raw.get("keep"), raw.get("fromRun"), purpose="evaluate")
+    defaults = source.trained_with
     mteb_tasks = raw.get("mtebTasks") or []
     if not isinstance(mteb_tasks, list) or not all(isinstance(t, str) and t.strip() for t in mteb_tasks):
         raise ValueError(f"mtebTasks must be a list of MTEB task names, got {mteb_tasks!r}")
@@ -200,10 +137,10 @@ def spec_from_args(args: argparse.Namespace) -> EvalSpec:
     from .demo_assets import default_data_dir
 
     spec = EvalSpec(
-        model=model,
-        keep=keep,
-        adapter=adapter,
-        fromRun=from_run,
+        model=source.model,
+        keep=source.keep,
+        adapter=source.adapter,
+        fromRun=raw.get("fromRun"),
         tasks=tasks,
         mtebTasks=[t.strip() for t in mteb_tasks],
         dataDir=raw.get("dataDir") or str(default_data_dir()),
@@ -240,7 +177,7 @@ def validate(s: EvalSpec) -> None:
         raise ValueError(f"seed must be a whole number, got {s.seed!r}")
     if s.pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {s.pooling!r}")
-    if not isinstance(s.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", s.device):
+    if not isinstance(s.device, str) or not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", s.device):
         raise ValueError(f"device must be auto, cpu or cuda, got {s.device!r}")
     for name in ("model", "dataDir"):
         if not isinstance(getattr(s, name), str):
@@ -248,106 +185,11 @@ def validate(s: EvalSpec) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# model: load, prune, merge
-def _config_layers(model_dir: str | Path) -> int | None:
-    try:
-        cfg = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    n = cfg.get("num_hidden_layers")
-    return n if isinstance(n, int) and n > 0 else None
-
-
-def _adapter_weights(adapter: Path) -> Path:
-    if not adapter.is_dir():
-        raise ModelError(f"adapter folder {adapter} does not exist; pass the adapter/ folder of a train run with --adapter")
-    if not (adapter / "adapter_config.json").is_file():
-        raise ModelError(f"adapter folder {adapter} has no adapter_config.json; it must be a peft adapter (save_pretrained)")
-    f = adapter / "adapter_model.safetensors"
-    if not f.is_file():
-        if (adapter / "adapter_model.bin").exists():
-            raise ModelError(f"adapter folder {adapter} holds only pickle weights (adapter_model.bin); save it with safe_serialization=True")
-        raise ModelError(f"adapter folder {adapter} has no adapter_model.safetensors")
-    return f
-
-
-def _adapter_depth(weights: Path, layer_attr: str) -> int | None:
-    """Layers the adapter has weights for (highest layer index + 1), from the tensor names alone."""
-    from safetensors import safe_open
-
-    pat = re.compile(rf"(?:^|\.){re.escape(layer_attr)}\.(\d+)\.")
-    with safe_open(str(weights), framework="pt") as fh:
-        idx = [int(m.group(1)) for k in fh.keys() if (m := pat.search(k))]
-    return max(idx) + 1 if idx else None
-
-
-def _merge_adapter(model: torch.nn.Module, adapter: Path, weights: Path) -> torch.nn.Module:
-    from peft import PeftConfig, get_peft_model, set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    try:
-        cfg = PeftConfig.from_pretrained(str(adapter))
-    except Exception as e:  # noqa: BLE001 - peft raises many types; the user needs one sentence
-        raise ModelError(f"adapter folder {adapter}: cannot read adapter_config.json ({type(e).__name__}: {e})") from None
-    cfg.inference_mode = True
-    pm = get_peft_model(model, cfg)
-    res = set_peft_model_state_dict(pm, load_file(str(weights)))
-    # peft only warns about weights that do not fit; an adapter that silently does nothing would be a lie.
-    unexpected = list(getattr(res, "unexpected_keys", None) or [])
-    missing = [k for k in (getattr(res, "missing_keys", None) or []) if "lora_" in k]
-    if unexpected or missing:
-        raise ModelError(
-            f"adapter {adapter} does not fit this model ({'unexpected' if unexpected else 'missing'} weights such as "
-            f"{(unexpected or missing)[0]}); pass the base model it was trained on"
-        )
-    return pm.merge_and_unload().eval()
-
-
-def _check_keep(keep: int, n: int) -> None:
-    if not 1 <= keep <= n:
-        raise ValueError(f"--keep {keep} is out of range: the model has {n} layers; choose 1..{n}")
-
-
+# encoding
 def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
-
-
-def load_model(spec: EvalSpec, device: str) -> tuple[Encoder, dict]:
-    enc = load_encoder(spec.model, device=device, max_length=spec.maxLength, trust_remote_code=spec.trustRemoteCode)
-    loaded = enc.num_layers
-    source = spec.model
-    saved = Path(spec.model) / "l3prune_encoder.json"
-    if saved.is_file():
-        # A train run's merged model/: its source is the unpruned model it was cut from.
-        try:
-            source = json.loads(saved.read_text(encoding="utf-8")).get("sourceModel") or spec.model
-        except (OSError, json.JSONDecodeError):
-            pass
-    original = _config_layers(source) or loaded
-    if spec.adapter:
-        weights = _adapter_weights(Path(spec.adapter))
-        depth = _adapter_depth(weights, find_layers(enc.model)[1])
-        if depth is not None:
-            if depth > loaded:
-                raise ModelError(f"adapter {spec.adapter} has weights for {depth} layers but the model has {loaded}; pass the base model it was trained on")
-            if spec.keep is not None and spec.keep > depth:
-                raise ValueError(f"--keep {spec.keep} is more than the {depth} layers the adapter was trained on; choose 1..{depth}")
-            # The adapter was trained on the model pruned to its depth: prune first, then merge.
-            prune(enc.model, depth)
-        elif spec.keep is not None:
-            _check_keep(spec.keep, enc.num_layers)
-            prune(enc.model, spec.keep)
-        enc.model = _merge_adapter(enc.model, Path(spec.adapter), weights)
-    if spec.keep is not None:
-        _check_keep(spec.keep, enc.num_layers)
-        if spec.keep < enc.num_layers:
-            prune(enc.model, spec.keep)
-    enc.model.eval()
-    for p in enc.model.parameters():
-        p.requires_grad_(False)
-    return enc, {"originalNumLayers": original}
 
 
 def embed(enc: Encoder, texts: list[str], pooling: str, batch_size: int, on_batch: Callable[[int], None] | None = None) -> np.ndarray:
@@ -413,7 +255,8 @@ def run_evaluate(spec: EvalSpec, emit: Callable[..., object], run_dir: Path, *, 
         raise ModelError("device cuda was requested but no CUDA device is available; use --device cpu")
     torch.manual_seed(spec.seed)
     t0 = time.monotonic()
-    enc, info = load_model(spec, device)
+    enc, info = load_variant(spec.model, spec.keep, spec.adapter, max_length=spec.maxLength, device=device,
+                             trust_remote_code=spec.trustRemoteCode)
     cfg = enc.model.config
     norm = find_final_norm(enc.model)
     params = sum(p.numel() for p in enc.model.parameters())
@@ -500,75 +343,20 @@ def run_evaluate(spec: EvalSpec, emit: Callable[..., object], run_dir: Path, *, 
 
 def run_cli(args: argparse.Namespace) -> int:
     """`python -m l3prune evaluate ...`; returns the exit code (0, 2 bad input, 1 internal, 128+signal)."""
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    from .train import quiet_libraries
 
-    quiet_libraries()
-    run: RunFolder | None = None
-    try:
-        # An invalid spec is refused before the run folder exists: run.json must always hold a valid spec.
-        try:
-            spec = spec_from_args(args)
-        except (ValueError, TypeError) as e:
-            print(f"l3prune: {e}", file=sys.stderr)
-            return EXIT_USER_ERROR
-        run = RunFolder(args.run_dir, "evaluate", spec.to_json())
-        try:
-            run.open()
-        except RunFolderError as e:
-            run = None
-            print(f"l3prune: {e}", file=sys.stderr)
-            return EXIT_USER_ERROR
-        run.emit("started", verb="evaluate", pid=os.getpid(), spec=spec.to_json())
-        run.start_heartbeat(args.heartbeat_seconds)
-        try:
-            # mteb_adapter.MtebUnavailable is a ValueError: a missing package or task data is bad input too.
-            result = run_evaluate(spec, run.emit, Path(args.run_dir), sleep_after_load=args.debug_sleep_after_load)
-            run.stop_heartbeat()
-            run.emit("evaluation_finished", **result)
-            run.finish("succeeded", result=result)
-        except (DataError, ModelError, ValueError) as e:
-            return _fail(run, str(e), "user", EXIT_USER_ERROR)
-        except (MemoryError, torch.OutOfMemoryError):
-            return _fail(run, "ran out of memory; lower --batch-size or --max-length", "resource", EXIT_USER_ERROR)
-        except Exception as e:  # noqa: BLE001 - the run folder must still say "failed"
-            if _disk_full(e):
-                return _fail(run, f"the disk holding {Path(args.run_dir).resolve()} is full (no space left on device); free some space and evaluate again",
-                             "resource", EXIT_USER_ERROR)
-            return _fail(run, f"internal error ({type(e).__name__}: {e}); see events.jsonl for the traceback", "internal", EXIT_INTERNAL, traceback.format_exc())
-        run.close()
-        return 0
-    except EvalCancelled as c:
-        name = signal.Signals(c.signum).name
-        if run is not None:
-            run.stop_heartbeat()
-            run.emit("cancelled", signal=name)
-            run.finish("cancelled", error={"message": f"cancelled by {name}"})
-            run.close()
-        print(f"l3prune: cancelled by {name}", file=sys.stderr)
-        return 128 + c.signum
+    def resolve() -> tuple[EvalSpec, dict]:
+        spec = spec_from_args(args)
+        return spec, spec.to_json()
 
+    def work(spec: EvalSpec, run: RunFolder) -> Outcome:
+        result = run_evaluate(spec, run.emit, Path(args.run_dir), sleep_after_load=args.debug_sleep_after_load)
+        return Outcome("evaluation_finished", result, result)
 
-def _disk_full(e: BaseException) -> bool:
-    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(e)
-
-
-def _fail(run: RunFolder, message: str, kind: str, code: int, detail: str | None = None) -> int:
-    message = " ".join(message.split())
-    run.stop_heartbeat()
-    extra = {"detail": detail} if detail else {}
-    try:
-        run.emit("error", message=message, kind=kind, **extra)
-        run.finish("failed", error={"message": message, "kind": kind})
-    except OSError as e:
-        # Even the report does not fit (full disk): run.json says running with a dead pid, which readers show
-        # as failed; stderr carries the message.
-        message += f" (the run folder could not record this: {e.strerror or e})"
-    finally:
-        run.close()
-    print(f"l3prune: {message}", file=sys.stderr)
-    return code
+    advice = Advice(out_of_memory="ran out of memory; lower --batch-size or --max-length",
+                    disk_full=disk_full_in(args.run_dir, "free some space and evaluate again"))
+    # mteb_adapter.MtebUnavailable is a ValueError: a missing package or task data is bad input too.
+    return run_verb("evaluate", args.run_dir, resolve, work, heartbeat_seconds=args.heartbeat_seconds, advice=advice,
+                    user_errors=(DataError, ModelError, ValueError))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,18 +23,14 @@ either holds a complete, verified export or does not exist.
 from __future__ import annotations
 
 import argparse
-import errno
 import gc
 import json
 import math
 import os
-import re
 import shutil
-import signal
 import sys
 import tempfile
 import time
-import traceback
 import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -46,11 +42,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import DataError
-from .encoder import POOLINGS, Encoder, ModelError, _accepts, check_model_dir, find_final_norm, find_layers, load_encoder, pool, prune
-from .events import RunFolder, RunFolderError, now_iso
+from .encoder import POOLINGS, Encoder, ModelError, _accepts, check_model_dir, find_final_norm, pool
+from .events import RunFolder, now_iso
+from .variant import load_variant, resolve_source
+from .verbs import Advice, Outcome, run_verb
 
-EXIT_USER_ERROR = 2
-EXIT_INTERNAL = 1
 FORMAT = 1
 MIN_OPSET = 14  # Trilu and the attention decompositions need 14
 MAX_OPSET = 20  # the TorchScript exporter's ceiling in torch 2.13
@@ -98,14 +94,6 @@ class ParityError(ValueError):
     """ONNX Runtime's embeddings differ from torch's more than the threshold allows."""
 
 
-class ExportCancelled(BaseException):
-    """Raised from the signal handler; a BaseException so no `except Exception` in a library swallows it."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # spec
 @dataclass
@@ -144,60 +132,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug-sleep-after-load", type=float, default=0.0, help=argparse.SUPPRESS)
 
 
-def _read_json(path: Path, what: str) -> dict:
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"{what}: {path} does not exist") from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{what}: {path} is not readable JSON ({e})") from None
-    if not isinstance(obj, dict):
-        raise ValueError(f"{what}: {path} must hold a JSON object")
-    return obj
-
-
 def spec_from_args(args: argparse.Namespace) -> ExportSpec:
     """Resolve flags, the train run and defaults into the spec stored in run.json (paths absolute)."""
-    defaults: dict = {}
-    model = args.model
-    adapter = args.adapter
-    if args.fromRun:
-        if adapter:
-            raise ValueError("give either --adapter or --from-run, not both (--from-run takes the run's adapter)")
-        rd = Path(args.fromRun).expanduser()
-        state = _read_json(rd / "run.json", "--from-run needs a train run folder")
-        if state.get("verb") != "train" or not isinstance(state.get("spec"), dict):
-            raise ValueError(f"--from-run {rd} is not a train run (verb {state.get('verb')!r}); pass the folder of a train run")
-        if state.get("status") != "succeeded":
-            raise ValueError(f"the train run in {rd} has not finished (status {state.get('status')!r}); export a run that succeeded")
-        tspec = state["spec"]
-        defaults = {"pooling": tspec.get("pooling"), "maxLength": tspec.get("maxLength")}
-        merged = rd / "model"
-        if model is None and (merged / "config.json").is_file():
-            model = str(merged)
-        else:
-            # No merged model (mergeAtEnd false), or --model names the base model: base + the run's adapter.
-            model = model or tspec.get("model")
-            adapter = str(rd / "adapter")
-            if not (rd / "adapter" / "adapter_config.json").is_file():
-                raise ValueError(f"the train run in {rd} has neither a merged model/ nor an adapter/; it cannot be exported")
-    if not model:
-        raise ValueError("no --model given; pass a local model folder with --model, or a finished train run with --from-run")
-    if not args.fromRun:
-        # A train run's merged model/ folder says how it was trained.
-        info = Path(model).expanduser() / "l3prune_encoder.json"
-        if info.is_file():
-            try:
-                saved = json.loads(info.read_text(encoding="utf-8"))
-                defaults = {"pooling": saved.get("pooling"), "maxLength": saved.get("maxLength")}
-            except (OSError, json.JSONDecodeError):
-                pass
+    source = resolve_source(args.model, args.adapter, args.keep, args.fromRun, purpose="export")
+    defaults = source.trained_with
+    model, adapter, keep = source.model, source.adapter, source.keep
     pooling = args.pooling or defaults.get("pooling") or "weighted_mean"
     max_length = args.maxLength if args.maxLength is not None else (defaults.get("maxLength") or 512)
     opset = args.opset if args.opset is not None else 17
     min_cos = args.minCosine if args.minCosine is not None else MIN_COSINE
-    if args.keep is not None and args.keep < 1:
-        raise ValueError(f"--keep must be at least 1, got {args.keep}")
+    if keep is not None and (not isinstance(keep, int) or keep < 1):
+        raise ValueError(f"--keep must be at least 1, got {keep!r}")
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
     if not isinstance(max_length, int) or max_length < 2:
@@ -220,7 +165,7 @@ def spec_from_args(args: argparse.Namespace) -> ExportSpec:
     return ExportSpec(
         model=str(Path(model).expanduser().absolute()),
         out=str(out),
-        keep=args.keep,
+        keep=keep,
         adapter=str(Path(adapter).expanduser().absolute()) if adapter else None,
         fromRun=str(Path(args.fromRun).expanduser().absolute()) if args.fromRun else None,
         pooling=pooling,
@@ -228,7 +173,7 @@ def spec_from_args(args: argparse.Namespace) -> ExportSpec:
         opset=opset,
         parityData=str(parity) if parity else None,
         minCosine=float(min_cos),
-        trustRemoteCode=bool(args.trustRemoteCode),
+        trustRemoteCode=bool(args.trustRemoteCode) if args.trustRemoteCode is not None else bool(defaults.get("trustRemoteCode")),
     )
 
 
@@ -257,105 +202,6 @@ def reference_embeddings(enc: Encoder, texts: list[str], pooling: str) -> torch.
 
 # ---------------------------------------------------------------------------------------------------------------
 # model: load, prune, merge
-def _config_layers(model_dir: str | Path) -> int | None:
-    try:
-        cfg = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    n = cfg.get("num_hidden_layers") or (cfg.get("text_config") or {}).get("num_hidden_layers")
-    return n if isinstance(n, int) and n > 0 else None
-
-
-def _adapter_file(adapter: Path) -> Path:
-    if not adapter.is_dir():
-        raise ModelError(f"adapter folder {adapter} does not exist; pass the adapter/ folder of a train run with --adapter")
-    if not (adapter / "adapter_config.json").is_file():
-        raise ModelError(f"adapter folder {adapter} has no adapter_config.json; it must be a peft adapter (save_pretrained)")
-    f = adapter / "adapter_model.safetensors"
-    if not f.is_file():
-        if (adapter / "adapter_model.bin").exists():
-            raise ModelError(f"adapter folder {adapter} holds only pickle weights (adapter_model.bin); save it with safe_serialization=True")
-        raise ModelError(f"adapter folder {adapter} has no adapter_model.safetensors")
-    return f
-
-
-def adapter_depth(weights: Path, layer_attr: str) -> int | None:
-    """Layers the adapter has weights for (highest layer index + 1), read from the tensor names only."""
-    from safetensors import safe_open
-
-    pat = re.compile(rf"(?:^|\.){re.escape(layer_attr)}\.(\d+)\.")
-    with safe_open(str(weights), framework="pt") as fh:
-        idx = [int(m.group(1)) for k in fh.keys() if (m := pat.search(k))]
-    return max(idx) + 1 if idx else None
-
-
-def merge_adapter(model: nn.Module, adapter: Path, weights: Path) -> nn.Module:
-    from peft import PeftConfig, get_peft_model, set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    try:
-        cfg = PeftConfig.from_pretrained(str(adapter))
-    except Exception as e:  # noqa: BLE001 - peft raises many types; the user needs one sentence
-        raise ModelError(f"adapter folder {adapter}: cannot read adapter_config.json ({type(e).__name__}: {e})") from None
-    cfg.inference_mode = True
-    with warnings.catch_warnings():
-        # transformers' deprecation notices from inside peft; nothing the user can act on.
-        warnings.simplefilter("ignore", FutureWarning)
-        pm = get_peft_model(model, cfg)
-    res = set_peft_model_state_dict(pm, load_file(str(weights)))
-    unexpected = list(getattr(res, "unexpected_keys", None) or [])
-    missing = [k for k in (getattr(res, "missing_keys", None) or []) if "lora_" in k]
-    if unexpected or missing:
-        raise ModelError(
-            f"adapter {adapter} does not fit this model ({'unexpected' if unexpected else 'missing'} weights such as "
-            f"{(unexpected or missing)[0]}); pass the base model and --keep it was trained with"
-        )
-    return pm.merge_and_unload().eval()
-
-
-def load_model(spec: ExportSpec) -> tuple[Encoder, dict]:
-    enc = load_encoder(spec.model, max_length=spec.maxLength, trust_remote_code=spec.trustRemoteCode)
-    loaded_layers = enc.num_layers
-    base_model = spec.model
-    saved = Path(spec.model) / "l3prune_encoder.json"
-    if saved.is_file():
-        # A train run's merged folder: its source is the unpruned model it was cut from.
-        try:
-            base_model = json.loads(saved.read_text(encoding="utf-8")).get("sourceModel") or spec.model
-        except (OSError, json.JSONDecodeError):
-            pass
-    original = _config_layers(base_model) or loaded_layers
-    if spec.adapter:
-        weights = _adapter_file(Path(spec.adapter))
-        _, attr, _ = find_layers(enc.model)
-        depth = adapter_depth(weights, attr)
-        if depth is not None:
-            if depth > loaded_layers:
-                raise ModelError(f"adapter {spec.adapter} has weights for {depth} layers but the model has {loaded_layers}; pass the base model it was trained on")
-            if spec.keep is not None and spec.keep > depth:
-                raise ValueError(f"--keep {spec.keep} is more than the {depth} layers the adapter was trained on; choose 1..{depth}")
-            # The adapter was trained on the model pruned to its depth: prune first, then merge.
-            prune(enc.model, depth)
-        elif spec.keep is not None:
-            _check_keep(spec.keep, enc.num_layers)
-            prune(enc.model, spec.keep)
-        enc.model = merge_adapter(enc.model, Path(spec.adapter), weights)
-    if spec.keep is not None:
-        _check_keep(spec.keep, enc.num_layers)
-        if spec.keep < enc.num_layers:
-            prune(enc.model, spec.keep)
-    enc.model.eval()
-    for p in enc.model.parameters():
-        p.requires_grad_(False)
-    info = {"originalNumLayers": original, "sourceModel": str(Path(base_model).absolute())}
-    return enc, info
-
-
-def _check_keep(keep: int, n: int) -> None:
-    if not 1 <= keep <= n:
-        raise ValueError(f"--keep {keep} is out of range: the model has {n} layers; choose 1..{n}")
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # parity sentences and the tokenizer contract
 def parity_texts(path: str | None, n: int = PARITY_SENTENCES) -> list[str]:
@@ -550,7 +396,7 @@ def run_export(spec: ExportSpec, emit: Callable[..., object], *, sleep_after_loa
     os.chmod(stage, 0o777 & ~umask)
     try:
         check_model_dir(spec.model)
-        enc, info = load_model(spec)
+        enc, info = load_variant(spec.model, spec.keep, spec.adapter, max_length=spec.maxLength, trust_remote_code=spec.trustRemoteCode)
         cfg = enc.model.config
         tokenizer_files = stage_tokenizer(enc.tokenizer, Path(spec.model), stage)
         n = enc.num_layers
@@ -700,78 +546,26 @@ def run_export(spec: ExportSpec, emit: Callable[..., object], *, sleep_after_loa
 # CLI
 def run_cli(args: argparse.Namespace) -> int:
     """`python -m l3prune export-onnx ...`; exit 0, 2 bad input (or failed parity), 1 internal, 128+signal."""
-    from .train import quiet_libraries
+    out_dir: list[Path] = []
 
-    def on_signal(signum, _frame):
-        # A second signal must not interrupt writing the cancelled state.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        raise ExportCancelled(signum)
+    def resolve() -> tuple[ExportSpec, dict]:
+        spec = spec_from_args(args)
+        out_dir.append(Path(spec.out))
+        return spec, spec.to_json()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    quiet_libraries()
-    run: RunFolder | None = None
-    try:
-        try:
-            spec = spec_from_args(args)
-        except ValueError as e:
-            print(f"l3prune: {e}", file=sys.stderr)
-            return EXIT_USER_ERROR
-        run = RunFolder(args.run_dir, "export-onnx", spec.to_json())
-        try:
-            run.open()
-        except RunFolderError as e:
-            run = None
-            print(f"l3prune: {e}", file=sys.stderr)
-            return EXIT_USER_ERROR
-        run.emit("started", verb="export-onnx", pid=os.getpid(), spec=spec.to_json())
-        run.start_heartbeat(args.heartbeat_seconds)
-        try:
-            result = run_export(spec, run.emit, sleep_after_load=args.debug_sleep_after_load)
-        except (DataError, ModelError, ValueError) as e:
-            return _fail(run, str(e), "user", EXIT_USER_ERROR)
-        except (MemoryError, torch.OutOfMemoryError):
-            return _fail(run, "ran out of memory while exporting; free memory or export a model with fewer layers (--keep)", "resource", EXIT_USER_ERROR)
-        except Exception as e:  # noqa: BLE001 - the run folder must still say "failed"
-            if _disk_full(e):
-                return _fail(run, f"the disk holding {Path(spec.out).parent} is full (no space left on device); nothing was exported, "
-                                  "free some space or choose another --out", "resource", EXIT_USER_ERROR)
-            return _fail(run, f"internal error ({type(e).__name__}: {e}); see events.jsonl for the traceback", "internal", EXIT_INTERNAL, traceback.format_exc())
-        run.stop_heartbeat()
-        run.emit("exported", **{k: result[k] for k in ("path", "outDir", "bytes", "opset", "parityMinCosine", "parityMeanCosine", "numLayers", "seconds")})
-        run.finish("succeeded", result=result)
-        run.close()
-        return 0
-    except ExportCancelled as c:
-        name = signal.Signals(c.signum).name
-        if run is not None:
-            run.stop_heartbeat()
-            run.emit("cancelled", signal=name)
-            run.finish("cancelled", error={"message": f"cancelled by {name}; nothing was written to the output folder"})
-            run.close()
-        print(f"l3prune: cancelled by {name}", file=sys.stderr)
-        return 128 + c.signum
+    def work(spec: ExportSpec, run: RunFolder) -> Outcome:
+        result = run_export(spec, run.emit, sleep_after_load=args.debug_sleep_after_load)
+        fields = ("path", "outDir", "bytes", "opset", "parityMinCosine", "parityMeanCosine", "numLayers", "seconds")
+        return Outcome("exported", {k: result[k] for k in fields}, result)
 
-
-def _disk_full(e: BaseException) -> bool:
-    # onnx and safetensors may report ENOSPC as their own error types, with the OS error only in the text.
-    return (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) or "No space left on device" in str(e)
-
-
-def _fail(run: RunFolder, message: str, kind: str, code: int, detail: str | None = None) -> int:
-    message = " ".join(message.split())
-    run.stop_heartbeat()
-    try:
-        run.emit("error", message=message, kind=kind, **({"detail": detail} if detail else {}))
-        run.finish("failed", error={"message": message, "kind": kind})
-    except OSError:
-        # The run folder's own disk is full: stderr is the only report left.
-        pass
-    finally:
-        run.close()
-    print(f"l3prune: {message}", file=sys.stderr)
-    return code
+    advice = Advice(
+        out_of_memory="ran out of memory while exporting; free memory or export a model with fewer layers (--keep)",
+        disk_full=lambda: (f"the disk holding {out_dir[0].parent} is full (no space left on device); nothing was exported, "
+                           "free some space or choose another --out"),
+        cancelled="nothing was written to the output folder",
+    )
+    return run_verb("export-onnx", args.run_dir, resolve, work, heartbeat_seconds=args.heartbeat_seconds, advice=advice,
+                    user_errors=(DataError, ModelError, ValueError))
 
 
 def main(argv: list[str] | None = None) -> int:

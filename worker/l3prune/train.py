@@ -30,7 +30,6 @@ the averaged gradient is the full-batch gradient). Rank 0 alone writes events, r
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import math
 import os
@@ -55,9 +54,8 @@ from .encoder import POOLINGS, Encoder, ModelError, find_final_norm, load_encode
 from .events import RunFolder, RunFolderError, now_iso
 from .losses import HardNegativeInfoNCE
 from .devicelock import DeviceBusyError, DeviceLock
-
-EXIT_USER_ERROR = 2
-EXIT_INTERNAL = 1
+from .verbs import (EXIT_INTERNAL, EXIT_USER_ERROR, Cancelled, disk_full, fail, out_of_memory, quiet_libraries,
+                    record_cancelled, say_on_stderr)
 MAX_GRAD_NORM = 1.0
 KEEP_CHECKPOINTS = 2
 STEP_DIR = re.compile(r"^step-(\d{8})$")
@@ -322,12 +320,6 @@ class TrainRunFolder(RunFolder):
         self._write_run_json()
 
 
-class TrainCancelled(BaseException):
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-
 class StopFlag:
     """SIGTERM/SIGINT: before the loop they cancel at once; inside it they only ask for a stop after the step."""
 
@@ -339,7 +331,7 @@ class StopFlag:
         first = self.signum is None
         self.signum = self.signum or signum
         if not self.deferred and first:
-            raise TrainCancelled(signum)
+            raise Cancelled(signum)
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -350,7 +342,7 @@ def run_cli(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     quiet_libraries()
     run: TrainRunFolder | None = None
-    say = (lambda msg: print(f"l3prune: {msg}", file=sys.stderr)) if world.is_main else (lambda msg: None)
+    say = say_on_stderr if world.is_main else (lambda msg: None)
     try:
         try:
             spec = resume_spec(args, check_status=world.is_main) if args.resume else spec_from_args(args)
@@ -374,86 +366,41 @@ def run_cli(args: argparse.Namespace) -> int:
                 held_lock = DeviceLock(resolve_device(spec.device, world), Path(args.run_dir).resolve())
                 held_lock.acquire()  # the kernel also drops it if this process dies, however it dies
             except (DeviceBusyError, ModelError) as e:
-                return _fail(run, str(e), "user", EXIT_USER_ERROR, say)
+                return fail(run, str(e), "user", EXIT_USER_ERROR, say)
         trainer = Trainer(spec, Path(args.run_dir), world, emit, stop,
                           kill_after=args.debug_kill_after_step, step_sleep=args.debug_step_sleep)
         try:
             out = trainer.run(resume=args.resume)
+            if out["cancelled"]:
+                raise Cancelled(stop.signum or signal.SIGTERM)
+            if run is not None:
+                # Inside the try: a disk that fills now must still end in "failed", not a traceback.
+                run.stop_heartbeat()
+                run.emit("train_finished", step=out["step"], finalLoss=out["finalLoss"], adapterPath=out["adapterPath"], mergedPath=out["mergedPath"])
+                run.finish("succeeded", result={k: out[k] for k in ("step", "finalLoss", "adapterPath", "mergedPath", "seconds")})
         except (DataError, ModelError, ValueError) as e:
-            return _fail(run, str(e), "user", EXIT_USER_ERROR, say)
-        except (MemoryError, torch.OutOfMemoryError):
-            return _fail(run, "ran out of memory; lower batchSize or maxLength, or turn gradientCheckpointing on", "resource", EXIT_USER_ERROR, say)
-        except TrainCancelled:
-            raise
+            return fail(run, str(e), "user", EXIT_USER_ERROR, say)
         except Exception as e:  # noqa: BLE001 - the run folder must still say "failed"
-            if _disk_full(e):
+            if out_of_memory(e):
+                return fail(run, "ran out of memory; lower batchSize or maxLength, or turn gradientCheckpointing on", "resource", EXIT_USER_ERROR, say)
+            if disk_full(e):
                 where = f"at step {trainer.step}" if trainer.step else "before the first step"
-                return _fail(run, f"the disk holding {Path(args.run_dir).resolve()} is full (no space left on device) {where}; "
+                return fail(run, f"the disk holding {Path(args.run_dir).resolve()} is full (no space left on device) {where}; "
                                   "free some space, then resume the run: it continues from its newest complete checkpoint", "resource", EXIT_USER_ERROR, say)
-            return _fail(run, f"internal error ({type(e).__name__}: {e}); see events.jsonl for the traceback", "internal", EXIT_INTERNAL, say, traceback.format_exc())
-        if out["cancelled"]:
-            raise TrainCancelled(stop.signum or signal.SIGTERM)
+            return fail(run, f"internal error ({type(e).__name__}: {e}); see events.jsonl for the traceback", "internal", EXIT_INTERNAL, say, detail=traceback.format_exc())
         if run is not None:
-            run.stop_heartbeat()
-            run.emit("train_finished", step=out["step"], finalLoss=out["finalLoss"], adapterPath=out["adapterPath"], mergedPath=out["mergedPath"])
-            run.finish("succeeded", result={k: out[k] for k in ("step", "finalLoss", "adapterPath", "mergedPath", "seconds")})
             run.close()
         return 0
-    except TrainCancelled as c:
-        name = signal.Signals(c.signum).name
-        if run is not None:
-            run.stop_heartbeat()
-            step = trainer.step if "trainer" in locals() else 0
-            ck = trainer.last_checkpoint if "trainer" in locals() else None
-            run.emit("cancelled", signal=name, step=step, checkpoint=str(ck) if ck else None)
-            msg = f"cancelled by {name} at step {step}" + ("; continue with --resume" if ck else "")
-            run.finish("cancelled", error={"message": msg})
-            run.close()
-        say(f"cancelled by {name}")
-        return 128 + c.signum
+    except Cancelled as c:
+        step = trainer.step if "trainer" in locals() else 0
+        ck = trainer.last_checkpoint if "trainer" in locals() else None
+        message = f"cancelled by {c.signal_name} at step {step}" + ("; continue with --resume" if ck else "")
+        return record_cancelled(run, c, message, say, step=step, checkpoint=str(ck) if ck else None)
     finally:
         # Released here too, not only at exit: tests and tools call run_cli inside a longer-lived process.
         if "held_lock" in locals():
             held_lock.release()
         D.shutdown()
-
-
-def _disk_full(e: BaseException) -> bool:
-    # safetensors reports ENOSPC as its own error type, with the OS error only in the text.
-    return (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) or "No space left on device" in str(e)
-
-
-def _fail(run, message: str, kind: str, code: int, say, detail: str | None = None) -> int:
-    message = " ".join(message.split())
-    if run is not None:
-        run.stop_heartbeat()
-        extra = {"detail": detail} if detail else {}
-        try:
-            run.emit("error", message=message, kind=kind, **extra)
-            run.finish("failed", error={"message": message, "kind": kind})
-        except OSError as e:
-            # Even the report does not fit (full disk): run.json still says running with a dead pid, which
-            # every reader shows as failed; stderr carries the message.
-            message += f" (the run folder could not record this: {e.strerror or e})"
-        finally:
-            run.close()
-    say(message)
-    return code
-
-
-def quiet_libraries() -> None:
-    """stderr is reserved for the one-sentence error; library progress bars and warnings would bury it."""
-    import warnings
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    warnings.filterwarnings("ignore")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -593,8 +540,6 @@ def _debug_kill_in_checkpoint(phase: str, step: int) -> None:
 
 
 def save_checkpoint(ckdir: Path, step: int, peft_model, opt, sched, state: dict, rngs: list[dict]) -> Path:
-    from safetensors.torch import save_file
-
     ckdir.mkdir(parents=True, exist_ok=True)
     final = ckdir / f"step-{step:08d}"
     tmp = ckdir / f".tmp-{final.name}-{os.getpid()}"

@@ -1,8 +1,12 @@
-"""Shared fixtures: a tiny random Llama made here (always available) and the demo model (when set up)."""
+"""Shared fixtures and helpers: a tiny random Llama made here (always available), the demo model and evaluation
+data (when set up), and the checks every verb's tests make of a run folder."""
 from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +24,12 @@ if "L3PRUNE_LOCK_DIR" not in os.environ:
 REPO = Path(__file__).resolve().parents[2]
 PROTOCOL = REPO / "protocol"
 DEMO_MODEL = REPO / ".demo" / "models" / "smollm2-135m"
-DEMO_TRIPLES = REPO / ".demo" / "data" / "triples.jsonl"
+DEMO_DATA = REPO / ".demo" / "data"
+DEMO_TRIPLES = DEMO_DATA / "triples.jsonl"
+WORKER = REPO / "worker"
+# On a CPU shared with other jobs, OpenMP threads that spin while waiting for a busy core make every forward pass
+# several times slower; sleeping instead changes nothing the tests check.
+ENV = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
 
 # Hand-written NLI-style triples (premise, entailment, contradiction) for the tiny model.
 TRIPLES = [
@@ -101,3 +110,70 @@ def schemas():
     run = json.loads((PROTOCOL / "run.schema.json").read_text(encoding="utf-8"))
     registry = Registry().with_resources([(s["$id"], Resource.from_contents(s)) for s in (events, run)])
     return {"events": events, "run": run, "registry": registry}
+
+
+@pytest.fixture(scope="session")
+def eval_data() -> Path:
+    """The demo data folder with the evaluation sets (sts.jsonl, eval/)."""
+    if not (DEMO_DATA / "eval" / ".complete").exists():
+        message = f"evaluation data {DEMO_DATA / 'eval'} is absent; run scripts/setup-worker.sh to build it"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return DEMO_DATA
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the worker as the extension runs it, and what every run folder must satisfy
+def worker_cli(*args: str, timeout: float = 240, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m l3prune ARGS` in a subprocess, as the extension starts it."""
+    return subprocess.run([sys.executable, "-m", "l3prune", *args], capture_output=True, text=True, timeout=timeout, cwd=WORKER,
+                          env={**ENV, **(env or {})})
+
+
+def run_inproc(verb: str, argv: list[str], capsys) -> tuple[int, str, str]:
+    """The real CLI entry in this process (no interpreter start-up): for checks that end before any model loads.
+    Signal handlers are put back afterwards."""
+    from l3prune.__main__ import main
+
+    try:
+        rc = main([verb, *argv])
+    except SystemExit as e:  # argparse
+        rc = e.code
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def read_events(run_dir: Path, heartbeats: bool = True) -> list[dict]:
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text(encoding="utf-8").splitlines()]
+    return events if heartbeats else [e for e in events if e["event"] != "heartbeat"]
+
+
+def validate_run(run_dir: Path, schemas) -> tuple[dict, list[dict]]:
+    """run.json and every event against the protocol's schemas; returns run.json and the events but heartbeats."""
+    import jsonschema
+
+    reg = schemas["registry"]
+    run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator(schemas["run"], registry=reg).validate(run)
+    v = jsonschema.Draft202012Validator(schemas["events"], registry=reg)
+    events = read_events(run_dir)
+    for e in events:
+        v.validate(e)
+    return run, [e for e in events if e["event"] != "heartbeat"]
+
+
+def assert_failed_cleanly(p: subprocess.CompletedProcess, run_dir: Path, schemas, *needles: str, kind: str = "user") -> dict:
+    """Exit 2, one sentence on stderr naming each needle, and a run folder that says failed with that sentence."""
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    err = p.stderr.strip()
+    assert err.count("\n") == 0, f"one sentence on stderr, got: {err!r}"
+    for n in needles:
+        assert n in err, (n, err)
+    run, events = validate_run(run_dir, schemas)
+    assert run["status"] == "failed" and run["error"]["message"] in err and run["error"]["kind"] == kind
+    assert events[-1]["event"] == "error" and events[-1]["kind"] == kind
+    return run

@@ -6,31 +6,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import jsonschema
 import pytest
 
-from conftest import write_triples
-
-
-def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "l3prune", *args], capture_output=True, text=True, timeout=timeout)
-
-
-def read_events(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "events.jsonl").read_text(encoding="utf-8").splitlines()]
-
-
-def validate_run(run_dir: Path, schemas) -> tuple[dict, list[dict]]:
-    reg = schemas["registry"]
-    run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    jsonschema.Draft202012Validator(schemas["run"], registry=reg).validate(run)
-    events = read_events(run_dir)
-    ev = jsonschema.Draft202012Validator(schemas["events"], registry=reg)
-    for e in events:
-        ev.validate(e)
-    return run, events
+from conftest import assert_failed_cleanly, validate_run, write_triples
+from conftest import worker_cli as cli
 
 
 def test_schemas_are_valid_draft_2020_12(schemas):
@@ -47,7 +28,7 @@ def test_analyze_writes_a_valid_run_folder_and_ends_with_layer_losses(tiny_llama
     assert p.returncode == 0, p.stderr
     assert p.stderr == ""
     run, events = validate_run(run_dir, schemas)
-    lines = [json.loads(l) for l in p.stdout.splitlines()]
+    lines = [e for e in map(json.loads, p.stdout.splitlines()) if e["event"] != "heartbeat"]
     assert lines == events, "stdout carries exactly the events of events.jsonl"
     assert events[0]["event"] == "started" and events[-1]["event"] == "layer_losses"
     last = events[-1]
@@ -64,17 +45,6 @@ def test_a_used_run_folder_is_refused(tiny_llama, tiny_triples, tmp_path):
     assert cli("analyze", "--model", str(tiny_llama), "--data", str(tiny_triples), "--run-dir", str(run_dir), "--samples", "2").returncode == 0
     p = cli("analyze", "--model", str(tiny_llama), "--data", str(tiny_triples), "--run-dir", str(run_dir), "--samples", "2")
     assert p.returncode != 0 and "already holds a run" in p.stderr
-
-
-def assert_failed_cleanly(p, run_dir: Path, schemas, *needles: str):
-    assert p.returncode == 2, (p.returncode, p.stderr)
-    err = p.stderr.strip()
-    assert err.count("\n") == 0, f"one sentence on stderr, got: {err!r}"
-    for n in needles:
-        assert n in err, (n, err)
-    run, events = validate_run(run_dir, schemas)
-    assert run["status"] == "failed" and run["error"]["message"] in err
-    assert events[-1]["event"] == "error"
 
 
 def test_bad_data_line_fails_with_file_and_line(tiny_llama, tmp_path, schemas):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from conftest import DEMO_TRIPLES, REPO
+from conftest import DEMO_TRIPLES, ENV, REPO, assert_failed_cleanly, read_events, run_inproc, validate_run, worker_cli
 
 from l3prune import evaltasks as T
 
@@ -22,38 +21,9 @@ DATA = REPO / ".demo" / "data"
 EVAL = DATA / "eval"
 # Small enough for seconds per run on 2 CPU cores, large enough that every metric is defined.
 QUICK = ["--max-examples", "8", "--max-length", "32", "--batch-size", "8", "--heartbeat-seconds", "0.5"]
-# On a CPU shared with other jobs, OpenMP threads that spin while waiting for a busy core make every forward pass
-# several times slower; sleeping instead changes nothing the tests check.
-ENV = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
-
 
 def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "l3prune", "evaluate", *args], capture_output=True, text=True, timeout=timeout, env=ENV)
-
-
-def read_events(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "events.jsonl").read_text(encoding="utf-8").splitlines()]
-
-
-def validate_run(run_dir: Path, schemas) -> tuple[dict, list[dict]]:
-    reg = schemas["registry"]
-    run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    jsonschema.Draft202012Validator(schemas["run"], registry=reg).validate(run)
-    v = jsonschema.Draft202012Validator(schemas["events"], registry=reg)
-    events = read_events(run_dir)
-    for e in events:
-        v.validate(e)
-    return run, [e for e in events if e["event"] != "heartbeat"]
-
-
-@pytest.fixture(scope="module")
-def eval_data() -> Path:
-    if not (EVAL / ".complete").exists():
-        message = f"evaluation data {EVAL} is absent; run scripts/setup-worker.sh to build it"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return DATA
+    return worker_cli("evaluate", *args, timeout=timeout)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -265,18 +235,6 @@ def test_base_plus_adapter_scores_as_the_merged_model(tiny_train_run, demo_model
     assert max(diffs) > 1e-6, "the adapter changed the encoder"
 
 
-def assert_failed_cleanly(p, run_dir: Path, schemas, *needles: str) -> dict:
-    assert p.returncode == 2, (p.returncode, p.stderr)
-    err = p.stderr.strip()
-    assert err.count("\n") == 0, f"one sentence on stderr, got: {err!r}"
-    for n in needles:
-        assert n in err, (n, err)
-    run, events = validate_run(run_dir, schemas)
-    assert run["status"] == "failed" and run["error"]["message"] in err and run["error"]["kind"] == "user"
-    assert events[-1]["event"] == "error"
-    return run
-
-
 def test_missing_data_file_fails_the_run_before_loading_the_model(tiny_llama, tmp_path, schemas):
     data = tmp_path / "data"
     (data / "eval").mkdir(parents=True)
@@ -304,33 +262,21 @@ def test_keep_out_of_range_fails_the_run(tiny_llama, eval_data, tmp_path, schema
 )
 def test_bad_flags_are_refused_before_a_run_folder_exists(tiny_llama, tmp_path, capsys, args, needle):
     run_dir = tmp_path / "run"
-    rc, err = run_inproc(["--run-dir", str(run_dir), "--model", str(tiny_llama), *args], capsys)
+    rc, _, err = run_inproc("evaluate", ["--run-dir", str(run_dir), "--model", str(tiny_llama), *args], capsys)
     assert rc == 2 and needle in err and err.count("\n") == 1, err
     assert not run_dir.exists()
-
-
-def run_inproc(argv: list[str], capsys) -> tuple[int, str]:
-    """The CLI's flag and spec checks, in this process (they return before any run folder or model)."""
-    from l3prune.evaluate import main
-
-    try:
-        rc = main(argv)
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    return rc, capsys.readouterr().err
 
 
 def test_from_run_refuses_what_is_not_a_finished_train_run(tmp_path, capsys):
     other = tmp_path / "analyze"
     other.mkdir()
     (other / "run.json").write_text(json.dumps({"verb": "analyze", "spec": {}, "status": "succeeded"}))
-    rc, err = run_inproc(["--run-dir", str(tmp_path / "run"), "--from-run", str(other)], capsys)
+    rc, _, err = run_inproc("evaluate", ["--run-dir", str(tmp_path / "run"), "--from-run", str(other)], capsys)
     assert rc == 2 and "is not a train run" in err
     (other / "run.json").write_text(json.dumps({"verb": "train", "spec": {"model": "m"}, "status": "running"}))
-    rc, err = run_inproc(["--run-dir", str(tmp_path / "run"), "--from-run", str(other)], capsys)
+    rc, _, err = run_inproc("evaluate", ["--run-dir", str(tmp_path / "run"), "--from-run", str(other)], capsys)
     assert rc == 2 and "has not finished" in err
-    rc, err = run_inproc(["--run-dir", str(tmp_path / "run"), "--from-run", str(other), "--adapter", str(other)], capsys)
+    rc, _, err = run_inproc("evaluate", ["--run-dir", str(tmp_path / "run"), "--from-run", str(other), "--adapter", str(other)], capsys)
     assert rc == 2 and "either --adapter or --from-run" in err
     assert not (tmp_path / "run").exists()
 
@@ -347,7 +293,7 @@ def test_a_spec_file_takes_the_same_fields_and_flags_override_it(tiny_llama, tmp
     assert (s.tasks, s.maxExamples, s.batchSize, s.keep, s.pooling, s.maxLength) == (["sts", "clustering"], 12, 8, None, "weighted_mean", 128)
     assert Path(s.dataDir).is_absolute() and s.model == str(tiny_llama)
     spec_file.write_text(json.dumps({"model": str(tiny_llama), "shots": 3}))
-    rc, err = run_inproc(["--run-dir", str(tmp_path / "run"), "--spec", str(spec_file)], capsys)
+    rc, _, err = run_inproc("evaluate", ["--run-dir", str(tmp_path / "run"), "--spec", str(spec_file)], capsys)
     assert rc == 2 and "unknown field 'shots'" in err
 
 

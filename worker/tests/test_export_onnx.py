@@ -8,14 +8,12 @@ import sys
 import time
 from pathlib import Path
 
-import jsonschema
 import numpy as np
 import pytest
 import torch
 
-from conftest import write_triples
+from conftest import WORKER, run_inproc, validate_run, worker_cli, write_triples
 
-WORKER = Path(__file__).resolve().parents[1]
 CMD = [sys.executable, "-m", "l3prune"]
 TEXTS = [
     "A man is playing a guitar on stage.",
@@ -28,18 +26,7 @@ TEXTS = [
 
 
 def cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([*CMD, *args], capture_output=True, text=True, timeout=timeout, cwd=WORKER)
-
-
-def validate_run(run_dir: Path, schemas) -> tuple[dict, list[dict]]:
-    reg = schemas["registry"]
-    run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    jsonschema.Draft202012Validator(schemas["run"], registry=reg).validate(run)
-    events = [json.loads(l) for l in (run_dir / "events.jsonl").read_text(encoding="utf-8").splitlines()]
-    v = jsonschema.Draft202012Validator(schemas["events"], registry=reg)
-    for e in events:
-        v.validate(e)
-    return run, [e for e in events if e["event"] != "heartbeat"]
+    return worker_cli(*args, timeout=timeout)
 
 
 def session(out: Path):
@@ -55,21 +42,6 @@ def ort_embed(sess, batch: dict) -> torch.Tensor:
 
 def cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=-1)
-
-
-def run_inproc(argv: list[str], capsys) -> tuple[int, str, str]:
-    """The real CLI entry in this process (no interpreter start-up); signal handlers are put back afterwards."""
-    from l3prune.__main__ import main
-
-    try:
-        rc = main(["export-onnx", *argv])
-    except SystemExit as e:  # argparse
-        rc = e.code
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    cap = capsys.readouterr()
-    return rc, cap.out, cap.err
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -184,7 +156,7 @@ def test_lora_run_exported_from_run_matches_the_merged_model(train_run, tiny_lla
     from l3prune.export_onnx import reference_embeddings
 
     run_dir = tmp_path / "exp"
-    rc, _, err = run_inproc(["--run-dir", str(run_dir), "--from-run", str(train_run)], capsys)
+    rc, _, err = run_inproc("export-onnx", ["--run-dir", str(run_dir), "--from-run", str(train_run)], capsys)
     assert rc == 0 and err == "", err
     run, events = validate_run(run_dir, schemas)
     assert run["spec"]["model"] == str(train_run / "model") and run["spec"]["adapter"] is None and run["spec"]["fromRun"] == str(train_run)
@@ -242,7 +214,7 @@ def test_bad_flags_are_refused_before_a_run_folder_exists(tiny_llama, tmp_path, 
     argv = ["--run-dir", str(tmp_path / "r"), *[a.replace("{tmp}", str(tmp_path)) for a in args]]
     if args and args[0] in ("--keep", "--opset", "--parity-data", "--out"):
         argv += ["--model", str(tiny_llama)]
-    rc, _, err = run_inproc(argv, capsys)
+    rc, _, err = run_inproc("export-onnx", argv, capsys)
     assert rc == 2 and needle in err and err.strip().count("\n") == 0, err
     assert not (tmp_path / "r").exists()
 
@@ -256,7 +228,7 @@ def test_bad_flags_are_refused_before_a_run_folder_exists(tiny_llama, tmp_path, 
 )
 def test_bad_input_fails_the_run_with_one_sentence(tiny_llama, tmp_path, capsys, schemas, model, keep, needle):
     m = str(tiny_llama) if model == "tiny" else str(tmp_path / "no-such-model")
-    rc, out, err = run_inproc(["--run-dir", str(tmp_path / "r"), "--model", m, "--keep", keep], capsys)
+    rc, out, err = run_inproc("export-onnx", ["--run-dir", str(tmp_path / "r"), "--model", m, "--keep", keep], capsys)
     assert rc == 2 and err.startswith("l3prune: ") and needle in err and err.strip().count("\n") == 0, err
     run, events = validate_run(tmp_path / "r", schemas)
     assert run["status"] == "failed" and run["error"]["kind"] == "user" and run["error"]["message"] in err
@@ -265,7 +237,7 @@ def test_bad_input_fails_the_run_with_one_sentence(tiny_llama, tmp_path, capsys,
 
 
 def test_failed_parity_fails_the_run_and_writes_nothing(tiny_llama, tmp_path, capsys, schemas):
-    rc, _, err = run_inproc(["--run-dir", str(tmp_path / "r"), "--model", str(tiny_llama), "--min-cosine", "1.01"], capsys)
+    rc, _, err = run_inproc("export-onnx", ["--run-dir", str(tmp_path / "r"), "--model", str(tiny_llama), "--min-cosine", "1.01"], capsys)
     assert rc == 2 and "ONNX parity check failed: min cosine" in err and "nothing was written" in err, err
     run, events = validate_run(tmp_path / "r", schemas)
     assert run["status"] == "failed" and events[-1]["event"] == "error"

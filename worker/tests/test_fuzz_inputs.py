@@ -13,7 +13,6 @@ import os
 import random
 import re
 import signal
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path

@@ -9,13 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-import jsonschema
 import pytest
 import torch
 
-from conftest import DEMO_TRIPLES, write_triples
+from conftest import DEMO_TRIPLES, WORKER, assert_failed_cleanly, read_events, run_inproc, validate_run, worker_cli, write_triples
 
-WORKER = Path(__file__).resolve().parents[1]
 MODULE_ARGS = ["-m", "l3prune", "train"]
 CMD = [sys.executable, *MODULE_ARGS]
 # Small, quick and deterministic: no warm-up, dropout on (the RNG must be restored for resume to be exact).
@@ -23,22 +21,7 @@ FAST = ["--keep", "2", "--batch-size", "4", "--max-length", "24", "--learning-ra
 
 
 def train(run_dir: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([*CMD, "--run-dir", str(run_dir), *args], capture_output=True, text=True, timeout=timeout, cwd=WORKER)
-
-
-def read_events(run_dir: Path, heartbeats: bool = True) -> list[dict]:
-    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text(encoding="utf-8").splitlines()]
-    return events if heartbeats else [e for e in events if e["event"] != "heartbeat"]
-
-
-def validate_run(run_dir: Path, schemas) -> tuple[dict, list[dict]]:
-    reg = schemas["registry"]
-    run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    jsonschema.Draft202012Validator(schemas["run"], registry=reg).validate(run)
-    v = jsonschema.Draft202012Validator(schemas["events"], registry=reg)
-    for e in read_events(run_dir):
-        v.validate(e)
-    return run, read_events(run_dir, heartbeats=False)
+    return worker_cli("train", "--run-dir", str(run_dir), *args, timeout=timeout)
 
 
 def loss_curve(events: list[dict]) -> dict[int, float]:
@@ -229,22 +212,6 @@ def test_torchrun_two_processes_match_one_process_with_the_double_batch(tiny_lla
     assert len(json.loads((two / "checkpoints" / "step-00000002" / "rng.json").read_text())["ranks"]) == 2
 
 
-def run_inproc(argv: list[str], capsys) -> tuple[int, str]:
-    """The CLI's argument and spec checks, in this process (they return before any run folder or model)."""
-    from l3prune.train import main
-
-    try:
-        rc = main(argv)
-    except SystemExit as e:  # argparse
-        rc = e.code
-    finally:
-        import signal as _s
-
-        _s.signal(_s.SIGTERM, _s.SIG_DFL)
-        _s.signal(_s.SIGINT, _s.default_int_handler)
-    return rc, capsys.readouterr().err
-
-
 @pytest.mark.parametrize(
     "args, needle",
     [
@@ -260,7 +227,7 @@ def run_inproc(argv: list[str], capsys) -> tuple[int, str]:
 def test_bad_flags_are_refused_before_a_run_folder_exists(tiny_llama, data40, tmp_path, capsys, args, needle):
     base = {"--model": str(tiny_llama), "--data": str(data40), "--keep": "2", "--run-dir": str(tmp_path / "r")}
     base[args[0]] = args[1]
-    rc, err = run_inproc([x for k, v in base.items() if v is not None for x in (k, v)], capsys)
+    rc, _, err = run_inproc("train", [x for k, v in base.items() if v is not None for x in (k, v)], capsys)
     assert rc == 2 and needle in err, err
     assert not (tmp_path / "r" / "run.json").exists()
 
@@ -279,7 +246,7 @@ def test_bad_flags_are_refused_before_a_run_folder_exists(tiny_llama, data40, tm
 def test_bad_spec_file_is_refused_with_one_clear_sentence(tiny_llama, data40, tmp_path, capsys, extra, needle):
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({"model": str(tiny_llama), "data": str(data40), "keep": 2, **extra}))
-    rc, err = run_inproc(["--run-dir", str(tmp_path / "r"), "--spec", str(spec)], capsys)
+    rc, _, err = run_inproc("train", ["--run-dir", str(tmp_path / "r"), "--spec", str(spec)], capsys)
     assert rc == 2 and err.strip().count("\n") == 0 and needle in err, err
     assert not (tmp_path / "r" / "run.json").exists()
 
@@ -289,17 +256,6 @@ def test_snake_case_spec_fields_are_accepted_and_stored_camel_case(tiny_llama, d
 
     s = make_spec({"model": str(tiny_llama), "data": str(data40), "keep": 2, "batch_size": 8, "merge_at_end": False}, source="x")
     assert s.batchSize == 8 and s.mergeAtEnd is False and s.learningRate == 2e-4 and s.warmupSteps == 300
-
-
-def assert_failed_cleanly(p, run_dir: Path, schemas, *needles: str):
-    assert p.returncode == 2, (p.returncode, p.stderr)
-    err = p.stderr.strip()
-    assert err.count("\n") == 0, f"one sentence on stderr, got: {err!r}"
-    for n in needles:
-        assert n in err, (n, err)
-    run, events = validate_run(run_dir, schemas)
-    assert run["status"] == "failed" and run["error"]["message"] in err
-    assert events[-1]["event"] == "error" and events[-1]["kind"] == "user"
 
 
 def test_bad_input_fails_the_run_with_one_sentence(tiny_llama, data40, tmp_path, schemas):
@@ -338,13 +294,13 @@ def test_lora_targets_missing_from_the_model_are_named(tiny_llama):
 
 
 def test_resume_refuses_what_cannot_be_resumed(reference_run, tmp_path, capsys):
-    rc, err = run_inproc(["--run-dir", str(reference_run), "--resume"], capsys)
+    rc, _, err = run_inproc("train", ["--run-dir", str(reference_run), "--resume"], capsys)
     assert rc == 2 and "already finished" in err
-    rc, err = run_inproc(["--run-dir", str(tmp_path / "nothing"), "--resume"], capsys)
+    rc, _, err = run_inproc("train", ["--run-dir", str(tmp_path / "nothing"), "--resume"], capsys)
     assert rc == 2 and "nothing to resume" in err
-    rc, err = run_inproc(["--run-dir", str(reference_run), "--resume", "--steps", "3"], capsys)
+    rc, _, err = run_inproc("train", ["--run-dir", str(reference_run), "--resume", "--steps", "3"], capsys)
     assert rc == 2 and "--resume takes the spec from run.json" in err
-    rc, err = run_inproc(["--run-dir", str(reference_run), "--model", "x", "--data", "y", "--keep", "1"], capsys)
+    rc, _, err = run_inproc("train", ["--run-dir", str(reference_run), "--model", "x", "--data", "y", "--keep", "1"], capsys)
     assert rc == 2 and "already holds a run" in err
 
 
