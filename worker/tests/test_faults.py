@@ -19,9 +19,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from conftest import REPO, write_triples
+from conftest import REPO, WORKER, worker_cli, write_triples
 
-WORKER = REPO / "worker"
 CLI = REPO / "bin" / "l3prune.js"
 STEPS = 8
 TRAIN = ["--keep", "2", "--batch-size", "4", "--max-length", "24", "--learning-rate", "1e-3", "--warmup-steps", "2",
@@ -30,9 +29,7 @@ SEED = 20261129
 RANDOM_KILLS = 20
 
 
-def worker(*args: str, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "l3prune", *args], capture_output=True, text=True, timeout=timeout, cwd=WORKER,
-                          env={**os.environ, **(env or {})})
+worker = worker_cli
 
 
 def non_heartbeats(lines: list[str]) -> list[dict]:
@@ -249,3 +246,87 @@ def test_a_disk_that_fills_mid_run_gives_a_clear_error_and_a_resumable_run(tiny_
             assert got[step] == pytest.approx(loss, abs=1e-6, rel=0), f"step {step}"
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# evaluate and export-onnx: restart is the remedy, corruption is not allowed
+EVALUATE = ["--tasks", "all", "--max-examples", "8", "--max-length", "24", "--batch-size", "4", "--heartbeat-seconds", "0.2"]
+
+
+def kill_after_events(cmd: list[str], after: int, delay: float) -> int:
+    """Starts the worker, SIGKILLs it once `after` non-heartbeat events are out (plus `delay` s); returns how many
+    events it had written, so a test can tell a kill that landed from a run that finished first."""
+    proc = subprocess.Popen([sys.executable, "-m", "l3prune", *cmd], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, cwd=WORKER, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    seen = 0
+    try:
+        for line in proc.stdout:
+            if json.loads(line)["event"] != "heartbeat":
+                seen += 1
+                if seen >= after:
+                    break
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.stdout.read()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return seen
+
+
+def test_evaluate_killed_anywhere_leaves_readable_results_and_a_restart_gives_the_same_scores(tiny_llama, eval_data, tmp_path, schemas):
+    args = ["--model", str(tiny_llama), "--data-dir", str(eval_data), *EVALUATE]
+    ref = worker("evaluate", "--run-dir", str(tmp_path / "ref"), *args)
+    assert ref.returncode == 0, ref.stderr
+    want = json.loads((tmp_path / "ref" / "run.json").read_text())["result"]["scores"]
+    total = len(non_heartbeats(ref.stdout.splitlines()))
+    rng = random.Random(SEED + 2)
+    # started, model_loaded, progress per batch, task_result per task, evaluation_finished: spread the kills over all.
+    points = sorted({rng.randrange(1, total) for _ in range(8)})
+    landed = 0
+    for i, after in enumerate(points):
+        run_dir = tmp_path / f"killed-{i}"
+        kill_after_events(["evaluate", "--run-dir", str(run_dir), *args], after, rng.uniform(0.0, 0.2))
+        events = check_folder_parses(run_dir, schemas)
+        view = extension_view(run_dir)
+        assert view["status"] in ("failed", "succeeded"), f"kill after event {after}: {view}"
+        if view["status"] == "failed":
+            landed += 1
+            assert not any(e["event"] == "evaluation_finished" for e in events)
+        # A result file is whole or absent: each is written aside and renamed into place.
+        for f in (run_dir / "results").glob("*.json") if (run_dir / "results").exists() else []:
+            doc = json.loads(f.read_text(encoding="utf-8"))
+            assert doc["task_name"] == f.stem and doc["scores"], f
+    assert landed >= len(points) // 2, f"only {landed} of {len(points)} kills landed before the run finished"
+    again = worker("evaluate", "--run-dir", str(tmp_path / "restart"), *args)
+    assert again.returncode == 0, again.stderr
+    got = json.loads((tmp_path / "restart" / "run.json").read_text())["result"]["scores"]
+    assert got.keys() == want.keys() and all(got[k] == pytest.approx(want[k], abs=1e-9) for k in want)
+
+
+def test_export_killed_anywhere_leaves_no_half_export(tiny_llama, tmp_path, schemas):
+    args = ["--model", str(tiny_llama), "--max-length", "24", "--heartbeat-seconds", "0.2"]
+    ref = worker("export-onnx", "--run-dir", str(tmp_path / "ref"), *args)
+    assert ref.returncode == 0, ref.stderr
+    total = len(non_heartbeats(ref.stdout.splitlines()))
+    rng = random.Random(SEED + 3)
+    landed = 0
+    for i, after in enumerate(sorted({rng.randrange(1, total) for _ in range(3)})):
+        run_dir = tmp_path / f"killed-{i}"
+        kill_after_events(["export-onnx", "--run-dir", str(run_dir), *args], after, rng.uniform(0.0, 1.0))
+        check_folder_parses(run_dir, schemas)
+        view = extension_view(run_dir)
+        assert view["status"] in ("failed", "succeeded"), view
+        out = run_dir / "onnx"
+        # The export is staged in a hidden folder and renamed when complete: the output folder is all or nothing
+        # (a kill between the rename and run.json's last write leaves a failed run with a whole export).
+        if out.exists() and any(out.iterdir()):
+            manifest = json.loads((out / "l3prune-encoder.json").read_text(encoding="utf-8"))
+            assert (out / manifest.get("model", "model.onnx")).is_file(), sorted(p.name for p in out.iterdir())
+        else:
+            assert view["status"] == "failed", view
+        landed += view["status"] == "failed"
+        again = worker("export-onnx", "--run-dir", str(tmp_path / f"restart-{i}"), *args)
+        assert again.returncode == 0, again.stderr
+    assert landed >= 1, "no kill landed before the export finished"
