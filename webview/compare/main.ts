@@ -2,6 +2,7 @@ import uPlot from 'uplot';
 import { costOf, latencyConditions, paretoPlotData, paretoRows, taskColumns, type CostAxis, type VariantRow } from '../../src/compare/variants';
 import { formatBytes, formatParams } from '../../src/format/units';
 import type { CompareFromWebview, CompareToWebview } from '../../src/protocol/compareMessages';
+import { ChartSlot } from '../shared/chart';
 import { button, registerComponents } from '../shared/components';
 import { el, themeColor, vscodeApi } from '../shared/vscodeApi';
 
@@ -18,7 +19,7 @@ if (state.axis !== 'params' && state.axis !== 'latency') state.axis = 'params';
 
 let rows: VariantRow[] = [];
 let selected: string | undefined;
-let chart: uPlot | undefined;
+const chart = new ChartSlot(app, 240, () => 340);
 let chartHost: HTMLElement | undefined;
 let table: HTMLTableElement | undefined;
 let note: HTMLElement | undefined;
@@ -41,8 +42,7 @@ const formatScore = (v: number | null | undefined) => (typeof v === 'number' && 
 const formatCost = (v: number, axis: CostAxis) => (axis === 'params' ? formatParams(Math.round(v)) : `${v >= 100 ? Math.round(v) : v.toFixed(1)} ms`);
 
 function render(): void {
-  chart?.destroy();
-  chart = undefined;
+  chart.clear();
   const header = el('header');
   header.append(el('h1', undefined, 'Compare Variants'));
   if (!rows.length) {
@@ -162,7 +162,6 @@ function markPareto(): void {
 
 function drawChart(): void {
   if (!chartHost) return;
-  chart?.destroy();
   const axis = state.axis;
   const { x, series, rowAt } = paretoPlotData(rows, axis);
   const foreground = themeColor('--vscode-foreground', '#ccc');
@@ -172,10 +171,9 @@ function drawChart(): void {
   const muted = themeColor('--vscode-descriptionForeground', '#999');
   const hover = document.getElementById('pareto-hover');
   const noLine = () => null;
-  chart = new uPlot(
+  chart.draw(
+    chartHost,
     {
-      width: Math.max(240, chartHost.clientWidth || app.clientWidth || 480),
-      height: 340,
       scales: { x: { time: false, range: padded }, y: { range: padded } },
       legend: { show: true, live: false },
       cursor: { drag: { x: false, y: false }, points: { size: 10 } },
@@ -205,7 +203,6 @@ function drawChart(): void {
       },
     },
     [x, ...series.map((s) => s.values)] as uPlot.AlignedData,
-    chartHost,
   );
   const front = paretoRows(rows, axis);
   chartHost.dataset.axis = axis;
@@ -220,7 +217,3 @@ function padded(_u: uPlot, min: number | null, max: number | null): uPlot.Range.
   // Values that are all non-negative keep a non-negative axis: padding must not invent negative costs.
   return [min >= 0 ? Math.max(0, min - span * 0.08) : min - span * 0.08, max + span * 0.08];
 }
-
-new ResizeObserver(() => {
-  if (chart && chartHost) chart.setSize({ width: Math.max(240, chartHost.clientWidth), height: 340 });
-}).observe(app);

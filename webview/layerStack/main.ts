@@ -3,6 +3,7 @@ import type { LayerStack } from '../../src/model/stack';
 import { planKeep, type PrunePlan } from '../../src/prune/plan';
 import { formatBytes, formatParams, formatShare } from '../../src/format/units';
 import type { InitialLossView, LayerStackFromWebview, LayerStackToWebview } from '../../src/protocol/layerStackMessages';
+import { ChartSlot } from '../shared/chart';
 import { button, registerComponents, tag } from '../shared/components';
 import { el, themeColor, vscodeApi } from '../shared/vscodeApi';
 
@@ -10,7 +11,7 @@ registerComponents();
 const vscode = vscodeApi<{ keep?: number }>();
 const post = (message: LayerStackFromWebview) => vscode.postMessage(message);
 const app = document.getElementById('app')!;
-let chart: uPlot | undefined;
+const chart = new ChartSlot(app, 320, () => 220);
 
 window.addEventListener('message', (event: MessageEvent<LayerStackToWebview>) => {
   const message = event.data;
@@ -135,14 +136,12 @@ function drawStack(host: HTMLElement, stack: LayerStack): Map<number, HTMLElemen
 }
 
 function drawLossChart(host: HTMLElement, loss: InitialLossView): void {
-  chart?.destroy();
   const depths = loss.losses.map((_, i) => i + 1);
   const foreground = themeColor('--vscode-foreground', '#ccc');
   const marker = (depth: number) => loss.losses.map((v, i) => (i + 1 === depth ? v : null));
-  chart = new uPlot(
+  chart.draw(
+    host,
     {
-      width: Math.max(320, host.clientWidth || 560),
-      height: 220,
       scales: { x: { time: false } },
       axes: [
         // Depths are whole layers: integer ticks only.
@@ -157,7 +156,6 @@ function drawLossChart(host: HTMLElement, loss: InitialLossView): void {
       ],
     },
     [depths, loss.losses, marker(loss.small), marker(loss.large)] as uPlot.AlignedData,
-    host,
   );
   host.dataset.points = String(loss.losses.length);
   host.dataset.small = String(loss.small);

@@ -1,5 +1,6 @@
 import uPlot from 'uplot';
 import type { PlotRun, RunPlotFromWebview, RunPlotToWebview } from '../../src/protocol/runPlotMessages';
+import { ChartSlot } from '../shared/chart';
 import { el, themeColor, vscodeApi } from '../shared/vscodeApi';
 import { alignSeries, smooth } from './smoothing';
 
@@ -17,7 +18,7 @@ const FALLBACK = ['#3794ff', '#d18616', '#89d185', '#b180d7', '#f14c4c', '#cca70
 
 let runs: PlotRun[] = [];
 let mode: 'compact' | 'full' = 'compact';
-let chart: uPlot | undefined;
+const chart = new ChartSlot(app, 200, () => (mode === 'compact' ? 160 : 380));
 let chartHost: HTMLElement | undefined;
 let redrawQueued = false;
 
@@ -40,8 +41,7 @@ window.addEventListener('message', (event: MessageEvent<RunPlotToWebview>) => {
 post({ type: 'ready' });
 
 function build(): void {
-  chart?.destroy();
-  chart = undefined;
+  chart.clear();
   if (!runs.length) {
     app.replaceChildren(el('p', 'hint', mode === 'compact' ? 'Select a training run to see its loss.' : 'No points yet.'));
     return;
@@ -105,8 +105,8 @@ function queueRedraw(): void {
   redrawQueued = true;
   requestAnimationFrame(() => {
     redrawQueued = false;
-    if (!chart) draw();
-    else chart.setData(data());
+    if (!chart.current) draw();
+    else chart.current.setData(data());
     chartHost?.setAttribute('data-points', String(runs.reduce((n, r) => n + r.step.length, 0)));
   });
 }
@@ -119,13 +119,11 @@ function data(): uPlot.AlignedData {
 
 function draw(): void {
   if (!chartHost) return;
-  chart?.destroy();
   const foreground = themeColor('--vscode-foreground', '#ccc');
   const grid = { stroke: 'rgba(128,128,128,0.2)' };
-  chart = new uPlot(
+  chart.draw(
+    chartHost,
     {
-      width: Math.max(200, chartHost.clientWidth || app.clientWidth || 300),
-      height: mode === 'compact' ? 160 : 380,
       scales: { x: { time: false } },
       legend: { show: mode === 'full', live: true },
       cursor: { drag: { x: true, y: false } },
@@ -146,12 +144,7 @@ function draw(): void {
       ],
     },
     data(),
-    chartHost,
   );
   chartHost.setAttribute('data-points', String(runs.reduce((n, r) => n + r.step.length, 0)));
   chartHost.setAttribute('data-runs', String(runs.length));
 }
-
-new ResizeObserver(() => {
-  if (chart && chartHost) chart.setSize({ width: Math.max(200, chartHost.clientWidth), height: mode === 'compact' ? 160 : 380 });
-}).observe(app);
