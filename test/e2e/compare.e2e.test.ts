@@ -15,7 +15,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { FrameLocator } from 'playwright-core';
 import { CodeServerHarness, ensureVsix, log, REPO_ROOT, timed } from './harness';
-import { DEMO_MODEL_DIR, modelFixture, type ModelFixture } from './fixtures';
+import { assertPanelIgnoresHostileMessages, DEMO_MODEL_DIR, modelFixture, type ModelFixture } from './fixtures';
 
 const WORKER_PYTHON = path.join(REPO_ROOT, '.venv', 'bin', 'python');
 /** The worker's smallest cap per task (evaluateSpecInput.maxExamples), with which every task still scores. */
@@ -163,6 +163,12 @@ describe('Evaluate and compare variants in VS Code (code-server)', function () {
     await web.locator('#cost-axis').selectOption('latency');
     await web.locator('#pareto-plot[data-axis="latency"] canvas').waitFor({ state: 'attached' });
     await h.screenshot('compare-variants-latency');
+  });
+
+  it('ignores hostile messages posted from the compare page', async function () {
+    this.timeout(90_000);
+    await assertPanelIgnoresHostileMessages(h, web, ['ready', 'openRun', 'export'], { seed: 3, watched: [path.join(workspace, '.l3prune')] });
+    // The next tests show the panel still works: a row click opens its run, the CSV export writes a file.
   });
 
   it('opens a variant’s evaluation run from its row', async function () {

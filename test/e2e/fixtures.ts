@@ -6,9 +6,12 @@
  * config.json plus a model.safetensors with a valid header and zero-filled data. Both are read from file
  * headers only by the extension, so the synthetic one exercises the same code paths.
  */
+import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { REPO_ROOT } from './harness';
+import type { FrameLocator } from 'playwright-core';
+import { hostileMessages } from '../fixtures/hostileMessages';
+import { log, REPO_ROOT, type CodeServerHarness } from './harness';
 
 export interface ModelFixture {
   /** Absolute path of the model folder. */
@@ -150,4 +153,31 @@ export function layerParamsFromHeaders(dir: string, index: number): number {
     }
   }
   return total;
+}
+
+/**
+ * Posts `count` hostile messages from a live panel's page and checks the host ignored every one (each logged
+ * as invalid, in the extension's log) and acted on none (no file appears under `watched`, e.g. the runs folder).
+ */
+export async function assertPanelIgnoresHostileMessages(
+  h: CodeServerHarness,
+  frame: FrameLocator,
+  validTypes: readonly string[],
+  options: { seed: number; count?: number; watched: string[] },
+): Promise<void> {
+  const count = options.count ?? 110;
+  const ignored = () => h.extensionLog().filter((line) => line.includes('ignored an invalid webview message')).length;
+  const listing = () => options.watched.flatMap((dir) => (fs.existsSync(dir) ? fs.readdirSync(dir, { recursive: true }).map(String).sort() : []));
+  const before = { ignored: ignored(), files: listing() };
+  const messages = hostileMessages(validTypes, count, options.seed);
+  await h.postFromWebview(frame, messages);
+  const deadline = Date.now() + 30_000;
+  let seen = ignored() - before.ignored;
+  while (seen < count && Date.now() < deadline) {
+    await h.page.waitForTimeout(250); // poll: the log file is written asynchronously
+    seen = ignored() - before.ignored;
+  }
+  log(`hostile messages (seed ${options.seed}): ${count} posted, ${seen} ignored by the host`);
+  assert.equal(seen, count, 'every hostile message is logged as invalid, none acted on');
+  assert.deepEqual(listing(), before.files, 'no hostile message created a file or run');
 }

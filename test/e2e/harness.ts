@@ -19,6 +19,8 @@ export const CODE_SERVER_ENTRY = path.join(
   REPO_ROOT, '.tools', 'code-server', 'node_modules', 'code-server', 'out', 'node', 'entry.js');
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 export const DEFAULT_VSIX = path.join(REPO_ROOT, 'dist', 'l3prune-studio.vsix');
+/** publisher.name: the folder VS Code keeps the extension's logs in. */
+const EXTENSION_ID = 'l3prune.l3prune-studio';
 
 /** User settings that keep the workbench quiet and the run deterministic. */
 export const DEFAULT_SETTINGS: Record<string, unknown> = {
@@ -436,6 +438,35 @@ export class CodeServerHarness {
       if (Date.now() > deadline) throw new Error(`no webview contains ${selector} after ${timeout} ms`);
       await new Promise((r) => setTimeout(r, 200)); // poll: webviews load asynchronously
     }
+  }
+
+  /**
+   * Posts messages to the extension host from inside a webview page, through the same bridge its own
+   * `acquireVsCodeApi().postMessage` uses: what a compromised page could send.
+   */
+  async postFromWebview(frame: FrameLocator, messages: unknown[]): Promise<void> {
+    // As JSON, parsed in the page: Playwright's own argument transfer would turn an own "__proto__" key into a
+    // prototype, and the case would no longer be the one generated.
+    await frame.locator('body').evaluate((_body, json) => {
+      const bridge = (window.parent as unknown as Record<string, unknown>)['__vscode_post_message__'];
+      if (typeof bridge !== 'function') throw new Error('this VS Code build has no __vscode_post_message__ webview bridge');
+      for (const message of JSON.parse(json) as unknown[]) (bridge as (channel: string, data: unknown) => void).call(window.parent, 'onmessage', { message, transfer: [] });
+    }, JSON.stringify(messages));
+  }
+
+  /** Lines of the extension's own log (the "L³Prune" output channel), across window reloads. */
+  extensionLog(): string[] {
+    const lines: string[] = [];
+    const walk = (dir: string): void => {
+      for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+        const full = path.join(dir, entry.name);
+        if (entry.isDirectory()) walk(full);
+        else if (entry.name.endsWith('.log') && full.includes(`${path.sep}${EXTENSION_ID}${path.sep}`)) lines.push(...fs.readFileSync(full, 'utf8').split('\n'));
+      }
+    };
+    const logs = path.join(this.dirs.userData, 'logs');
+    if (fs.existsSync(logs)) walk(logs);
+    return lines;
   }
 
   /** Saves a full-window screenshot to test-artifacts/<name>.png and returns its path. */

@@ -17,7 +17,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { FrameLocator } from 'playwright-core';
 import { CodeServerHarness, ensureVsix, log, REPO_ROOT, timed } from './harness';
-import { layerParamsFromHeaders, modelFixture, type ModelFixture } from './fixtures';
+import { assertPanelIgnoresHostileMessages, layerParamsFromHeaders, modelFixture, type ModelFixture } from './fixtures';
 
 const WORKER_PYTHON = path.join(REPO_ROOT, '.venv', 'bin', 'python');
 const DEMO_TRIPLES = path.join(REPO_ROOT, '.demo', 'data', 'triples.jsonl');
@@ -181,6 +181,14 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
     await h.screenshot('layer-stack');
   });
 
+  it('ignores hostile messages posted from the layer-stack page', async function () {
+    this.timeout(90_000);
+    const runs = path.join(scratch, 'workspace', '.l3prune');
+    await assertPanelIgnoresHostileMessages(h, web, ['ready', 'keepChanged', 'pruneAt'], { seed: 1, watched: [runs] });
+    // That the panel still works afterwards is shown by the next tests: the host redraws it with the initial
+    // loss, and its small-cut button starts the training run.
+  });
+
   it('computes the initial loss with the worker and draws the curve with both L³Prune cuts', async function () {
     if (model.synthetic || !fs.existsSync(WORKER_PYTHON) || !fs.existsSync(DEMO_TRIPLES)) {
       // The synthetic model has no tokenizer and zero weights: the worker cannot run on it.
@@ -287,6 +295,16 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
       log(`loss plot points: ${first} → ${later}`);
       assert.ok(later > first, 'the plot grew while the run trained');
       await h.screenshot('training-live');
+    });
+
+    it('ignores hostile messages posted from the loss-plot view', async function () {
+      this.timeout(90_000);
+      const plot = await h.webview('#loss-plot', 60_000);
+      // Watch the run folders' names only: the live run keeps writing into its own folder.
+      const runs = path.join(scratch, 'workspace', '.l3prune', 'runs');
+      const before = fs.readdirSync(runs);
+      await assertPanelIgnoresHostileMessages(h, plot, ['ready', 'openRun'], { seed: 2, watched: [] });
+      assert.deepEqual(fs.readdirSync(runs), before, 'no hostile message started a run');
     });
 
     it('cancels cleanly after a checkpoint, and resumes to the end across a window reload', async function () {

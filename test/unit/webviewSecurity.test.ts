@@ -1,6 +1,10 @@
 import * as assert from 'node:assert/strict';
 import fc from 'fast-check';
+import { parseCompareMessage } from '../../src/protocol/compareMessages';
 import { parseLayerStackMessage } from '../../src/protocol/layerStackMessages';
+import { parseRunPlotMessage } from '../../src/protocol/runPlotMessages';
+import { parseTryEncoderMessage } from '../../src/protocol/tryEncoderMessages';
+import { hostileMessages } from '../fixtures/hostileMessages';
 import { contentSecurityPolicy, escapeHtml, newNonce } from '../../src/views/csp';
 
 describe('webview security', () => {
@@ -48,5 +52,25 @@ describe('webview security', () => {
         { numRuns: 5000, seed: 1 },
       );
     });
+  });
+
+  describe('the hostile messages the end-to-end tests post to live panels', () => {
+    // The e2e counts one "ignored" log line per message, so every case must be invalid for its panel.
+    const panels: Array<[string, readonly string[], (raw: unknown) => unknown]> = [
+      ['layer stack', ['ready', 'keepChanged', 'pruneAt'], (raw) => parseLayerStackMessage(raw, 30)],
+      ['loss plot', ['ready', 'openRun'], (raw) => parseRunPlotMessage(raw, new Set(['run-a']))],
+      ['compare', ['ready', 'openRun', 'export'], (raw) => parseCompareMessage(raw, new Set(['run-a']))],
+      ['try encoder', ['ready', 'compare'], parseTryEncoderMessage],
+    ];
+    for (const [name, types, parse] of panels) {
+      it(`are all refused by the ${name} panel`, function () {
+        this.timeout(30_000); // ten-odd 1 MiB strings per hundred cases
+        const messages = hostileMessages(types, 440, 11);
+        // As they travel: JSON from the test to the page, then structured clone to the host.
+        const accepted = messages.filter((m) => parse(structuredClone(JSON.parse(JSON.stringify(m)))) !== undefined);
+        assert.deepEqual(accepted, []);
+        assert.ok(new Set(messages.map((m) => JSON.stringify(m)?.slice(0, 40))).size > 50, 'varied cases');
+      });
+    }
   });
 });
