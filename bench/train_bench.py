@@ -79,7 +79,11 @@ def run_st(a) -> list[float]:
     from l3prune.data import read_triples
     from l3prune.encoder import prune
 
-    tr = Transformer(a.model, max_seq_length=a.max_length, model_kwargs={"dtype": torch.float32})
+    # Plain text in, last_hidden_state out, as onnx_bench.py does: left to infer its modalities,
+    # sentence-transformers 6 wraps every text in the model's chat template (3x the tokens of our side).
+    tr = Transformer(a.model, max_seq_length=a.max_length, model_kwargs={"dtype": torch.float32},
+                     modality_config={"text": {"method": "forward", "method_output_name": "last_hidden_state"}},
+                     module_output_name="token_embeddings")
     prune(tr.auto_model, a.keep)
     tok = tr.tokenizer
     if tok.pad_token is None:
