@@ -9,6 +9,7 @@ import { formatBytes, formatParams, formatShare } from './format/units';
 import { LayerStackPanel } from './views/layerStackPanel';
 import type { ModelsNode } from './views/modelsTree';
 import { findPython, WorkspaceNotTrustedError } from './worker/python';
+import { convertPickleWeights } from './worker/convertWeights';
 import { ensureWorkerPackage } from './worker/workerPackage';
 import { tryEncoder } from './inference/tryEncoderCommand';
 import { cancelRuns, chooseRuns, deleteRuns, openRuns, resumeRun, runWithProgress, startTraining, type RunPurpose, type RunServices } from './runs/runCommands';
@@ -63,6 +64,11 @@ export const COMMANDS: Record<string, Handler> = {
     return undefined;
   },
   'l3prune.tryEncoder': (s, arg, texts) => tryEncoder(s, arg, texts),
+  'l3prune.convertPickleWeights': async (s, arg) => {
+    const folder = pathFromArg(arg) ?? (await pickFolder('Convert a model folder that holds only pickle (.bin) weights'));
+    if (folder && (await convertPickleWeights(folder, s.extensionUri, s.log))) return openModel(s, folder, 'folder');
+    return undefined;
+  },
 };
 
 export function registerCommands(services: Services): vscode.Disposable[] {
@@ -104,12 +110,28 @@ async function openModel(s: Services, arg: unknown, kind: 'folder' | 'onnx'): Pr
     target = picked?.[0]?.fsPath;
     if (!target) return undefined;
   }
-  const stack = await s.registry.open(target);
+  let stack: LayerStack;
+  try {
+    stack = await s.registry.open(target);
+  } catch (e) {
+    // Pickle-only weights are refused; converting them is the user's explicit choice, offered here.
+    const message = e instanceof Error ? e.message : String(e);
+    if (!/pickle weights/.test(message)) throw e;
+    s.log.warn(message);
+    const choice = await vscode.window.showErrorMessage(message, 'Convert to Safetensors…');
+    if (choice) await vscode.commands.executeCommand('l3prune.convertPickleWeights', target);
+    return undefined;
+  }
   s.log.info(`opened ${stack.path}: ${stack.family}, ${stack.numLayers} layers, ${stack.totalParams} params`);
   const node = s.registry.get(stack.path);
   if (node) await s.modelsView.reveal({ kind: 'model', model: node }, { expand: true, select: true }).then(undefined, () => undefined);
   for (const warning of stack.warnings) s.log.warn(`${stack.name}: ${warning}`);
   return stack;
+}
+
+async function pickFolder(title: string): Promise<string | undefined> {
+  const picked = await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: false, canSelectMany: false, openLabel: 'Select', title });
+  return picked?.[0]?.fsPath;
 }
 
 async function pickModel(s: Services, arg: unknown): Promise<string | undefined> {

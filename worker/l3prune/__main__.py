@@ -2,6 +2,7 @@
      python -m l3prune train --run-dir DIR [--spec FILE] [--resume] [--model DIR --keep N --data FILE ...] (train.py)
      python -m l3prune evaluate --run-dir DIR --model DIR [--keep N] [--adapter DIR] [--from-run DIR] ... (evaluate.py)
      python -m l3prune export-onnx --run-dir DIR --model DIR [--keep N] [--adapter DIR] [--from-run DIR] ... (export_onnx.py)
+     python -m l3prune convert-safetensors --model DIR   (convert.py; the user's opt-in for pickle-only models)
 
 Contract with the extension (protocol/*.schema.json):
 * stdout carries exactly the events, one JSON object per line, also appended to <run-dir>/events.jsonl;
@@ -48,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("export-onnx", help="export the (pruned, LoRA-merged) encoder with pooling and L2 norm as one ONNX graph, parity-checked")
     add_export_onnx_arguments(x)
+    from .convert import add_arguments as add_convert_arguments
+
+    c = sub.add_parser("convert-safetensors", help="opt-in: read a model's pickle weights with the weights-only unpickler and write safetensors next to them")
+    add_convert_arguments(c)
     return p
 
 
@@ -98,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         from .evaluate import run_cli as run_evaluate
 
         return run_evaluate(args)
+    if args.verb == "convert-safetensors":
+        from .convert import run_cli as run_convert
+
+        return run_convert(args)
     if args.verb == "export-onnx":
         from .export_onnx import run_cli as run_export_onnx
 

@@ -1,0 +1,141 @@
+"""`python -m l3prune convert-safetensors --model DIR`: the user's opt-in for a model that ships only pickle weights.
+
+Everywhere else L³Prune reads safetensors only, because unpickling a `.bin` can run code. When the user asks for
+this conversion (the extension asks for consent first), the pickles are read with PyTorch's weights-only
+unpickler, which builds tensors and plain containers and refuses every other object, and written next to them as
+safetensors in the layout transformers reads (model.safetensors, or shards plus model.safetensors.index.json).
+
+stdout: one JSON line {"event": "converted", ...}; exit 0, or 2 with one sentence on stderr.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+from .encoder import ModelError
+
+INDEX = "pytorch_model.bin.index.json"
+SINGLE = "pytorch_model.bin"
+SHARD_NAME = re.compile(r"^[\w.-]+\.bin$")
+
+
+def pickle_shards(folder: Path) -> list[Path]:
+    """The .bin files that hold the model, in order; names from an index must be plain files of this folder."""
+    if (folder / INDEX).is_file():
+        try:
+            weight_map = json.loads((folder / INDEX).read_text(encoding="utf-8"))["weight_map"]
+            names = sorted(set(weight_map.values()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ModelError(f"{folder / INDEX} is not a valid shard index ({type(e).__name__}: {e}); fix or remove it") from None
+        bad = [n for n in names if not isinstance(n, str) or not SHARD_NAME.match(n)]
+        if bad:
+            raise ModelError(f"{folder / INDEX} names {bad[0]!r}, which is not a .bin file of this folder; the index may not point outside it")
+        missing = [n for n in names if not (folder / n).is_file()]
+        if missing:
+            raise ModelError(f"{folder / INDEX} names {missing[0]}, which is not in {folder}; the model is incomplete")
+        return [folder / n for n in names]
+    if (folder / SINGLE).is_file():
+        return [folder / SINGLE]
+    raise ModelError(f"model folder {folder} has no {SINGLE} or {INDEX}; there are no pickle weights to convert")
+
+
+def _load_tensors(path: Path) -> dict:
+    import pickle
+
+    import torch
+
+    try:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as e:
+            if "mmap" not in str(e):
+                raise
+            state = torch.load(path, map_location="cpu", weights_only=True)  # the legacy (pre-zip) format
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"{path} holds objects other than tensors ({first[:200]}); it was not converted, because loading it "
+                         "could run code") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise ModelError(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise ModelError(f"{path} is not a state dict of named tensors; it cannot be converted")
+    return state
+
+
+def convert(model_dir: str | os.PathLike) -> dict:
+    from safetensors.torch import save_file
+
+    folder = Path(model_dir)
+    if not (folder / "config.json").is_file():
+        raise ModelError(f"model folder {folder} has no config.json; it must be a Hugging Face model folder")
+    if any(folder.glob("*.safetensors")) or (folder / "model.safetensors.index.json").exists():
+        raise ModelError(f"model folder {folder} already has safetensors weights; there is nothing to convert")
+    shards = pickle_shards(folder)
+    names = ["model.safetensors"] if len(shards) == 1 else [f"model-{i:05d}-of-{len(shards):05d}.safetensors" for i in range(1, len(shards) + 1)]
+    weight_map: dict[str, str] = {}
+    staged: list[tuple[Path, Path]] = []
+    tensors = nbytes = 0
+    try:
+        for shard, name in zip(shards, names):
+            state = _load_tensors(shard)
+            # safetensors refuses tensors that share memory (tied embeddings); each gets its own copy.
+            seen: set[tuple[int, int]] = set()
+            out = {}
+            for key, t in state.items():
+                ident = (t.untyped_storage().data_ptr(), 0) if t.numel() else (id(t), 0)
+                out[key] = t.contiguous().clone() if ident in seen else t.contiguous()
+                seen.add(ident)
+                weight_map[key] = name
+                tensors += 1
+                nbytes += t.numel() * t.element_size()
+            tmp = folder / f".{name}.tmp"
+            save_file(out, str(tmp), metadata={"format": "pt"})
+            staged.append((tmp, folder / name))
+            del state, out
+        for tmp, final in staged:
+            os.replace(tmp, final)
+        if len(shards) > 1:
+            index = {"metadata": {"total_size": nbytes}, "weight_map": dict(sorted(weight_map.items()))}
+            tmp = folder / ".model.safetensors.index.json.tmp"
+            tmp.write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+            os.replace(tmp, folder / "model.safetensors.index.json")
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    return {"event": "converted", "model": str(folder.absolute()), "files": names, "tensors": tensors, "bytes": nbytes,
+            "from": [s.name for s in shards]}
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--model", required=True, help="local Hugging Face model folder that holds only pytorch_model*.bin weights")
+
+
+def run_cli(args) -> int:
+    from .verbs import EXIT_USER_ERROR, disk_full, quiet_libraries, say_on_stderr
+
+    quiet_libraries()
+    try:
+        result = convert(args.model)
+    except ModelError as e:
+        say_on_stderr(str(e))
+        return EXIT_USER_ERROR
+    except OSError as e:
+        if disk_full(e):
+            say_on_stderr(f"the disk holding {args.model} is full; nothing was converted, free some space and try again")
+        else:
+            say_on_stderr(f"cannot write the safetensors files into {args.model} ({e.strerror or e}); nothing was converted")
+        return EXIT_USER_ERROR
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m l3prune convert-safetensors")
+    add_arguments(parser)
+    sys.exit(run_cli(parser.parse_args()))
