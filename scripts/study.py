@@ -26,6 +26,7 @@ PY = sys.executable
 MODEL = ROOT / ".demo" / "models" / "smollm2-135m"
 DATA = ROOT / ".demo" / "data" / "triples.jsonl"
 PRUNE_PERCENTS = (0, 20, 40, 60, 80)
+LATENCY_BATCH = 16  # the evaluate verb's default batch
 
 
 def shown(p: Path) -> str:
@@ -62,6 +63,7 @@ def study(out_runs: Path, args: argparse.Namespace) -> dict:
     print("analyze", flush=True)
     analysis = worker("analyze", out_runs / "analyze", "--model", str(MODEL), "--data", str(DATA),
                       "--samples", str(args.samples), "--batch-size", "16")["result"]
+    curve = next(e for e in map(json.loads, (out_runs / "analyze" / "events.jsonl").read_text().splitlines()) if e["event"] == "layer_losses")
     n = analysis["numLayers"]
     variants: list[dict] = [{"name": f"prune {p}%", "keep": keep_for(p, n), "percent": p} for p in PRUNE_PERCENTS]
     variants.append({"name": "L³Prune small", "keep": analysis["small"], "percent": None})
@@ -77,6 +79,7 @@ def study(out_runs: Path, args: argparse.Namespace) -> dict:
                             "--max-examples", str(args.max_examples))["result"]
         rows.append({
             **v,
+            "slug": slug,
             "numLayers": n,
             "finalTrainLoss": train["result"]["finalLoss"],
             "params": evaluation["params"],
@@ -86,25 +89,66 @@ def study(out_runs: Path, args: argparse.Namespace) -> dict:
             "latencyMsPerBatch": evaluation["latencyMsPerBatch"],
             "textsPerSecond": evaluation["textsPerSecond"],
         })
+    measure_latencies(rows, out_runs, args.latency_rounds)
     return {
         "model": MODEL.name,
         "data": DATA.name,
-        "initialLoss": {"small": analysis["small"], "large": analysis["large"], "samples": args.samples},
+        "initialLoss": {"small": analysis["small"], "large": analysis["large"], "samples": args.samples,
+                        "losses": [round(x, 4) for x in curve["losses"]]},
         "recipe": {"steps": args.steps, "batchSize": args.batch_size, "maxLength": args.max_length, "maxExamples": args.max_examples},
+        "latency": {"rounds": args.latency_rounds, "batchSize": LATENCY_BATCH, "threads": _threads(),
+                    "method": "all variants loaded in one process and timed round-robin; median over rounds of each round's median"},
         "command": "bash scripts/study.sh",
         "rows": rows,
     }
 
 
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def measure_latencies(rows: list[dict], out_runs: Path, rounds: int) -> None:
+    """Encode latency of every trained variant, measured after all training and evaluation, in one process and
+    round-robin, so that a busy moment of a shared machine touches every variant alike (each evaluation also
+    times its encoder, but alone and at whatever moment it ran)."""
+    import statistics
+
+    from l3prune import evaltasks
+    from l3prune.evaluate import measure_latency
+    from l3prune.variant import load_variant
+    from l3prune.verbs import quiet_libraries
+
+    quiet_libraries()
+
+    texts = evaltasks.latency_texts(DATA.parent) or ["A short sentence to time the encoder."]
+    encoders = {}
+    for r in rows:
+        spec = json.loads((out_runs / f"train-{r['slug']}" / "run.json").read_text())["spec"]
+        enc, _ = load_variant(str(out_runs / f"train-{r['slug']}" / "model"), None, None, max_length=spec["maxLength"])
+        encoders[r["slug"]] = (enc, spec["pooling"])
+    print(f"latency: {len(rows)} variants, {rounds} rounds, batch {LATENCY_BATCH}", flush=True)
+    times: dict[str, list[float]] = {slug: [] for slug in encoders}
+    for _ in range(rounds):
+        for slug, (enc, pooling) in encoders.items():
+            times[slug].append(measure_latency(enc, texts, pooling, LATENCY_BATCH, "cpu")[0])
+    for r in rows:
+        ms = statistics.median(times[r["slug"]])
+        r["latencyMsPerBatch"] = round(ms, 3)
+        r["textsPerSecond"] = round(LATENCY_BATCH * 1000 / ms, 3)
+
+
 def table(result: dict) -> str:
     tasks = sorted({t for r in result["rows"] for t in r["scores"]})
     full = next(r for r in result["rows"] if r["percent"] == 0)
-    head = ["variant", "layers", "params", "share of full", *tasks, "average", "ms/batch", "speed-up"]
+    head = ["variant", "layers", "params", "share of full", *tasks, "average", "ms/batch", "speed-up", "N/n"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in result["rows"]:
         cells = [r["name"], f"{r['keep']}/{r['numLayers']}", f"{r['params'] / 1e6:.1f} M", f"{r['params'] / full['params']:.2f}",
                  *(f"{r['scores'].get(t, float('nan')):.3f}" for t in tasks), f"{r['averageScore']:.3f}",
-                 f"{r['latencyMsPerBatch']:.0f}", f"×{full['latencyMsPerBatch'] / r['latencyMsPerBatch']:.2f}"]
+                 f"{r['latencyMsPerBatch']:.0f}", f"×{full['latencyMsPerBatch'] / r['latencyMsPerBatch']:.2f}",
+                 f"×{r['numLayers'] / r['keep']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -159,6 +203,7 @@ def main() -> int:
     p.add_argument("--runs", type=Path, default=ROOT / ".l3prune" / "study")
     p.add_argument("--check", action="store_true", help="rerun in a fresh folder and compare with the committed results.json")
     p.add_argument("--tolerance", type=float, default=0.005)
+    p.add_argument("--latency-rounds", type=int, default=7, help="round-robin rounds of the latency phase")
     args = p.parse_args()
     if args.check:
         committed = json.loads((args.out / "results.json").read_text())
