@@ -441,16 +441,18 @@ export class CodeServerHarness {
   }
 
   /**
-   * Posts messages to the extension host from inside a webview page, through the same bridge its own
-   * `acquireVsCodeApi().postMessage` uses: what a compromised page could send.
+   * Posts messages to the extension host as a webview page does: through the bridge that the page's
+   * `acquireVsCodeApi().postMessage` calls (`__vscode_post_message__` of the host document around the page).
+   * VS Code deletes `window.parent` inside the page once its API is set up, so the call is made from the host
+   * document, the frame that owns the page's iframe; the host sees the same messages either way.
    */
-  async postFromWebview(frame: FrameLocator, messages: unknown[]): Promise<void> {
-    // As JSON, parsed in the page: Playwright's own argument transfer would turn an own "__proto__" key into a
+  async postFromWebview(page: FrameLocator, messages: unknown[]): Promise<void> {
+    // As JSON, parsed in the frame: Playwright's own argument transfer would turn an own "__proto__" key into a
     // prototype, and the case would no longer be the one generated.
-    await frame.locator('body').evaluate((_body, json) => {
-      const bridge = (window.parent as unknown as Record<string, unknown>)['__vscode_post_message__'];
+    await page.owner().evaluate((_iframe, json) => {
+      const bridge = (window as unknown as Record<string, unknown>)['__vscode_post_message__'];
       if (typeof bridge !== 'function') throw new Error('this VS Code build has no __vscode_post_message__ webview bridge');
-      for (const message of JSON.parse(json) as unknown[]) (bridge as (channel: string, data: unknown) => void).call(window.parent, 'onmessage', { message, transfer: [] });
+      for (const message of JSON.parse(json) as unknown[]) (bridge as (channel: string, data: unknown) => void).call(window, 'onmessage', { message, transfer: [] });
     }, JSON.stringify(messages));
   }
 
