@@ -194,4 +194,25 @@ describe('Evaluate and compare variants in VS Code (code-server)', function () {
     assert.equal(lines.length, 3, 'a header and one line per variant');
     assert.match(lines[0], /^run,model,from_run,layers_kept,layers_total,params,bytes,.*,average,latency_ms_per_batch,texts_per_second/);
   });
+
+  it('exports the 4-layer variant to ONNX; its Try Encoder page ignores hostile messages and still compares texts', async function () {
+    this.timeout(600_000);
+    await timed(`export keep ${SMALL_KEEP}`, async () => {
+      await h.runCommand('L³Prune: Export ONNX…');
+      await h.quickInputRows.filter({ hasText: model.name }).first().click();
+      await h.quickInputRows.filter({ hasText: 'Another number of layers' }).first().click();
+      await h.quickInput.waitFor({ state: 'visible' });
+      await h.quickInput.fill(String(SMALL_KEEP));
+      await h.page.keyboard.press('Enter');
+      await toast(/Exported .*ONNX Runtime matches torch/).waitFor({ state: 'visible', timeout: 540_000 });
+    });
+    await h.runCommand('L³Prune: Try Encoder…');
+    await h.quickInputRows.filter({ hasText: `keep ${SMALL_KEEP}` }).first().click();
+    const page = await h.webview('#texts', 120_000);
+    await assertPanelIgnoresHostileMessages(h, page, ['ready', 'compare'], { seed: 4, watched: [path.join(workspace, '.l3prune')] });
+    await page.locator('#texts').fill('A man is playing a guitar.\nSomeone plays music.\nThe stock market fell today.');
+    await page.locator('#compare').click();
+    await page.locator('#similarity').waitFor({ state: 'attached', timeout: 120_000 });
+    await h.screenshot('try-encoder');
+  });
 });
