@@ -19,7 +19,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from conftest import REPO, WORKER, worker_cli, write_triples
+from conftest import ENV, REPO, WORKER, worker_cli, write_triples
 
 CLI = REPO / "bin" / "l3prune.js"
 STEPS = 8
@@ -129,26 +129,32 @@ def assert_resumes_like_the_reference(run_dir: Path, reference: dict, schemas) -
     assert not leftovers, f"torn checkpoint folders were swept: {leftovers}"
 
 
-@pytest.mark.parametrize("point", kill_points(), ids=lambda p: p[0])
-def test_kill_9_anywhere_in_train_loses_nothing(point, tiny_llama, data, reference, tmp_path, schemas):
-    _, after, delay = point
-    run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "l3prune", "train", "--run-dir", str(run_dir), "--model", str(tiny_llama),
-                             "--data", str(data), *TRAIN, "--debug-step-sleep", "0.5"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True, cwd=WORKER)
+def kill_after_events(cmd: list[str], after: int, delay: float = 0.0) -> None:
+    """Starts `python -m l3prune CMD` and SIGKILLs it once `after` non-heartbeat events are out, plus `delay` s."""
+    proc = subprocess.Popen([sys.executable, "-m", "l3prune", *cmd], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, cwd=WORKER, env=ENV)
+    seen = 0
     try:
-        seen = 0
         for line in proc.stdout:
             if json.loads(line)["event"] != "heartbeat":
                 seen += 1
-            if seen >= after:
-                break
+                if seen >= after:
+                    break
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
+        proc.stdout.read()
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.parametrize("point", kill_points(), ids=lambda p: p[0])
+def test_kill_9_anywhere_in_train_loses_nothing(point, tiny_llama, data, reference, tmp_path, schemas):
+    _, after, delay = point
+    run_dir = tmp_path / "run"
+    kill_after_events(["train", "--run-dir", str(run_dir), "--model", str(tiny_llama), "--data", str(data), *TRAIN,
+                       "--debug-step-sleep", "0.5"], after, delay)
     events = check_folder_parses(run_dir, schemas)
     if any(e["event"] == "train_finished" for e in events) and json.loads((run_dir / "run.json").read_text())["status"] == "succeeded":
         pytest.fail(f"the kill after event {after} (+{delay} s) came too late to test anything; the seeded points must stay inside the run")
@@ -173,14 +179,7 @@ def test_analyze_killed_anywhere_leaves_a_readable_folder_and_a_restart_gives_th
     rng = random.Random(SEED + 1)
     for i in range(3):
         run_dir = tmp_path / f"killed-{i}"
-        proc = subprocess.Popen([sys.executable, "-m", "l3prune", "analyze", "--run-dir", str(run_dir), *args],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=WORKER)
-        after = rng.randrange(1, 4)  # started, model_loaded, progress...
-        for n, _ in enumerate(proc.stdout, start=1):
-            if n >= after:
-                break
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
+        kill_after_events(["analyze", "--run-dir", str(run_dir), *args], rng.randrange(1, 4))  # started, model_loaded, progress...
         check_folder_parses(run_dir, schemas)
         assert extension_view(run_dir)["status"] in ("failed", "succeeded")
         # Restart is the remedy for analyze; the killed folder is kept, a new one is used.
@@ -251,28 +250,6 @@ def test_a_disk_that_fills_mid_run_gives_a_clear_error_and_a_resumable_run(tiny_
 # ---------------------------------------------------------------------------------------------------------------
 # evaluate and export-onnx: restart is the remedy, corruption is not allowed
 EVALUATE = ["--tasks", "all", "--max-examples", "8", "--max-length", "24", "--batch-size", "4", "--heartbeat-seconds", "0.2"]
-
-
-def kill_after_events(cmd: list[str], after: int, delay: float) -> int:
-    """Starts the worker, SIGKILLs it once `after` non-heartbeat events are out (plus `delay` s); returns how many
-    events it had written, so a test can tell a kill that landed from a run that finished first."""
-    proc = subprocess.Popen([sys.executable, "-m", "l3prune", *cmd], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True, cwd=WORKER, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
-    seen = 0
-    try:
-        for line in proc.stdout:
-            if json.loads(line)["event"] != "heartbeat":
-                seen += 1
-                if seen >= after:
-                    break
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.stdout.read()
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    return seen
 
 
 def test_evaluate_killed_anywhere_leaves_readable_results_and_a_restart_gives_the_same_scores(tiny_llama, eval_data, tmp_path, schemas):
