@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .verbs import Advice, Outcome, disk_full_in, run_verb
 
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m l3prune", description="L³Prune Studio compute worker")
     sub = p.add_subparsers(dest="verb", required=True)

@@ -82,10 +82,10 @@ def convert(model_dir: str | os.PathLike) -> dict:
         for shard, name in zip(shards, names):
             state = _load_tensors(shard)
             # safetensors refuses tensors that share memory (tied embeddings); each gets its own copy.
-            seen: set[tuple[int, int]] = set()
+            seen: set[int] = set()
             out = {}
             for key, t in state.items():
-                ident = (t.untyped_storage().data_ptr(), 0) if t.numel() else (id(t), 0)
+                ident = t.untyped_storage().data_ptr() if t.numel() else id(t)
                 out[key] = t.contiguous().clone() if ident in seen else t.contiguous()
                 seen.add(ident)
                 weight_map[key] = name
