@@ -19,7 +19,7 @@ await Promise.all([
   }),
   esbuild.build({
     ...common,
-    entryPoints: { layerStack: 'webview/layerStack/main.ts', runPlot: 'webview/runPlot/main.ts', tryEncoder: 'src/inference/page/tryEncoder.ts', compare: 'webview/compare/main.ts' },
+    entryPoints: { layerStack: 'webview/layerStack/main.ts', runPlot: 'webview/runPlot/main.ts', tryEncoder: 'webview/tryEncoder/main.ts', compare: 'webview/compare/main.ts' },
     outdir: 'dist/webview',
     platform: 'browser',
     format: 'iife',

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# All tests: set-up, type check, mocha unit tests, the worker's pytest suite, and the end-to-end suite in a
-# real VS Code. Every suite runs even when an earlier one fails; the last line sums them up.
+# All tests: set-up, type check, generated protocol code, lint, mocha unit tests, the worker's pytest suite,
+# and the end-to-end suite in a real VS Code. Every suite runs even when an earlier one fails; the last line
+# sums them up.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || { echo "setup failed"; echo "tests: 0 passed, 1 failed"; exit 1; }
@@ -19,8 +20,14 @@ run_mocha() { # $1 name, rest: command
   if [ "$rc" -ne 0 ]; then status=1; [ "$(count "$log" '[0-9]+ failing')" -eq 0 ] && failed=$((failed + 1)); fi
 }
 
-echo "== typecheck"
-if ! npx --no-install tsc -p . --noEmit; then status=1; failed=$((failed + 1)); fi
+# The type check, the generated protocol code and the lint each count as one failure when they fail.
+check() { # $1 name, rest: command
+  echo "== $1"; shift
+  if ! "$@"; then status=1; failed=$((failed + 1)); fi
+}
+check typecheck npm run --silent typecheck
+check "protocol (generated code and worker copy up to date)" node scripts/generate-protocol.mjs --check
+check lint npx --no-install eslint .
 run_mocha unit npx --no-install mocha --import=tsx 'test/unit/**/*.test.ts'
 
 echo "== worker (pytest)"

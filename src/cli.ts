@@ -1,8 +1,8 @@
 import { inspectModel } from './model/inspect';
 import { isModelReadError } from './model/errors';
-import type { LayerStack } from './model/stack';
-import { PlanError, planKeep, planPrunePercent, type PrunePlan } from './prune/plan';
-import { formatBytes, formatParams, formatShare } from './format/units';
+import type { LayerStack } from './shared/model/stack';
+import { PlanError, planKeep, planPrunePercent, type PrunePlan } from './shared/prune/plan';
+import { formatBytes, formatParams, formatShare } from './shared/format/units';
 import * as path from 'node:path';
 import { isResumable, RunStore } from './runs/runStore';
 

@@ -1,33 +1,22 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { LayerStack } from './model/stack';
-import { planKeep } from './prune/plan';
+import type { LayerStack } from './shared/model/stack';
+import { planKeep } from './shared/prune/plan';
 import { compareVariants, evaluateVariant, exportVariantOnnx } from './compare/variantCommands';
 import { runAnalyze } from './runs/analyzeRun';
 import { newRunDir, runsRoot } from './runs/runLocation';
-import { formatBytes, formatParams, formatShare } from './format/units';
+import { formatBytes, formatParams, formatShare } from './shared/format/units';
 import { LayerStackPanel } from './views/layerStackPanel';
 import type { ModelsNode } from './views/modelsTree';
 import { findPython, WorkspaceNotTrustedError } from './worker/python';
 import { convertPickleWeights } from './worker/convertWeights';
 import { ensureWorkerPackage } from './worker/workerPackage';
+import { runWithProgress } from './worker/workerProgress';
 import { tryEncoder } from './inference/tryEncoderCommand';
-import { cancelRuns, chooseRuns, deleteRuns, openRuns, resumeRun, runWithProgress, startTraining, type RunPurpose, type RunServices } from './runs/runCommands';
-import { isResumable, type RunSummary } from './runs/runStore';
-import type { AnalysisStore } from './workspace/analyses';
-import type { ModelRegistry } from './workspace/modelRegistry';
-
-export interface Services {
-  extensionUri: vscode.Uri;
-  globalStorageUri: vscode.Uri;
-  workspaceState: vscode.Memento;
-  registry: ModelRegistry;
-  analyses: AnalysisStore;
-  modelsView: vscode.TreeView<ModelsNode>;
-  runsView: vscode.TreeView<RunSummary>;
-  runs: RunServices;
-  log: vscode.LogOutputChannel;
-}
+import { cancelRuns, chooseRuns, deleteRuns, openRuns, resumeRun, startTraining, type RunPurpose } from './runs/runCommands';
+import { isResumable } from './runs/runStore';
+import type { Services } from './services';
+import type { CommandId } from './commandIds';
 
 /** The cut the user chose last, for the step after it (prune and finetune). */
 export const PENDING_PRUNE_KEY = 'l3prune.pendingPrune';
@@ -37,8 +26,11 @@ type Handler = (services: Services, ...args: unknown[]) => unknown;
 
 const ANY_RUN = (action: string, many: boolean): RunPurpose => ({ action, applies: () => true, many });
 
-/** Command ids → handlers, one table; package.json declares the same ids with their titles. */
-export const COMMANDS: Record<string, Handler> = {
+/**
+ * Command ids → handlers, one table. Keyed by CommandId, so the type checker refuses a handler without an
+ * id or an id without a handler; test/unit/commandTable.test.ts checks the ids against package.json.
+ */
+export const COMMANDS: Record<CommandId, Handler> = {
   'l3prune.openModelFolder': (s, arg) => openModel(s, arg, 'folder'),
   'l3prune.openOnnxModel': (s, arg) => openModel(s, arg, 'onnx'),
   'l3prune.showLayerStack': (s, arg) => showLayerStack(s, arg),
@@ -47,19 +39,19 @@ export const COMMANDS: Record<string, Handler> = {
   'l3prune.pruneAtSmallCut': (s, arg) => pruneAtCut(s, arg, 'small'),
   'l3prune.pruneAtLargeCut': (s, arg) => pruneAtCut(s, arg, 'large'),
   'l3prune.pruneAndFinetune': (s, arg) => pruneAndFinetune(s, arg),
-  'l3prune.openRun': async (s, arg, many) => openRuns(s.runs, await chooseRuns(s.runs, many ?? arg, s.runsView.selection, ANY_RUN('open', true))),
-  'l3prune.compareRuns': async (s, arg, many) => openRuns(s.runs, await chooseRuns(s.runs, many ?? arg, s.runsView.selection, ANY_RUN('compare', true))),
+  'l3prune.openRun': async (s, arg, many) => openRuns(s, await chooseRuns(s, many ?? arg, s.runsView.selection, ANY_RUN('open', true))),
+  'l3prune.compareRuns': async (s, arg, many) => openRuns(s, await chooseRuns(s, many ?? arg, s.runsView.selection, ANY_RUN('compare', true))),
   'l3prune.cancelRun': async (s, arg, many) =>
-    cancelRuns(await chooseRuns(s.runs, many ?? arg, s.runsView.selection, { action: 'cancel', applies: (r) => r.status === 'running', many: true })),
+    cancelRuns(await chooseRuns(s, many ?? arg, s.runsView.selection, { action: 'cancel', applies: (r) => r.status === 'running', many: true })),
   'l3prune.resumeRun': async (s, arg) =>
-    resumeRun(s.runs, (await chooseRuns(s.runs, arg, s.runsView.selection, { action: 'resume', applies: isResumable, many: false }))[0]),
+    resumeRun(s, (await chooseRuns(s, arg, s.runsView.selection, { action: 'resume', applies: isResumable, many: false }))[0]),
   'l3prune.deleteRun': async (s, arg, many) =>
-    deleteRuns(s.runs, await chooseRuns(s.runs, many ?? arg, s.runsView.selection, { action: 'delete', applies: (r) => r.status !== 'running', many: true })),
+    deleteRuns(s, await chooseRuns(s, many ?? arg, s.runsView.selection, { action: 'delete', applies: (r) => r.status !== 'running', many: true })),
   'l3prune.evaluate': (s, arg) => evaluateVariant(s, arg),
   'l3prune.exportOnnx': (s, arg) => exportVariantOnnx(s, arg),
   'l3prune.compareVariants': (s, arg) => void compareVariants(s, arg),
   'l3prune.revealRun': async (s, arg) => {
-    const run = (await chooseRuns(s.runs, arg, s.runsView.selection, ANY_RUN('reveal', false)))[0];
+    const run = (await chooseRuns(s, arg, s.runsView.selection, ANY_RUN('reveal', false)))[0];
     if (run) return vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(run.runDir));
     return undefined;
   },
@@ -285,7 +277,7 @@ async function pruneAndFinetune(s: Services, arg: unknown): Promise<void> {
     pending && path.resolve(pending.model) === stack.path ? pending.keep : (s.analyses.get(stack.path)?.small ?? stack.layers.length);
   const data = await pickDataFile(s);
   if (!data) return;
-  await startTraining(s.runs, { model: stack.path, keep, numLayers: stack.layers.length, data });
+  await startTraining(s, { model: stack.path, keep, numLayers: stack.layers.length, data });
 }
 
 async function removeModel(s: Services, arg: unknown): Promise<void> {

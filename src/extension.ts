@@ -1,10 +1,11 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { registerCommands } from './commands';
-import { followWithProgress, type RunServices } from './runs/runCommands';
+import { followWithProgress } from './runs/runCommands';
 import { runsRoot } from './runs/runLocation';
 import { RunStore, type RunSummary } from './runs/runStore';
 import { TASK_TYPE, TrainTaskProvider, type TrainTaskDeps } from './runs/trainTask';
+import type { Services } from './services';
 import { LayerStackPanel } from './views/layerStackPanel';
 import { ModelsTreeProvider, type ModelsNode } from './views/modelsTree';
 import { LossPlotViewProvider } from './views/runPlots';
@@ -33,13 +34,8 @@ export function activate(context: vscode.ExtensionContext): void {
   const runsView = vscode.window.createTreeView<RunSummary>('l3prune.runs', { treeDataProvider: runsTree, canSelectMany: true });
   const lossPlot = new LossPlotViewProvider(context.extensionUri, store, (line) => log.warn(line));
 
-  const runs: RunServices = {
-    extensionUri: context.extensionUri,
-    store,
-    log,
-    taskDeps: undefined as unknown as TrainTaskDeps,
-  };
-  runs.taskDeps = {
+  // The task type and the commands launch training alike; a launch is followed in a progress notification.
+  const trainTasks: TrainTaskDeps = {
     python: async (resource) => {
       const python = await findPython(resource);
       log.info(`worker interpreter: ${python.executable} (${python.source})`);
@@ -50,8 +46,20 @@ export function activate(context: vscode.ExtensionContext): void {
     },
     runsRoot: root,
     store,
-    onLaunched: (runDir) => followWithProgress(runs, runDir),
+    onLaunched: (runDir) => followWithProgress(store, runDir),
     isShuttingDown: () => shuttingDown,
+  };
+  const services: Services = {
+    extensionUri: context.extensionUri,
+    globalStorageUri: context.globalStorageUri,
+    workspaceState: context.workspaceState,
+    log,
+    registry,
+    analyses,
+    store,
+    trainTasks,
+    modelsView,
+    runsView,
   };
 
   context.subscriptions.push(
@@ -65,26 +73,16 @@ export function activate(context: vscode.ExtensionContext): void {
     runsView,
     lossPlot,
     new RunStatusBar(store),
-    { dispose: () => store.stop() },
+    store,
     vscode.window.registerWebviewViewProvider(LossPlotViewProvider.viewId, lossPlot),
     runsView.onDidChangeSelection((e) => lossPlot.select(e.selection)),
-    vscode.tasks.registerTaskProvider(TASK_TYPE, new TrainTaskProvider(runs.taskDeps)),
+    vscode.tasks.registerTaskProvider(TASK_TYPE, new TrainTaskProvider(trainTasks)),
     // An analysis finished or restored while its model's panel is open redraws the curve there.
     analyses.onDidChange((model) => {
       const entry = registry.get(model);
       if (entry?.state === 'ready') LayerStackPanel.forModel(model)?.update(entry.stack, analyses.get(model));
     }),
-    ...registerCommands({
-      extensionUri: context.extensionUri,
-      globalStorageUri: context.globalStorageUri,
-      workspaceState: context.workspaceState,
-      registry,
-      analyses,
-      modelsView,
-      runsView,
-      runs,
-      log,
-    }),
+    ...registerCommands(services),
   );
   void registry.restore();
   void analyses.restore();

@@ -1,16 +1,16 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { Services } from '../commands';
-import { formatBytes, formatParams } from '../format/units';
-import type { LayerStack } from '../model/stack';
-import { planKeep } from '../prune/plan';
-import { runWithProgress } from '../runs/runCommands';
+import type { Services } from '../services';
+import { formatBytes, formatParams } from '../shared/format/units';
+import type { LayerStack } from '../shared/model/stack';
+import { planKeep } from '../shared/prune/plan';
 import { newRunDir, runsRoot } from '../runs/runLocation';
 import type { RunSummary } from '../runs/runStore';
 import { ComparePanel } from '../views/comparePanel';
 import type { ModelsNode } from '../views/modelsTree';
 import { findPython, WorkspaceNotTrustedError } from '../worker/python';
 import { ensureWorkerPackage } from '../worker/workerPackage';
+import { runWithProgress } from '../worker/workerProgress';
 import { runEvaluate, runExportOnnx, variantLabel, type Variant } from './variantRuns';
 
 const MAX_EXAMPLES_KEY = 'l3prune.evaluate.maxExamples';
@@ -29,9 +29,9 @@ function trainedVariant(run: RunSummary): ChosenVariant {
 
 /** A run handed over by the Runs tree (its item, or its folder as a string) rather than a model. */
 function runFromArg(s: Services, arg: unknown): RunSummary | undefined {
-  if (typeof arg === 'string') return s.runs.store.get(arg);
+  if (typeof arg === 'string') return s.store.get(arg);
   const runDir = (arg as RunSummary | undefined)?.runDir;
-  return typeof runDir === 'string' ? s.runs.store.get(runDir) : undefined;
+  return typeof runDir === 'string' ? s.store.get(runDir) : undefined;
 }
 
 function modelFromArg(arg: unknown): { model: string; keep?: number } | undefined {
@@ -66,7 +66,7 @@ async function chooseVariant(s: Services, arg: unknown, action: string): Promise
   if (given) return chooseLayers(s, await encoderStack(s, given.model), given.keep);
 
   const selected = new Set(s.runsView.selection.filter(isSucceededTrainRun).map((r) => r.runDir));
-  const runs = s.runs.store.list().filter(isSucceededTrainRun).sort((a, b) => Number(selected.has(b.runDir)) - Number(selected.has(a.runDir)));
+  const runs = s.store.list().filter(isSucceededTrainRun).sort((a, b) => Number(selected.has(b.runDir)) - Number(selected.has(a.runDir)));
   const models = s.registry.list().filter((m) => m.state === 'ready' && m.stack.source === 'safetensors' && !m.stack.path.endsWith('.safetensors'));
   if (!runs.length && !models.length) {
     const open = 'Open Model Folder…';
@@ -192,7 +192,7 @@ export async function evaluateVariant(s: Services, arg: unknown): Promise<void> 
       return undefined;
     },
   });
-  void s.runs.store.refresh();
+  void s.store.refresh();
   if (!outcome) return;
   const { result } = outcome;
   const compare = 'Compare Variants';
@@ -225,7 +225,7 @@ export async function exportVariantOnnx(s: Services, arg: unknown): Promise<void
       return undefined;
     },
   });
-  void s.runs.store.refresh();
+  void s.store.refresh();
   if (!outcome) return;
   const { result } = outcome;
   const open = 'Open ONNX Model';
@@ -252,7 +252,7 @@ export function compareVariants(s: Services, arg: unknown): ComparePanel {
   const run = runFromArg(s, arg);
   return ComparePanel.show(
     s.extensionUri,
-    s.runs.store,
+    s.store,
     {
       log: (line) => s.log.warn(line),
       openRun: (chosen) => showEvaluationRun(s, chosen),

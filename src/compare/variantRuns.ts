@@ -1,5 +1,5 @@
-import { runWorkerVerb, type Cancellation, type VerbOutcome } from '../runs/analyzeRun';
-import { isEvaluationFinished, isExported, type EvaluationFinishedEvent, type ExportedEvent, type RunEvent } from '../protocol/workerEvents';
+import { runWorkerVerb, type Cancellation, type VerbOutcome } from '../worker/workerVerb';
+import { isEvaluationFinished, isExported, type EvaluationFinishedEvent, type ExportedEvent, type RunEvent } from '../shared/protocol/workerEvents';
 
 /**
  * A variant is a model cut to its first `keep` layers, as it is (base) or finetuned by a train run

@@ -1,43 +1,27 @@
 import { readFile, stat } from 'node:fs/promises';
 import * as path from 'node:path';
+import manifestSchema from '../../protocol/encoder-manifest.schema.json';
+import { schemaCheck, type JsonSchema } from '../protocol/schemas';
+import type { EncoderManifest as GeneratedManifest } from '../shared/protocol/generated/encoder-manifest';
 
 /**
  * l3prune-encoder.json, written by the worker's `export-onnx` verb next to model.onnx: everything needed to
- * feed the graph the same ids and masks the worker fed torch. Checked field by field, because a folder picked
- * by hand may hold anything, and a wrong pad side or length would give plausible but wrong embeddings.
+ * feed the graph the same ids and masks the worker fed torch. protocol/encoder-manifest.schema.json defines
+ * it (the type is generated from it) and every manifest is checked against it, because a folder picked by
+ * hand may hold anything, and a wrong pad side or length would give plausible but wrong embeddings.
  */
 export const MANIFEST_FILE = 'l3prune-encoder.json';
 export const MODEL_FILE = 'model.onnx';
 export const TOKENIZER_FILE = 'tokenizer.json';
 
-export interface EncoderManifest {
-  format: 1;
-  /** The graph's file name inside the folder (model.onnx). */
-  model: string;
-  /** One weights file next to the graph when the model is over protobuf's 2 GiB, else null. */
-  externalData?: string | null;
-  pooling: string;
-  normalize: boolean;
-  maxLength: number;
-  hiddenSize: number;
-  numLayers: number;
-  originalNumLayers: number;
-  inputs: string[];
-  output: string;
-  paddingSide: 'left' | 'right';
-  truncationSide?: 'left' | 'right';
-  padTokenId: number;
-  addSpecialTokens: boolean;
-  /** The ids the worker's tokenizer puts before and after a text's own tokens, as it measured them. */
-  prependTokenIds?: number[];
-  appendTokenIds?: number[];
-  sourceModel: string;
-  /** The folder export-onnx loaded (a train run's merged model, or sourceModel) and the adapter it merged, if any. */
-  loadedFrom?: string;
-  adapter?: string | null;
-  /** The worker's own ONNX-vs-torch check at export time. */
-  parity?: { minCosine?: number; meanCosine?: number; sentences?: number; threshold?: number; examplesFile?: string };
-}
+/** As read: the schema's defaults filled in, so the graph's file name is always there. */
+export type EncoderManifest = GeneratedManifest & Required<Pick<GeneratedManifest, 'model'>>;
+
+const MANIFEST_CHECK = schemaCheck(manifestSchema as JsonSchema, {
+  useDefaults: true,
+  // Words for fields whose JSON type alone would not tell the user what belongs there.
+  nouns: { fileName: 'a file name inside the folder', tokenIds: 'a list of token ids', padTokenId: 'a token id', inputs: 'a list of input names' },
+});
 
 export class EncoderFolderError extends Error {
   override name = 'EncoderFolderError';
@@ -96,71 +80,18 @@ export function parseManifest(raw: unknown, file: string): EncoderManifest {
     throw new EncoderFolderError(`${file} must hold a JSON object; ${REEXPORT}.`);
   }
   const m = raw as Record<string, unknown>;
+  // The format comes first: a newer format is not a broken file, and needs a different fix.
   if (m.format !== 1) {
     const seen = m.format === undefined ? 'has no "format"' : `has "format": ${JSON.stringify(m.format)}`;
     throw new EncoderFolderError(`${file} ${seen}; this version of the extension reads format 1 only, so update the extension or ${REEXPORT}.`);
   }
-  const problems: string[] = [];
-  const positive = (key: string) => {
-    if (!Number.isSafeInteger(m[key]) || (m[key] as number) < 1) problems.push(`"${key}" must be a whole number ≥ 1 (found ${show(m[key])})`);
-  };
-  const flag = (key: string) => {
-    if (typeof m[key] !== 'boolean') problems.push(`"${key}" must be true or false (found ${show(m[key])})`);
-  };
-  const text = (key: string) => {
-    if (typeof m[key] !== 'string' || !(m[key] as string).trim()) problems.push(`"${key}" must be a non-empty string (found ${show(m[key])})`);
-  };
-  // Names inside the folder only: a manifest must not point the runtime at files elsewhere.
-  const fileName = (key: string, optional: boolean) => {
-    if (optional && (m[key] === undefined || m[key] === null)) return;
-    const v = m[key];
-    if (typeof v !== 'string' || !v || v === '.' || v === '..' || /[/\\]/.test(v)) problems.push(`"${key}" must be a file name inside the folder (found ${show(v)})`);
-  };
-  const ids = (key: string) => {
-    if (m[key] === undefined) return;
-    if (!Array.isArray(m[key]) || !(m[key] as unknown[]).every((id) => Number.isSafeInteger(id) && (id as number) >= 0)) {
-      problems.push(`"${key}" must be a list of token ids (found ${show(m[key])})`);
-    }
-  };
-  const side = (key: string, optional: boolean) => {
-    if (optional && m[key] === undefined) return;
-    if (m[key] !== 'left' && m[key] !== 'right') problems.push(`"${key}" must be "left" or "right" (found ${show(m[key])})`);
-  };
-  if (m.model === undefined) m.model = MODEL_FILE;
-  fileName('model', false);
-  fileName('externalData', true);
-  text('pooling');
-  flag('normalize');
-  positive('maxLength');
-  positive('hiddenSize');
-  positive('numLayers');
-  positive('originalNumLayers');
-  if (!Array.isArray(m.inputs) || !m.inputs.length || !m.inputs.every((i) => typeof i === 'string' && i)) {
-    problems.push(`"inputs" must be a list of input names (found ${show(m.inputs)})`);
-  } else {
-    for (const needed of ['input_ids', 'attention_mask']) {
-      if (!m.inputs.includes(needed)) problems.push(`"inputs" must name "${needed}" (found ${show(m.inputs)})`);
-    }
-  }
-  text('output');
-  side('paddingSide', false);
-  side('truncationSide', true);
-  if (!Number.isSafeInteger(m.padTokenId) || (m.padTokenId as number) < 0) problems.push(`"padTokenId" must be a token id ≥ 0 (found ${show(m.padTokenId)})`);
-  flag('addSpecialTokens');
-  ids('prependTokenIds');
-  ids('appendTokenIds');
-  text('sourceModel');
+  const problems = MANIFEST_CHECK.problems(m).map((p) => p.text);
+  // JSON Schema cannot compare two fields; the schema's description asks readers to.
   if (Number.isSafeInteger(m.numLayers) && Number.isSafeInteger(m.originalNumLayers) && (m.numLayers as number) > (m.originalNumLayers as number)) {
     problems.push(`"numLayers" (${m.numLayers}) cannot exceed "originalNumLayers" (${m.originalNumLayers})`);
   }
   if (problems.length) throw new EncoderFolderError(`${file} is not a valid encoder description: ${problems.join('; ')}. ${capitalise(REEXPORT)}.`);
   return m as unknown as EncoderManifest;
-}
-
-function show(value: unknown): string {
-  if (value === undefined) return 'nothing';
-  const json = JSON.stringify(value);
-  return json.length > 60 ? `${json.slice(0, 57)}…` : json;
 }
 
 function capitalise(s: string): string {

@@ -54,7 +54,7 @@ export class EncoderTokenizer {
     try {
       tokenizer = new Tokenizer(tokenizerJson as object, config as object);
     } catch (e) {
-      throw new Error(`${tokenizerFile} is not a tokenizer this extension can read (${(e as Error).message}); re-export the encoder with a fast (tokenizers) tokenizer.`);
+      throw new Error(`${tokenizerFile} is not a tokenizer this extension can read (${(e as Error).message}); re-export the encoder with a fast (tokenizers) tokenizer.`, { cause: e });
     }
     const { prefix, suffix } = !settings.addSpecialTokens
       ? { prefix: [], suffix: [] }
@@ -119,11 +119,11 @@ async function readJson(file: string, required: boolean): Promise<unknown> {
     text = await readFile(file, 'utf8');
   } catch (e) {
     if (!required && (e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new Error(`${file} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); the exported encoder folder needs it, so export it again.`);
+    throw new Error(`${file} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); the exported encoder folder needs it, so export it again.`, { cause: e });
   }
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new Error(`${file} is not valid JSON (${(e as Error).message}); export the encoder again.`);
+    throw new Error(`${file} is not valid JSON (${(e as Error).message}); export the encoder again.`, { cause: e });
   }
 }

@@ -2,16 +2,13 @@ import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { RunSummary } from '../runs/runStore';
+import type { Services } from '../services';
 import { EncoderThread } from './encoderClient';
 import { MANIFEST_FILE } from './manifest';
 import { TryEncoderPanel } from './tryEncoderPanel';
-import type { ComparisonView } from '../protocol/tryEncoderMessages';
+import type { ComparisonView } from '../shared/protocol/tryEncoderMessages';
 
-export interface TryEncoderServices {
-  extensionUri: vscode.Uri;
-  runs: { store: { list(): RunSummary[] } };
-  log: vscode.LogOutputChannel;
-}
+export type TryEncoderServices = Pick<Services, 'extensionUri' | 'store' | 'log'>;
 
 /**
  * L³Prune: Try Encoder. The argument may be an exported folder, a run folder whose export sits in onnx/,
@@ -72,7 +69,7 @@ function exportIn(folder: string, elsewhere?: string): string | undefined {
 }
 
 async function pickEncoderFolder(s: TryEncoderServices): Promise<string | undefined> {
-  const exported = s.runs.store
+  const exported = s.store
     .list()
     .map((run) => ({ run, folder: exportIn(run.runDir, exportedTo(run)) }))
     .filter((x): x is { run: RunSummary; folder: string } => x.folder !== undefined);

@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { parseTryEncoderMessage, type ComparisonView, type EncoderSummary, type TryEncoderToWebview } from '../protocol/tryEncoderMessages';
+import { parseTryEncoderMessage, type ComparisonView, type EncoderSummary, type TryEncoderToWebview } from '../shared/protocol/tryEncoderMessages';
 import { onValidatedMessage, renderPage, webviewOptions } from '../views/webviewHost';
 import type { EncoderInfo } from './encoder';
 import type { EncoderThread } from './encoderClient';

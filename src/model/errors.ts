@@ -18,6 +18,7 @@ export class ModelReadError extends Error {
  * breaks or control characters; the message stays one line of the same length whatever they hold.
  */
 function oneLine(text: string): string {
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what this replaces
   return text.replace(/[\t\n\r\u2028\u2029]/g, ' ').replace(/[\u0000-\u001f\u007f-\u009f]/g, '\ufffd');
 }
 

@@ -5,7 +5,8 @@ import { readModelConfig } from './config';
 import { ModelReadError } from './errors';
 import { inspectOnnx } from './onnx';
 import { fileOpenError, readSafetensorsHeader } from './safetensors';
-import { buildLayerStack, type LayerStack } from './stack';
+import type { LayerStack } from '../shared/model/stack';
+import { buildLayerStack } from './stack';
 
 /**
  * The one entry point for reading a layer stack, used by the extension and the CLI alike: a Hugging Face

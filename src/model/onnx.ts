@@ -5,7 +5,8 @@ import { readModelConfig, type ModelConfig } from './config';
 import { ONNX_DTYPE_BYTES, ONNX_DTYPE_NAMES } from './dtypes';
 import { ModelReadError } from './errors';
 import { fileOpenError } from './safetensors';
-import { buildLayerStack, type IoInfo, type LayerStack, type TensorSummary } from './stack';
+import type { IoInfo, LayerStack, TensorSummary } from '../shared/model/stack';
+import { buildLayerStack } from './stack';
 
 /** Protobuf cannot address more than 2 GiB; larger graphs keep their weights as external data. */
 const MAX_ONNX_BYTES = 2 ** 31 - 1;

@@ -1,59 +1,7 @@
+import type { LayerGroup, LayerStack, ParamGroup, TensorSummary } from '../shared/model/stack';
 import { ModelReadError } from './errors';
 import type { TensorInfo } from './safetensors';
 import { groupTensor, namingFor } from './families';
-
-export interface TensorSummary {
-  name: string;
-  dtype: string;
-  shape: number[];
-  params: number;
-  bytes: number;
-}
-
-export interface ParamGroup {
-  params: number;
-  bytes: number;
-  tensors: TensorSummary[];
-}
-
-export interface LayerGroup extends ParamGroup {
-  index: number;
-}
-
-/** A model's layer stack as read from headers alone: the one shape every view, plan and the CLI use. */
-export interface LayerStack {
-  source: 'safetensors' | 'onnx';
-  path: string;
-  name: string;
-  family: string;
-  numLayers: number;
-  hiddenSize?: number;
-  numHeads?: number;
-  numKeyValueHeads?: number;
-  vocabSize?: number;
-  tieWordEmbeddings?: boolean;
-  totalParams: number;
-  totalBytes: number;
-  embeddingParams: number;
-  headParams: number;
-  finalNormParams: number;
-  otherParams: number;
-  embedding: ParamGroup;
-  finalNorm: ParamGroup;
-  head: ParamGroup;
-  other: ParamGroup;
-  layers: LayerGroup[];
-  files: string[];
-  /** ONNX graphs only: their inputs and outputs. */
-  io?: { inputs: IoInfo[]; outputs: IoInfo[] };
-  warnings: string[];
-}
-
-export interface IoInfo {
-  name: string;
-  dtype: string;
-  shape: Array<number | string>;
-}
 
 export interface StackShape {
   source: LayerStack['source'];

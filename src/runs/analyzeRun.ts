@@ -1,8 +1,5 @@
-import { readFile, rename, writeFile } from 'node:fs/promises';
-import * as path from 'node:path';
-import { isLayerLosses, parseRunEvent, parseRunRecord, type LayerLossesEvent, type RunEvent } from '../protocol/workerEvents';
-import { startWorker } from '../worker/workerProcess';
-import { RUN_FILE } from './runFolder';
+import { isLayerLosses, type LayerLossesEvent, type RunEvent } from '../shared/protocol/workerEvents';
+import { runWorkerVerb, type Cancellation, type VerbOutcome } from '../worker/workerVerb';
 
 export interface AnalyzeRequest {
   python: string;
@@ -16,103 +13,13 @@ export interface AnalyzeRequest {
   env?: Record<string, string>;
 }
 
-/** How a worker verb launched by the extension ended; `result` is the verb's closing event. */
-export type VerbOutcome<Result> =
-  | { status: 'succeeded'; result: Result; runDir: string }
-  | { status: 'cancelled'; runDir: string }
-  | { status: 'failed'; runDir: string; message: string };
-
 export type AnalyzeOutcome = VerbOutcome<LayerLossesEvent>;
 
-/** VS Code's CancellationToken, structurally, so the runners can be tested without VS Code. */
-export interface Cancellation {
-  isCancellationRequested: boolean;
-  onCancellationRequested(listener: () => unknown): { dispose(): unknown };
-}
-
-export interface VerbLaunch {
-  python: string;
-  verb: string;
-  /** Everything after the verb except `--run-dir`, which comes from `runDir`. */
-  args: string[];
-  runDir: string;
-  env?: Record<string, string>;
-}
-
-/**
- * Runs `analyze` and streams its events. The run folder is the record: the worker writes it; the only
- * write from here is marking a run "cancelled" when its worker had to be killed before it could say so.
- */
+/** Runs `analyze` (the initial loss at every depth) and streams its events. */
 export function runAnalyze(request: AnalyzeRequest, onEvent: (event: RunEvent) => void, cancellation: Cancellation): Promise<AnalyzeOutcome> {
   const args = ['--model', request.model, '--data', request.data, '--samples', String(request.samples)];
   if (request.batchSize) args.push('--batch-size', String(request.batchSize));
   if (request.maxLength) args.push('--max-length', String(request.maxLength));
   if (request.pooling) args.push('--pooling', request.pooling);
   return runWorkerVerb({ python: request.python, verb: 'analyze', args, runDir: request.runDir, env: request.env }, isLayerLosses, onEvent, cancellation);
-}
-
-/**
- * Any verb that writes one run folder and closes a successful run with one result event (analyze:
- * layer_losses, evaluate: evaluation_finished, export-onnx: exported). Success needs both that event and
- * exit status 0; a cancel stops the worker's process group; a failure carries the worker's own sentence.
- */
-export async function runWorkerVerb<Result extends RunEvent>(
-  launch: VerbLaunch,
-  isResult: (event: RunEvent) => event is Result,
-  onEvent: (event: RunEvent) => void,
-  cancellation: Cancellation,
-): Promise<VerbOutcome<Result>> {
-  const { runDir } = launch;
-  const worker = await startWorker({ python: launch.python, verb: launch.verb, args: [...launch.args, '--run-dir', runDir], env: launch.env });
-  let cancelled = false;
-  const subscription = cancellation.onCancellationRequested(() => {
-    cancelled = true;
-    void worker.cancel();
-  });
-  let result: Result | undefined;
-  let lastError: string | undefined;
-  try {
-    for await (const line of worker.lines) {
-      let event: RunEvent | undefined;
-      try {
-        event = parseRunEvent(JSON.parse(line));
-      } catch {
-        continue;
-      }
-      if (!event) continue;
-      if (isResult(event)) result = event;
-      if (event.event === 'error' && typeof event.message === 'string') lastError = event.message;
-      onEvent(event);
-    }
-  } catch {
-    // The stream ends with an error when the process is killed; its exit status below says what happened.
-  }
-  const exit = await worker.done;
-  subscription.dispose();
-  if (result && exit.exitCode === 0) return { status: 'succeeded', result, runDir };
-  if (cancelled) {
-    await markCancelledIfRunning(runDir);
-    return { status: 'cancelled', runDir };
-  }
-  const stderrLine = exit.stderr.trim().split('\n').filter(Boolean).pop();
-  return {
-    status: 'failed',
-    runDir,
-    message: lastError ?? stderrLine ?? `the worker exited with ${exit.exitCode ?? exit.signal}`,
-  };
-}
-
-async function markCancelledIfRunning(runDir: string): Promise<void> {
-  const file = path.join(runDir, RUN_FILE);
-  try {
-    const record = parseRunRecord(JSON.parse(await readFile(file, 'utf8')));
-    if (!record || record.status !== 'running') return;
-    const now = new Date().toISOString();
-    const updated = { ...record, status: 'cancelled', endedAt: now, error: { message: 'cancelled by the user; the worker was stopped' } };
-    // Same atomic replace the worker uses, so a reader never sees half a file.
-    await writeFile(`${file}.ext.tmp`, `${JSON.stringify(updated, null, 2)}\n`);
-    await rename(`${file}.ext.tmp`, file);
-  } catch {
-    // No run.json yet: the worker was stopped before it created the run; nothing to mark.
-  }
 }

@@ -1,19 +1,13 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { PAPER_RECIPE, type TrainSpec } from '../protocol/trainSpec';
-import type { RunEvent } from '../protocol/workerEvents';
+import { TRAIN_DEFAULTS } from '../shared/protocol/generated/defaults';
+import type { RunServices } from '../services';
 import { RunPanel } from '../views/runPlots';
-import type { Cancellation, VerbOutcome } from './analyzeRun';
 import { cancelRun } from './trainLauncher';
-import { createTrainTask, type TrainTaskDefinition, type TrainTaskDeps } from './trainTask';
+import type { TrainRecipe } from './trainDefinition';
+import { createTrainTask, type TrainTaskDefinition } from './trainTask';
 import { isResumable, type RunStore, type RunSummary } from './runStore';
 
-export interface RunServices {
-  extensionUri: vscode.Uri;
-  store: RunStore;
-  taskDeps: TrainTaskDeps;
-  log: vscode.LogOutputChannel;
-}
 
 export interface TrainChoice {
   model: string;
@@ -33,7 +27,7 @@ export async function startTraining(s: RunServices, choice: TrainChoice): Promis
   const stepsText = await vscode.window.showInputBox({
     title: 'Training steps',
     prompt: 'The paper trains 1000 steps with batch 64 on a GPU; a few hundred small steps show the loss falling on a CPU.',
-    value: String(PAPER_RECIPE.steps),
+    value: String(TRAIN_DEFAULTS.steps),
     validateInput: (v) => (isWhole(v, 1, 10_000_000) ? undefined : 'a positive whole number'),
   });
   if (!stepsText) return;
@@ -48,10 +42,10 @@ export async function startTraining(s: RunServices, choice: TrainChoice): Promis
     steps: Number(stepsText),
     recipe,
   };
-  await vscode.tasks.executeTask(createTrainTask(definition, s.taskDeps));
+  await vscode.tasks.executeTask(createTrainTask(definition, s.trainTasks));
 }
 
-const EDITABLE: Array<{ field: keyof TrainSpec; label: string; kind: 'int' | 'float' }> = [
+const EDITABLE: Array<{ field: keyof TrainRecipe; label: string; kind: 'int' | 'float' }> = [
   { field: 'batchSize', label: 'Batch size per device', kind: 'int' },
   { field: 'maxLength', label: 'Max length (tokens)', kind: 'int' },
   { field: 'learningRate', label: 'Learning rate', kind: 'float' },
@@ -60,13 +54,13 @@ const EDITABLE: Array<{ field: keyof TrainSpec; label: string; kind: 'int' | 'fl
   { field: 'checkpointEvery', label: 'Checkpoint every (steps)', kind: 'int' },
 ];
 
-async function editRecipe(): Promise<Partial<TrainSpec> | undefined> {
-  const recipe: Partial<TrainSpec> = {};
+async function editRecipe(): Promise<TrainRecipe | undefined> {
+  const recipe: TrainRecipe = {};
   for (;;) {
-    const current = { ...PAPER_RECIPE, ...recipe };
-    const start = { label: '$(play) Start training', description: 'with the values below', field: undefined as keyof TrainSpec | undefined };
+    const current = { ...TRAIN_DEFAULTS, ...recipe };
+    const start = { label: '$(play) Start training', description: 'with the values below', field: undefined as keyof TrainRecipe | undefined };
     const picked = await vscode.window.showQuickPick(
-      [start, ...EDITABLE.map((e) => ({ label: e.label, description: String(current[e.field]), field: e.field as keyof TrainSpec | undefined }))],
+      [start, ...EDITABLE.map((e) => ({ label: e.label, description: String(current[e.field]), field: e.field as keyof TrainRecipe | undefined }))],
       { title: 'Recipe (the paper’s defaults; every field can also be set in tasks.json)' },
     );
     if (!picked) return undefined;
@@ -86,14 +80,14 @@ function isWhole(text: string, min: number, max: number): boolean {
 }
 
 /** A progress notification for a launched run: follows its folder, and its Cancel stops the worker cleanly. */
-export function followWithProgress(s: RunServices, runDir: string): void {
+export function followWithProgress(store: RunStore, runDir: string): void {
   void vscode.window.withProgress(
     { location: vscode.ProgressLocation.Notification, title: `Training ${path.basename(runDir)}`, cancellable: true },
     (progress, token) =>
       new Promise<void>((resolve) => {
         let reported = 0;
         const update = () => {
-          const run = s.store.get(runDir);
+          const run = store.get(runDir);
           if (!run) return;
           if (run.totalSteps && run.step !== undefined) {
             const done = (100 * run.step) / run.totalSteps;
@@ -101,63 +95,20 @@ export function followWithProgress(s: RunServices, runDir: string): void {
             reported = done;
           }
           if (run.status !== 'running') {
-            s.store.off('change', update);
+            subscription.dispose();
             resolve();
             const message = `Run ${run.id} ${run.status}${run.error ? `: ${run.error}` : ''}.`;
             if (run.status === 'succeeded') void vscode.window.showInformationMessage(message);
             else if (run.status === 'failed') void vscode.window.showErrorMessage(message);
           }
         };
-        s.store.on('change', update);
+        const subscription = store.onDidChange(update);
         token.onCancellationRequested(() => {
-          const run = s.store.get(runDir);
+          const run = store.get(runDir);
           if (run?.status === 'running') cancelRun(run.record.pid);
         });
       }),
   );
-}
-
-/** A worker verb the extension runs itself (not as a task), followed in a cancellable notification. */
-export interface WorkerJob<Result> {
-  /** The notification's title, e.g. "Initial loss of smollm2-135m". */
-  title: string;
-  /** What the job is called in its closing message, e.g. "Initial loss". */
-  what: string;
-  start(onEvent: (event: RunEvent) => void, cancellation: Cancellation): Promise<VerbOutcome<Result>>;
-  /** How far an event says the job is: a message, and a share done from 0 to 1 when it knows one. */
-  progressOf(event: RunEvent): { message?: string; done?: number } | undefined;
-}
-
-/**
- * Runs a job under a progress notification whose Cancel stops the worker. Cancels and failures are
- * reported here (a failure offers its run folder); the caller gets the result of a success only.
- */
-export async function runWithProgress<Result>(job: WorkerJob<Result>): Promise<{ result: Result; runDir: string } | undefined> {
-  const outcome = await vscode.window.withProgress(
-    { location: vscode.ProgressLocation.Notification, title: job.title, cancellable: true },
-    (progress, token) => {
-      let reported = 0;
-      return job.start((event) => {
-        const step = job.progressOf(event);
-        if (!step) return;
-        const done = step.done === undefined ? reported : Math.min(100, Math.max(reported, 100 * step.done));
-        progress.report({ increment: done - reported, message: step.message });
-        reported = done;
-      }, token);
-    },
-  );
-  if (outcome.status === 'cancelled') {
-    void vscode.window.showInformationMessage(`${job.what} cancelled; the run folder ${outcome.runDir} is marked cancelled.`);
-    return undefined;
-  }
-  if (outcome.status === 'failed') {
-    const open = 'Reveal Run Folder';
-    void vscode.window.showErrorMessage(`${job.what} failed: ${outcome.message}`, open).then((choice) => {
-      if (choice) void vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(outcome.runDir));
-    });
-    return undefined;
-  }
-  return { result: outcome.result, runDir: outcome.runDir };
 }
 
 function runsFromArgs(s: RunServices, arg: unknown, selection: readonly RunSummary[] = []): RunSummary[] {
@@ -216,7 +167,7 @@ export async function resumeRun(s: RunServices, run: RunSummary | undefined): Pr
     void vscode.window.showInformationMessage(`Run ${run.id} cannot be resumed: only a failed or cancelled training run can.`);
     return;
   }
-  await vscode.tasks.executeTask(createTrainTask({ type: 'l3prune', verb: 'train', model: run.model ?? '', keep: run.keep ?? 1, data: '', resumeRunDir: run.runDir }, s.taskDeps));
+  await vscode.tasks.executeTask(createTrainTask({ type: 'l3prune', verb: 'train', model: run.model ?? '', keep: run.keep ?? 1, data: '', resumeRunDir: run.runDir }, s.trainTasks));
 }
 
 export async function deleteRuns(s: RunServices, runs: RunSummary[]): Promise<void> {

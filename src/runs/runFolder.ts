@@ -1,8 +1,8 @@
-import { open, readFile, stat } from 'node:fs/promises';
+import { open, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { asObject } from '../model/safetensors';
-import type { RunEvent, RunStatus, RunRecord } from '../protocol/workerEvents';
-import { parseRunEvent, parseRunRecord } from '../protocol/workerEvents';
+import type { RunEvent, RunStatus, RunRecord } from '../shared/protocol/workerEvents';
+import { parseRunEvent, parseRunRecord } from '../shared/protocol/workerEvents';
 
 /**
  * Reading a run folder, the worker's only output (protocol/run.schema.json and events.schema.json).
@@ -167,3 +167,22 @@ export function processIsAlive(pid: number): boolean {
 }
 
 export { asObject };
+
+/**
+ * The one write the extension makes to a run folder: a worker that had to be killed before it could say
+ * "cancelled" leaves run.json at "running", which readers would later call a crash.
+ */
+export async function markCancelledIfRunning(runDir: string): Promise<void> {
+  const file = path.join(runDir, RUN_FILE);
+  try {
+    const record = parseRunRecord(JSON.parse(await readFile(file, 'utf8')));
+    if (!record || record.status !== 'running') return;
+    const now = new Date().toISOString();
+    const updated = { ...record, status: 'cancelled', endedAt: now, error: { message: 'cancelled by the user; the worker was stopped' } };
+    // Same atomic replace the worker uses, so a reader never sees half a file.
+    await writeFile(`${file}.ext.tmp`, `${JSON.stringify(updated, null, 2)}\n`);
+    await rename(`${file}.ext.tmp`, file);
+  } catch {
+    // No run.json yet: the worker was stopped before it created the run; nothing to mark.
+  }
+}

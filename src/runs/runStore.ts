@@ -1,7 +1,6 @@
-import { EventEmitter } from 'node:events';
 import { readdir, rm } from 'node:fs/promises';
 import * as path from 'node:path';
-import { parseRunEvent, type EvaluationFinishedEvent, type EvaluationResult, type ExportedEvent, type ExportResult, type RunRecord, type RunStatus } from '../protocol/workerEvents';
+import { parseRunEvent, type EvaluationFinishedEvent, type EvaluationResult, type ExportedEvent, type ExportResult, type RunRecord, type RunStatus } from '../shared/protocol/workerEvents';
 import { effectiveStatus, freshTail, processIsAlive, readNewEvents, readRunRecord, type TailState } from './runFolder';
 
 export interface LossPoint {
@@ -60,16 +59,30 @@ interface Tracked {
  * from where it was last read. Polling (not fs.watch) works the same on local disks, network mounts and
  * Remote-SSH. A "running" run whose pid or heartbeat is gone is reported as failed: its worker died.
  */
-export class RunStore extends EventEmitter {
+export class RunStore {
   private readonly runs = new Map<string, Tracked>();
+  private readonly listeners = new Set<() => void>();
   private timer: NodeJS.Timeout | undefined;
+  private polling = false;
   private refreshing: Promise<void> | undefined;
 
   constructor(
     private readonly root: () => string,
     private readonly isAlive: (pid: number) => boolean = processIsAlive,
-  ) {
-    super();
+  ) {}
+
+  /**
+   * VS Code's event shape without the vscode module (the store is unit-tested under plain mocha): subscribing
+   * returns the disposable that unsubscribes, so a listener ends with whatever owns it.
+   */
+  readonly onDidChange = (listener: () => void): { dispose(): void } => {
+    this.listeners.add(listener);
+    return { dispose: () => void this.listeners.delete(listener) };
+  };
+
+  private fireChange(): void {
+    // A copy: a listener may dispose itself (a run it followed has ended) while the others are called.
+    for (const listener of [...this.listeners]) listener();
   }
 
   list(): RunSummary[] {
@@ -82,8 +95,11 @@ export class RunStore extends EventEmitter {
 
   /** Polls quickly while a run is live, slowly otherwise (to notice runs started elsewhere). */
   start(liveMs = 1000, idleMs = 5000): void {
+    this.polling = true;
     const tick = async () => {
       await this.refresh();
+      // stop() may come while a refresh is in flight; the tick must not re-arm the timer after it.
+      if (!this.polling) return;
       const live = this.list().some((r) => r.status === 'running');
       this.timer = setTimeout(tick, live ? liveMs : idleMs);
     };
@@ -91,8 +107,14 @@ export class RunStore extends EventEmitter {
   }
 
   stop(): void {
+    this.polling = false;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+  }
+
+  dispose(): void {
+    this.stop();
+    this.listeners.clear();
   }
 
   refresh(): Promise<void> {
@@ -107,12 +129,12 @@ export class RunStore extends EventEmitter {
     const key = path.resolve(runDir);
     await rm(key, { recursive: true, force: true });
     this.runs.delete(key);
-    this.emit('change');
+    this.fireChange();
   }
 
   private async doRefresh(): Promise<void> {
     const root = this.root();
-    let names: string[] = [];
+    let names: string[];
     try {
       names = await readdir(root);
     } catch {
@@ -133,7 +155,7 @@ export class RunStore extends EventEmitter {
         changed = true;
       }
     }
-    if (changed) this.emit('change');
+    if (changed) this.fireChange();
   }
 
   private async update(runDir: string, record: RunRecord): Promise<boolean> {

@@ -1,8 +1,21 @@
 import * as path from 'node:path';
-import { PAPER_RECIPE, type TrainSpec } from '../protocol/trainSpec';
+import trainSchema from '../../protocol/specs/train.schema.json';
+import { schemaCheck, type JsonSchema } from '../protocol/schemas';
+import { TRAIN_DEFAULTS } from '../shared/protocol/generated/defaults';
+import type { TrainSpec, TrainSpecResolved } from '../shared/protocol/generated/specs/train';
 
 /** Kept free of the vscode module so the task's validation is unit-tested like any other input check. */
 export const TASK_TYPE = 'l3prune';
+
+/**
+ * Train spec fields a task sets at its top level; every other field of protocol/specs/train.schema.json is
+ * a `recipe` field. package.json's taskDefinitions lists these and gets its recipe properties from the
+ * schema (scripts/generate-protocol.mjs); test/unit/taskDefinition.test.ts keeps the three in step.
+ */
+export const TASK_SPEC_FIELDS = ['model', 'keep', 'data', 'steps'] as const;
+
+/** The recipe: any train spec field besides the task's own, each defaulting to the paper's value. */
+export type TrainRecipe = Omit<TrainSpec, (typeof TASK_SPEC_FIELDS)[number]>;
 
 /** What a tasks.json entry of type "l3prune" holds (package.json's taskDefinitions mirrors it). */
 export interface TrainTaskDefinition {
@@ -14,29 +27,49 @@ export interface TrainTaskDefinition {
   data: string;
   steps?: number;
   /** Any recipe field to override (learningRate, batchSize, loraR, …). */
-  recipe?: Partial<TrainSpec>;
+  recipe?: TrainRecipe;
   /** Continue this run folder from its last checkpoint instead of starting a new run. */
   resumeRunDir?: string;
 }
 
-/** Validates a definition from tasks.json or a command; returns one sentence on what is wrong. */
+const TRAIN_CHECK = schemaCheck(trainSchema as JsonSchema);
+const REQUIRED = new Set((trainSchema as JsonSchema).required as string[]);
+const PROPERTIES = (trainSchema as JsonSchema).properties as Record<string, { description?: string }>;
+
+/**
+ * Validates a definition from tasks.json or a command against the train spec's schema, the worker's own
+ * definition of a valid spec, so a bad value fails here with its field named instead of in a worker log.
+ * Returns one sentence on what is wrong.
+ */
 export function checkDefinition(definition: { [key: string]: unknown }): string | undefined {
   const d = definition as Partial<TrainTaskDefinition>;
   if (d.verb !== 'train') return 'an l3prune task needs "verb": "train"';
   if (d.resumeRunDir !== undefined && typeof d.resumeRunDir !== 'string') return '"resumeRunDir" must be a path';
+  // A resumed run's spec is the one its run.json already holds.
   if (d.resumeRunDir) return undefined;
-  if (typeof d.model !== 'string' || !d.model) return 'an l3prune train task needs "model", a model folder';
-  if (typeof d.data !== 'string' || !d.data) return 'an l3prune train task needs "data", a JSONL file of triples';
-  if (!Number.isInteger(d.keep) || (d.keep as number) < 1) return '"keep" must be the number of layers to keep (1 or more)';
-  if (d.steps !== undefined && (!Number.isInteger(d.steps) || d.steps < 1)) return '"steps" must be a positive whole number';
-  if (d.recipe !== undefined && (typeof d.recipe !== 'object' || d.recipe === null || Array.isArray(d.recipe))) return '"recipe" must be an object of recipe fields';
-  return undefined;
+  const recipe: unknown = d.recipe ?? {};
+  if (typeof recipe !== 'object' || recipe === null || Array.isArray(recipe)) return '"recipe" must be an object of recipe fields';
+  const misplaced = TASK_SPEC_FIELDS.filter((field) => field in recipe);
+  if (misplaced.length) return `${misplaced.map((f) => `"${f}"`).join(', ')} go${misplaced.length === 1 ? 'es' : ''} at the top of the task, not in "recipe"`;
+  const spec: Record<string, unknown> = { ...recipe };
+  for (const field of TASK_SPEC_FIELDS) if (d[field] !== undefined) spec[field] = d[field];
+  const problems = TRAIN_CHECK.problems(spec).map((problem) => {
+    const field = problem.field;
+    if (!field) return problem.text;
+    // A missing or mistyped required field reads best as what the task needs.
+    if (REQUIRED.has(field) && (problem.keyword === 'missing' || problem.keyword === 'type' || problem.keyword === 'minLength')) {
+      const what = PROPERTIES[field]?.description;
+      return `an l3prune train task needs "${field}"${what ? `, the ${what}` : ''}`;
+    }
+    return TASK_SPEC_FIELDS.includes(field as (typeof TASK_SPEC_FIELDS)[number]) ? problem.text : `recipe field ${problem.text}`;
+  });
+  return problems.length ? problems.join('; ') : undefined;
 }
 
-export function specFromDefinition(d: TrainTaskDefinition, workspaceRoot?: string): TrainSpec {
+export function specFromDefinition(d: TrainTaskDefinition, workspaceRoot?: string): TrainSpecResolved {
   const resolve = (p: string) => (workspaceRoot ? path.resolve(workspaceRoot, p) : path.resolve(p));
   return {
-    ...PAPER_RECIPE,
+    ...TRAIN_DEFAULTS,
     ...(d.recipe ?? {}),
     ...(d.steps ? { steps: d.steps } : {}),
     model: resolve(d.model),
@@ -48,4 +81,3 @@ export function specFromDefinition(d: TrainTaskDefinition, workspaceRoot?: strin
 export function taskName(d: TrainTaskDefinition): string {
   return d.resumeRunDir ? `resume ${path.basename(d.resumeRunDir)}` : `train ${path.basename(d.model)} keep ${d.keep}`;
 }
-

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import type { TrainSpec } from '../protocol/trainSpec';
+import type { TrainSpecResolved } from '../shared/protocol/generated/specs/train';
 
 export const SPEC_FILE = 'spec.json';
 export const WORKER_LOG = 'worker.log';
@@ -13,7 +13,7 @@ export const WORKER_LOG = 'worker.log';
  * training running; the run folder is how anyone (this window after a reload, another window, a script)
  * follows it.
  */
-export async function launchTrain(python: string, runDir: string, spec: TrainSpec | undefined, options: { resume?: boolean; env?: Record<string, string> } = {}): Promise<number> {
+export async function launchTrain(python: string, runDir: string, spec: TrainSpecResolved | undefined, options: { resume?: boolean; env?: Record<string, string> } = {}): Promise<number> {
   await mkdir(runDir, { recursive: true });
   const args = ['-m', 'l3prune', 'train', '--run-dir', runDir];
   if (spec) {

@@ -58,7 +58,7 @@ class TrainTerminal implements vscode.Pseudoterminal {
   readonly onDidClose = this.closeEmitter.event;
   private runDir: string | undefined;
   private lastStep = -1;
-  private listener: (() => void) | undefined;
+  private subscription: vscode.Disposable | undefined;
   private finished = false;
 
   constructor(
@@ -82,8 +82,7 @@ class TrainTerminal implements vscode.Pseudoterminal {
       const pid = await launchTrain(python, this.runDir, spec, { resume });
       this.line(`worker pid ${pid} (detached: it keeps running if this window closes)`);
       this.deps.onLaunched?.(this.runDir);
-      this.listener = () => this.follow();
-      this.deps.store.on('change', this.listener);
+      this.subscription = this.deps.store.onDidChange(() => this.follow());
       await this.deps.store.refresh();
     } catch (e) {
       this.fail((e as Error).message);
@@ -145,7 +144,7 @@ class TrainTerminal implements vscode.Pseudoterminal {
   }
 
   private dispose(): void {
-    if (this.listener) this.deps.store.off('change', this.listener);
-    this.listener = undefined;
+    this.subscription?.dispose();
+    this.subscription = undefined;
   }
 }

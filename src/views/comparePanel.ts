@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { toCsv, toJson, variantRows, type VariantRow } from '../compare/variants';
-import { parseCompareMessage, type CompareToWebview, type ExportFormat } from '../protocol/compareMessages';
+import { toCsv, toJson, variantRows, type VariantRow } from '../shared/compare/variants';
+import { parseCompareMessage, type CompareToWebview, type ExportFormat } from '../shared/protocol/compareMessages';
 import type { RunStore, RunSummary } from '../runs/runStore';
 import { onValidatedMessage, renderPage, webviewOptions } from './webviewHost';
 
@@ -23,7 +23,6 @@ export interface CompareOptions {
 export class ComparePanel implements vscode.Disposable {
   private static current: ComparePanel | undefined;
   private readonly disposables: vscode.Disposable[] = [];
-  private readonly listener = () => this.push(false);
   private rows: VariantRow[] = [];
   private sentSignature = '';
   private ready = false;
@@ -56,8 +55,8 @@ export class ComparePanel implements vscode.Disposable {
       ],
       body: '<main id="app" aria-live="polite"><p class="hint">Reading the evaluations…</p></main>',
     });
-    store.on('change', this.listener);
     this.disposables.push(
+      store.onDidChange(() => this.push(false)),
       onValidatedMessage(
         this.panel.webview,
         (raw) => parseCompareMessage(raw, new Set(this.rows.map((r) => r.id))),
@@ -118,7 +117,6 @@ export class ComparePanel implements vscode.Disposable {
     if (this.disposed) return;
     this.disposed = true;
     if (ComparePanel.current === this) ComparePanel.current = undefined;
-    this.store.off('change', this.listener);
     while (this.disposables.length) this.disposables.pop()?.dispose();
     this.panel.dispose();
   }

@@ -1,6 +1,6 @@
 import * as vscode from 'vscode';
-import type { LayerStack } from '../model/stack';
-import { parseLayerStackMessage, type InitialLossView, type LayerStackToWebview } from '../protocol/layerStackMessages';
+import type { LayerStack } from '../shared/model/stack';
+import { parseLayerStackMessage, type InitialLossView, type LayerStackToWebview } from '../shared/protocol/layerStackMessages';
 import { onValidatedMessage, renderPage, webviewOptions } from './webviewHost';
 
 export const LAYER_STACK_VIEW_TYPE = 'l3prune.layerStack';

@@ -1,8 +1,8 @@
 import * as vscode from 'vscode';
-import { formatBytes, formatParams } from '../format/units';
-import type { LayerStack, ParamGroup, TensorSummary } from '../model/stack';
-import { planKeep } from '../prune/plan';
-import type { InitialLossView } from '../protocol/layerStackMessages';
+import { formatBytes, formatParams } from '../shared/format/units';
+import type { LayerStack, ParamGroup, TensorSummary } from '../shared/model/stack';
+import { planKeep } from '../shared/prune/plan';
+import type { InitialLossView } from '../shared/protocol/layerStackMessages';
 import type { AnalysisStore } from '../workspace/analyses';
 import type { ModelRegistry, OpenedModel } from '../workspace/modelRegistry';
 

@@ -1,5 +1,5 @@
 import * as vscode from 'vscode';
-import { parseRunPlotMessage, type PlotRun, type RunPlotToWebview } from '../protocol/runPlotMessages';
+import { parseRunPlotMessage, type PlotRun, type RunPlotToWebview } from '../shared/protocol/runPlotMessages';
 import type { RunStore, RunSummary } from '../runs/runStore';
 import { onValidatedMessage } from './webviewHost';
 
@@ -10,7 +10,6 @@ import { onValidatedMessage } from './webviewHost';
 export class RunPlotFeed implements vscode.Disposable {
   private readonly sent = new Map<string, number>();
   private readonly disposables: vscode.Disposable[] = [];
-  private readonly listener = () => this.push();
   private ready = false;
 
   constructor(
@@ -20,8 +19,8 @@ export class RunPlotFeed implements vscode.Disposable {
     private readonly mode: 'compact' | 'full',
     log: (line: string) => void,
   ) {
-    store.on('change', this.listener);
     this.disposables.push(
+      store.onDidChange(() => this.push()),
       onValidatedMessage(
         webview,
         (raw) => parseRunPlotMessage(raw, new Set(this.runIds())),
@@ -79,7 +78,6 @@ export class RunPlotFeed implements vscode.Disposable {
   }
 
   dispose(): void {
-    this.store.off('change', this.listener);
     this.disposables.forEach((d) => d.dispose());
   }
 }

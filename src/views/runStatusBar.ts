@@ -4,11 +4,11 @@ import { etaSeconds, type RunStore } from '../runs/runStore';
 /** A status-bar item for the newest live training run: step, loss, ETA; click opens its panel. */
 export class RunStatusBar implements vscode.Disposable {
   private readonly item = vscode.window.createStatusBarItem('l3prune.run', vscode.StatusBarAlignment.Left, 50);
-  private readonly listener = () => this.update();
+  private readonly subscription: vscode.Disposable;
 
   constructor(private readonly store: RunStore) {
     this.item.name = 'L³Prune training';
-    store.on('change', this.listener);
+    this.subscription = store.onDidChange(() => this.update());
     this.update();
   }
 
@@ -29,7 +29,7 @@ export class RunStatusBar implements vscode.Disposable {
   }
 
   dispose(): void {
-    this.store.off('change', this.listener);
+    this.subscription.dispose();
     this.item.dispose();
   }
 }

@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { formatBytes } from '../format/units';
+import { formatBytes } from '../shared/format/units';
 import { isResumable, type RunStore, type RunSummary } from '../runs/runStore';
 
 const STATUS_ICONS: Record<RunSummary['status'], [string, string | undefined]> = {
@@ -14,10 +14,10 @@ const STATUS_ICONS: Record<RunSummary['status'], [string, string | undefined]> =
 export class RunsTreeProvider implements vscode.TreeDataProvider<RunSummary>, vscode.Disposable {
   private readonly changed = new vscode.EventEmitter<RunSummary | undefined>();
   readonly onDidChangeTreeData = this.changed.event;
-  private readonly listener = () => this.changed.fire(undefined);
+  private readonly subscription: vscode.Disposable;
 
   constructor(private readonly store: RunStore) {
-    store.on('change', this.listener);
+    this.subscription = store.onDidChange(() => this.changed.fire(undefined));
   }
 
   getChildren(node?: RunSummary): RunSummary[] {
@@ -85,7 +85,7 @@ export class RunsTreeProvider implements vscode.TreeDataProvider<RunSummary>, vs
   }
 
   dispose(): void {
-    this.store.off('change', this.listener);
+    this.subscription.dispose();
     this.changed.dispose();
   }
 }

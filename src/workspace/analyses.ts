@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { InitialLossView } from '../protocol/layerStackMessages';
-import { isLayerLosses } from '../protocol/workerEvents';
+import type { InitialLossView } from '../shared/protocol/layerStackMessages';
+import { isLayerLosses } from '../shared/protocol/workerEvents';
 import { readdir } from 'node:fs/promises';
 import { readAllEvents, readRunRecord } from '../runs/runFolder';
 

@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { inspectModel } from '../model/inspect';
-import type { LayerStack } from '../model/stack';
+import type { LayerStack } from '../shared/model/stack';
 
 const STATE_KEY = 'l3prune.openedModels';
 

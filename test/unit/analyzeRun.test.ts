@@ -2,7 +2,7 @@ import * as assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import type { RunEvent } from '../../src/protocol/workerEvents';
+import type { RunEvent } from '../../src/shared/protocol/workerEvents';
 import { runAnalyze } from '../../src/runs/analyzeRun';
 import { readRunRecord } from '../../src/runs/runFolder';
 import { DEMO, requireWorkerEnvironment } from '../fixtures/demo';

@@ -2,9 +2,9 @@ import * as assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import fc from 'fast-check';
-import { csvField, expectedCosts, paretoFront, paretoPlotData, paretoRows, taskColumns, toCsv, toJson, variantRows, type VariantRow } from '../../src/compare/variants';
+import { csvField, expectedCosts, paretoFront, paretoPlotData, paretoRows, taskColumns, toCsv, toJson, variantRows, type VariantRow } from '../../src/shared/compare/variants';
 import { evaluateArgs, exportOnnxArgs } from '../../src/compare/variantRuns';
-import { parseRunEvent } from '../../src/protocol/workerEvents';
+import { parseRunEvent } from '../../src/shared/protocol/workerEvents';
 import { RunStore } from '../../src/runs/runStore';
 import { subdir, useTempDir } from '../fixtures/tmp';
 

@@ -2,7 +2,7 @@ import * as assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import fc from 'fast-check';
-import { parseCompareMessage } from '../../src/protocol/compareMessages';
+import { parseCompareMessage } from '../../src/shared/protocol/compareMessages';
 import { ROOT } from '../fixtures/demo';
 
 describe('compare panel messages (webview security)', () => {

@@ -2,13 +2,13 @@ import * as assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import Ajv2020 from 'ajv/dist/2020';
-import { toCsv, variantRows } from '../../src/compare/variants';
+import { toCsv, variantRows } from '../../src/shared/compare/variants';
 import { runEvaluate, runExportOnnx } from '../../src/compare/variantRuns';
-import type { RunEvent } from '../../src/protocol/workerEvents';
+import type { RunEvent } from '../../src/shared/protocol/workerEvents';
 import { readRunRecord } from '../../src/runs/runFolder';
 import { RunStore } from '../../src/runs/runStore';
 import { DEMO, requireWorkerEnvironment, ROOT } from '../fixtures/demo';
+import { protocolValidator } from '../fixtures/schemas';
 
 const never = { isCancellationRequested: false, onCancellationRequested: () => ({ dispose() {} }) };
 
@@ -63,10 +63,8 @@ describe('a real evaluate run, launched as the extension launches it, becomes a 
     const read = (file: string) => JSON.parse(readFileSync(path.join(ROOT, file), 'utf8'));
     const events = read('protocol/events.schema.json');
     if (!JSON.stringify(events.properties?.event ?? {}).includes('evaluation_finished')) this.skip(); // schema not updated yet
-    const ajv = new Ajv2020({ allErrors: true, strict: false });
-    ajv.addSchema(read('protocol/run.schema.json'));
-    ajv.addSchema(events);
-    const validate = ajv.getSchema(events.$id)!;
+    const { ajv, validatorFor } = protocolValidator();
+    const validate = validatorFor('protocol/events.schema.json');
     const lines = readFileSync(path.join(runDir, 'events.jsonl'), 'utf8').trim().split('\n');
     for (const line of lines) assert.ok(validate(JSON.parse(line)), `${line.slice(0, 120)}: ${ajv.errorsText(validate.errors)}`);
   });

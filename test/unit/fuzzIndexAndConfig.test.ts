@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { INDEX_FILE } from '../../src/model/checkpoint';
 import { ModelReadError } from '../../src/model/errors';
 import { inspectModel } from '../../src/model/inspect';
-import type { LayerStack } from '../../src/model/stack';
+import type { LayerStack } from '../../src/shared/model/stack';
 import { llamaConfig, llamaTensors, writeSafetensors, type LlamaShape } from '../fixtures/checkpoints';
 import { useTempDir } from '../fixtures/tmp';
 

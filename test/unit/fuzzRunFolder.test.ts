@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { appendFileSync, closeSync, ftruncateSync, mkdirSync, openSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import fc from 'fast-check';
-import { parseRunRecord, type RunEvent, type RunRecord } from '../../src/protocol/workerEvents';
+import { parseRunRecord, type RunEvent, type RunRecord } from '../../src/shared/protocol/workerEvents';
 import { effectiveStatus, freshTail, MAX_EVENT_LINE_LENGTH, parseEventLine, readAllEvents, readNewEvents, readRunRecord, type TailState } from '../../src/runs/runFolder';
 import { RunStore, type RunSummary } from '../../src/runs/runStore';
 import { useTempDir } from '../fixtures/tmp';

@@ -1,6 +1,6 @@
 import * as assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { onnx } from 'onnx-proto';
 import { cosine, OnnxEncoder, similarityMatrix } from '../../src/inference/encoder';
@@ -294,7 +294,7 @@ describe('ONNX encoder folders that are not usable', function () {
   });
 
   it('parseManifest accepts the worker’s own output', () => {
-    const m = parseManifest(manifest({ parity: { minCosine: 1 }, exporter: {}, createdAt: 'now' }), 'x.json');
+    const m = parseManifest(manifest({ parity: { minCosine: 1 }, exporter: {}, createdAt: '2026-11-29T01:58:33.547Z' }), 'x.json');
     assert.equal(m.model, 'model.onnx');
     assert.equal(parseManifest({ ...manifest(), model: undefined }, 'x.json').model, 'model.onnx');
   });

@@ -2,7 +2,7 @@ import * as assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import fc from 'fast-check';
-import { MAX_BATCH_SIZE, MAX_TEXT_CHARS, MAX_TEXTS, parseTryEncoderMessage } from '../../src/protocol/tryEncoderMessages';
+import { MAX_BATCH_SIZE, MAX_TEXT_CHARS, MAX_TEXTS, parseTryEncoderMessage } from '../../src/shared/protocol/tryEncoderMessages';
 import { ROOT } from '../fixtures/demo';
 
 describe('Try Encoder panel messages (webview security)', () => {
@@ -55,7 +55,7 @@ describe('Try Encoder panel messages (webview security)', () => {
     assert.match(source, /renderPage\(/, 'HTML with a fresh nonce and the strict CSP');
     assert.match(source, /onValidatedMessage\(\s*panel\.webview,\s*parseTryEncoderMessage,/, 'every message parsed before it is acted on');
     assert.doesNotMatch(source, /onDidReceiveMessage/, 'no unvalidated message handler');
-    const page = readFileSync(path.join(ROOT, 'src/inference/page/tryEncoder.ts'), 'utf8');
+    const page = readFileSync(path.join(ROOT, 'webview/tryEncoder/main.ts'), 'utf8');
     assert.doesNotMatch(page, /innerHTML|outerHTML|insertAdjacentHTML|document\.write|eval\(|new Function|setAttribute\('style'/, 'DOM nodes and CSSOM only');
   });
 });

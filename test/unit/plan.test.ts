@@ -1,8 +1,8 @@
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { inspectModel } from '../../src/model/inspect';
-import type { LayerStack } from '../../src/model/stack';
-import { keepForPrunePercent, PlanError, planKeep, planPrunePercent } from '../../src/prune/plan';
+import type { LayerStack } from '../../src/shared/model/stack';
+import { keepForPrunePercent, PlanError, planKeep, planPrunePercent } from '../../src/shared/prune/plan';
 import { LLAMA3_8B, writeLlamaFolder } from '../fixtures/checkpoints';
 import { useTempDir } from '../fixtures/tmp';
 

@@ -3,11 +3,11 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import Ajv2020 from 'ajv/dist/2020';
-import { l3pruneCuts } from '../../src/prune/cutRule';
-import { isLayerLosses, parseRunEvent, parseRunRecord } from '../../src/protocol/workerEvents';
+import { l3pruneCuts } from '../../src/shared/prune/cutRule';
+import { isLayerLosses, parseRunEvent, parseRunRecord } from '../../src/shared/protocol/workerEvents';
 import { readAllEvents } from '../../src/runs/runFolder';
 import { DEMO, requireWorkerEnvironment, ROOT as root } from '../fixtures/demo';
+import { protocolValidator } from '../fixtures/schemas';
 
 const readJson = (file: string) => JSON.parse(readFileSync(path.join(root, file), 'utf8'));
 
@@ -42,16 +42,9 @@ describe('worker protocol: real worker output against protocol/*.schema.json', f
   });
   after(() => tmp && rmSync(tmp, { recursive: true, force: true }));
 
-  const ajv = () => {
-    const validator = new Ajv2020({ allErrors: true, strict: false });
-    validator.addSchema(readJson('protocol/run.schema.json'));
-    validator.addSchema(readJson('protocol/events.schema.json'));
-    return validator;
-  };
-
   it('every line of events.jsonl validates against the events schema and parses in TypeScript', async () => {
-    const validator = ajv();
-    const validate = validator.getSchema(readJson('protocol/events.schema.json').$id)!;
+    const { ajv: validator, validatorFor } = protocolValidator();
+    const validate = validatorFor('protocol/events.schema.json');
     const lines = readFileSync(path.join(runDir, 'events.jsonl'), 'utf8').trim().split('\n');
     assert.ok(lines.length >= 4);
     for (const line of lines) {
@@ -67,16 +60,15 @@ describe('worker protocol: real worker output against protocol/*.schema.json', f
   });
 
   it('run.json validates against the run schema and says succeeded', () => {
-    const validator = ajv();
-    const validate = validator.getSchema(readJson('protocol/run.schema.json').$id)!;
+    const { ajv: validator, validatorFor } = protocolValidator();
+    const validate = validatorFor('protocol/run.schema.json');
     const record = JSON.parse(readFileSync(path.join(runDir, 'run.json'), 'utf8'));
     assert.ok(validate(record), validator.errorsText(validate.errors));
     assert.equal(parseRunRecord(record)?.status, 'succeeded');
   });
 
   it('the TypeScript parsers refuse what the schema refuses', () => {
-    const validator = ajv();
-    const validate = validator.getSchema(readJson('protocol/events.schema.json').$id)!;
+    const validate = protocolValidator().validatorFor('protocol/events.schema.json');
     const bad = [
       { event: 'layer_losses', time: '2026-11-29T01:58:33.547Z', losses: [], small: 1, large: 1, blockInfluence: [], angularDistance: [] },
       { event: 'layer_losses', time: '2026-11-29T01:58:33.547Z', losses: [1, 2], small: 3, large: 2, blockInfluence: [0, 0], angularDistance: [0, 0] },

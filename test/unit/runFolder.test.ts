@@ -1,7 +1,7 @@
 import * as assert from 'node:assert/strict';
-import { appendFileSync, mkdirSync, truncateSync, writeFileSync } from 'node:fs';
+import { appendFileSync, truncateSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import type { RunRecord } from '../../src/protocol/workerEvents';
+import type { RunRecord } from '../../src/shared/protocol/workerEvents';
 import { effectiveStatus, freshTail, HEARTBEAT_STALE_MS, readAllEvents, readNewEvents, readRunRecord } from '../../src/runs/runFolder';
 import { subdir, useTempDir } from '../fixtures/tmp';
 

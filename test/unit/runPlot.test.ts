@@ -1,6 +1,6 @@
 import * as assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { parseRunPlotMessage } from '../../src/protocol/runPlotMessages';
+import { parseRunPlotMessage } from '../../src/shared/protocol/runPlotMessages';
 import { alignSeries, smooth } from '../../webview/runPlot/smoothing';
 
 describe('loss plot', () => {

@@ -2,7 +2,7 @@ import * as assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { PAPER_RECIPE } from '../../src/protocol/trainSpec';
+import { TRAIN_DEFAULTS } from '../../src/shared/protocol/generated/defaults';
 import { checkDefinition, specFromDefinition, type TrainTaskDefinition } from '../../src/runs/trainDefinition';
 import { etaSeconds, isResumable, RunStore } from '../../src/runs/runStore';
 import { subdir, useTempDir } from '../fixtures/tmp';
@@ -46,7 +46,7 @@ describe('run store', () => {
     const runDir = writeRun(r, 'train-live', {}, [{ event: 'started' }]);
     const store = new RunStore(() => r, () => true);
     let changes = 0;
-    store.on('change', () => changes++);
+    const subscription = store.onDidChange(() => changes++);
     await store.refresh();
     assert.equal(changes, 1);
     await store.refresh();
@@ -55,6 +55,10 @@ describe('run store', () => {
     await store.refresh();
     assert.equal(changes, 2);
     assert.equal(store.get(runDir)?.step, 5);
+    subscription.dispose();
+    appendFileSync(path.join(runDir, 'events.jsonl'), `${JSON.stringify({ event: 'step', time: iso(Date.now()), step: 6, loss: 1.4 })}\n`);
+    await store.refresh();
+    assert.equal(changes, 2, 'a disposed listener hears nothing more');
   });
 
   it('reattaches to a live worker after a reload and shows a dead one as failed', async () => {
@@ -142,6 +146,6 @@ describe('l3prune task definitions (tasks.json)', () => {
     assert.equal(spec.data, '/ws/data/t.jsonl');
     assert.deepEqual([spec.keep, spec.steps, spec.batchSize, spec.learningRate], [12, 200, 8, 1e-4]);
     assert.deepEqual([spec.loraR, spec.loraAlpha, spec.loraDropout, spec.warmupSteps, spec.scale, spec.maxLength], [16, 32, 0.05, 300, 50, 512]);
-    assert.deepEqual(spec.targetModules, PAPER_RECIPE.targetModules);
+    assert.deepEqual(spec.targetModules, TRAIN_DEFAULTS.targetModules);
   });
 });

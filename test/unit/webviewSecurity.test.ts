@@ -1,9 +1,9 @@
 import * as assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { parseCompareMessage } from '../../src/protocol/compareMessages';
-import { parseLayerStackMessage } from '../../src/protocol/layerStackMessages';
-import { parseRunPlotMessage } from '../../src/protocol/runPlotMessages';
-import { parseTryEncoderMessage } from '../../src/protocol/tryEncoderMessages';
+import { parseCompareMessage } from '../../src/shared/protocol/compareMessages';
+import { parseLayerStackMessage } from '../../src/shared/protocol/layerStackMessages';
+import { parseRunPlotMessage } from '../../src/shared/protocol/runPlotMessages';
+import { parseTryEncoderMessage } from '../../src/shared/protocol/tryEncoderMessages';
 import { hostileMessages } from '../fixtures/hostileMessages';
 import { contentSecurityPolicy, escapeHtml, newNonce } from '../../src/views/csp';
 

@@ -1,7 +1,7 @@
 import uPlot from 'uplot';
-import { costOf, latencyConditions, paretoPlotData, paretoRows, taskColumns, type CostAxis, type VariantRow } from '../../src/compare/variants';
-import { formatBytes, formatParams } from '../../src/format/units';
-import type { CompareFromWebview, CompareToWebview } from '../../src/protocol/compareMessages';
+import { costOf, latencyConditions, paretoPlotData, paretoRows, taskColumns, type CostAxis, type VariantRow } from '../../src/shared/compare/variants';
+import { formatBytes, formatParams } from '../../src/shared/format/units';
+import type { CompareFromWebview, CompareToWebview } from '../../src/shared/protocol/compareMessages';
 import { ChartSlot } from '../shared/chart';
 import { button, registerComponents } from '../shared/components';
 import { el, themeColor, vscodeApi } from '../shared/vscodeApi';

@@ -1,8 +1,8 @@
 import uPlot from 'uplot';
-import type { LayerStack } from '../../src/model/stack';
-import { planKeep, type PrunePlan } from '../../src/prune/plan';
-import { formatBytes, formatParams, formatShare } from '../../src/format/units';
-import type { InitialLossView, LayerStackFromWebview, LayerStackToWebview } from '../../src/protocol/layerStackMessages';
+import type { LayerStack } from '../../src/shared/model/stack';
+import { planKeep, type PrunePlan } from '../../src/shared/prune/plan';
+import { formatBytes, formatParams, formatShare } from '../../src/shared/format/units';
+import type { InitialLossView, LayerStackFromWebview, LayerStackToWebview } from '../../src/shared/protocol/layerStackMessages';
 import { ChartSlot } from '../shared/chart';
 import { button, registerComponents, tag } from '../shared/components';
 import { el, themeColor, vscodeApi } from '../shared/vscodeApi';

@@ -1,5 +1,5 @@
 import uPlot from 'uplot';
-import type { PlotRun, RunPlotFromWebview, RunPlotToWebview } from '../../src/protocol/runPlotMessages';
+import type { PlotRun, RunPlotFromWebview, RunPlotToWebview } from '../../src/shared/protocol/runPlotMessages';
 import { ChartSlot } from '../shared/chart';
 import { el, themeColor, vscodeApi } from '../shared/vscodeApi';
 import { alignSeries, smooth } from './smoothing';

@@ -3,10 +3,10 @@
  * them and sends back the similarity matrix and timings. Styling goes through CSSOM (element.style), which the
  * webview CSP allows, since inline style attributes and <style> blocks are blocked.
  */
-import type { ComparisonView, EncoderSummary, TryEncoderFromWebview, TryEncoderToWebview } from '../../protocol/tryEncoderMessages';
-import { MAX_TEXT_CHARS, MAX_TEXTS } from '../../protocol/tryEncoderMessages';
-import { button, registerComponents } from '../../../webview/shared/components';
-import { el, themeColor, vscodeApi } from '../../../webview/shared/vscodeApi';
+import type { ComparisonView, EncoderSummary, TryEncoderFromWebview, TryEncoderToWebview } from '../../src/shared/protocol/tryEncoderMessages';
+import { MAX_TEXT_CHARS, MAX_TEXTS } from '../../src/shared/protocol/tryEncoderMessages';
+import { button, registerComponents } from '../shared/components';
+import { el, themeColor, vscodeApi } from '../shared/vscodeApi';
 
 registerComponents();
 const vscode = vscodeApi<{ text?: string; batchSize?: number }>();

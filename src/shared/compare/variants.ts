@@ -1,4 +1,4 @@
-import type { RunSummary } from '../runs/runStore';
+import type { EvaluationResult } from '../protocol/workerEvents';
 
 /**
  * The variant comparison as plain data: rows gathered from evaluate run folders, their Pareto front, the
@@ -33,10 +33,22 @@ export interface VariantRow {
 export type CostAxis = 'params' | 'latency';
 export const COST_AXES: readonly CostAxis[] = ['params', 'latency'];
 
+/** The part of the run store's summary (src/runs/runStore) a row is read from; the store itself is host code. */
+export interface VariantSource {
+  id: string;
+  runDir: string;
+  verb: string;
+  status: string;
+  model?: string;
+  fromRun?: string;
+  evaluation?: { originalNumLayers?: number; result?: EvaluationResult };
+  record: { endedAt: string | null; heartbeatAt: string };
+}
+
 const baseName = (p: string) => p.replace(/[\\/]+$/, '').split(/[\\/]/).pop() || p;
 
 /** Every succeeded evaluate run with a complete result, grouped by model, deepest variant first. */
-export function variantRows(runs: readonly RunSummary[]): VariantRow[] {
+export function variantRows(runs: readonly VariantSource[]): VariantRow[] {
   const rows: VariantRow[] = [];
   const trimmed = (p: string) => p.replace(/[\\/]+$/, '');
   const byFolder = new Map(runs.map((r) => [trimmed(r.runDir), r]));

@@ -1,105 +1,37 @@
+import type { ErrorEvent, EvaluationFinishedEvent, ExportedEvent, LayerLossesEvent, ProgressEvent, TaskResultEvent, WorkerEvent } from './generated/events';
+import type { RunRecord } from './generated/run';
 import { isArrayOf, isFiniteNumber, isInteger, isString } from './validate';
 
+export type { ErrorEvent, EvaluationFinishedEvent, ExportedEvent, LayerLossesEvent, ProgressEvent, RunRecord, TaskResultEvent, WorkerEvent };
+
 /**
- * TypeScript face of the worker protocol. protocol/events.schema.json and protocol/run.schema.json are the
- * definition; test/unit/protocol.test.ts checks real worker output against those schemas and against these
- * parsers, so the two cannot drift apart. The parsers check what the extension relies on and pass the rest.
+ * Reading the worker's run folders. The types are generated from protocol/events.schema.json and
+ * run.schema.json (generated/); the parsers check at run time what the extension relies on and pass the
+ * rest, so a newer worker's extra fields or event kinds do not break an older extension.
+ * test/unit/protocol.test.ts checks real worker output against the schemas and these parsers.
  */
-export type RunStatus = 'running' | 'succeeded' | 'failed' | 'cancelled';
+export type RunStatus = RunRecord['status'];
 
-export interface RunRecord {
-  schemaVersion: number;
-  runId: string;
-  verb: string;
-  spec: Record<string, unknown>;
-  status: RunStatus;
-  pid: number;
-  startedAt: string;
-  heartbeatAt: string;
-  endedAt: string | null;
-  error: { message: string; [key: string]: unknown } | null;
-  result: Record<string, unknown> | null;
-}
-
-interface BaseEvent {
+/** Any line with an `event` and a `time`: a kind the parser does not check, or one from a newer worker. */
+export interface UncheckedEvent {
   event: string;
   time: string;
   [key: string]: unknown;
 }
 
-export interface LayerLossesEvent extends BaseEvent {
-  event: 'layer_losses';
-  losses: number[];
-  small: number;
-  large: number;
-  blockInfluence: number[];
-  angularDistance: number[];
-}
-
-export interface ProgressEvent extends BaseEvent {
-  event: 'progress';
-  batch: number;
-  batches: number;
-}
-
-export interface ErrorEvent extends BaseEvent {
-  event: 'error';
-  message: string;
-}
-
-/** evaluate: one per MTEB task, as soon as that task's result file is written. */
-export interface TaskResultEvent extends BaseEvent {
-  event: 'task_result';
-  task: string;
-  taskType: string;
-  metric: string;
-  /** null when the metric is undefined for this model (e.g. every similarity equal). */
-  mainScore: number | null;
-  scores: Record<string, unknown>;
-  seconds: number;
-}
+/** An events.jsonl line as parsed: the kinds below are checked field by field, every other kind is passed on. */
+export type RunEvent = LayerLossesEvent | ProgressEvent | ErrorEvent | TaskResultEvent | EvaluationFinishedEvent | ExportedEvent | UncheckedEvent;
 
 /** evaluate: the variant's size, scores and speed, as its closing event and run.json's result give them. */
-export interface EvaluationResult {
-  numLayers: number;
-  params: number;
-  bytes: number;
-  /** null when no task produced a score. */
-  averageScore: number | null;
-  /** Main score per task; null for a task whose metric could not be computed. */
-  scores: Record<string, number | null>;
-  latencyMsPerBatch: number;
-  textsPerSecond: number;
-  batchSize: number;
-  maxLength: number;
-  device: string;
-}
-
-export interface EvaluationFinishedEvent extends BaseEvent, EvaluationResult {
-  event: 'evaluation_finished';
-}
+export type EvaluationResult = Pick<
+  EvaluationFinishedEvent,
+  'numLayers' | 'params' | 'bytes' | 'averageScore' | 'scores' | 'latencyMsPerBatch' | 'textsPerSecond' | 'batchSize' | 'maxLength' | 'device'
+>;
 
 /** export-onnx: where the graph went and how closely it matches the torch model. */
-export interface ExportResult {
-  /** <outDir>/model.onnx */
-  path: string;
-  /** The export folder: model.onnx with its tokenizer files, l3prune-encoder.json and parity examples. */
-  outDir: string;
-  bytes: number;
-  opset: number;
-  parityMinCosine: number;
-  parityMeanCosine: number;
-  numLayers: number;
-  seconds: number;
-}
+export type ExportResult = Pick<ExportedEvent, 'path' | 'outDir' | 'bytes' | 'opset' | 'parityMinCosine' | 'parityMeanCosine' | 'numLayers' | 'seconds'>;
 
-export interface ExportedEvent extends BaseEvent, ExportResult {
-  event: 'exported';
-}
-
-export type RunEvent = LayerLossesEvent | ProgressEvent | ErrorEvent | TaskResultEvent | EvaluationFinishedEvent | ExportedEvent | BaseEvent;
-
-const STATUSES: RunStatus[] = ['running', 'succeeded', 'failed', 'cancelled'];
+const STATUSES: readonly RunStatus[] = ['running', 'succeeded', 'failed', 'cancelled'];
 const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 const isLosses = isArrayOf(isFiniteNumber, 100_000);
 const isCount = isInteger(0, Number.MAX_SAFE_INTEGER);
@@ -108,6 +40,12 @@ const isNonNegative = (v: unknown): v is number => isFiniteNumber(v) && v >= 0;
 const isScoreOrNull = (v: unknown): v is number | null => v === null || isFiniteNumber(v);
 const isScoreTable = (v: unknown): v is Record<string, number | null> => isObject(v) && Object.values(v).every(isScoreOrNull);
 
+/**
+ * The fields the extension reads were checked just before; the others are the worker's word, which
+ * test/unit/protocol.test.ts holds to the schema.
+ */
+const checked = <T extends RunEvent>(raw: Record<string, unknown>): T => raw as unknown as T;
+
 export function parseRunEvent(raw: unknown): RunEvent | undefined {
   if (!isObject(raw) || !isString(raw.event) || !isString(raw.time)) return undefined;
   switch (raw.event) {
@@ -115,16 +53,16 @@ export function parseRunEvent(raw: unknown): RunEvent | undefined {
       const n = Array.isArray(raw.losses) ? raw.losses.length : 0;
       const depth = isInteger(1, n);
       return n > 0 && isLosses(raw.losses) && depth(raw.small) && depth(raw.large) && isLosses(raw.blockInfluence) && isLosses(raw.angularDistance)
-        ? (raw as LayerLossesEvent)
+        ? checked<LayerLossesEvent>(raw)
         : undefined;
     }
     case 'progress':
-      return isInteger(0, Number.MAX_SAFE_INTEGER)(raw.batch) && isInteger(0, Number.MAX_SAFE_INTEGER)(raw.batches) ? (raw as ProgressEvent) : undefined;
+      return isInteger(0, Number.MAX_SAFE_INTEGER)(raw.batch) && isInteger(0, Number.MAX_SAFE_INTEGER)(raw.batches) ? checked<ProgressEvent>(raw) : undefined;
     case 'error':
-      return isString(raw.message) ? (raw as ErrorEvent) : undefined;
+      return isString(raw.message) ? checked<ErrorEvent>(raw) : undefined;
     case 'task_result':
       return isString(raw.task) && raw.task !== '' && isString(raw.taskType) && isString(raw.metric) && isScoreOrNull(raw.mainScore) && isObject(raw.scores) && isNonNegative(raw.seconds)
-        ? (raw as TaskResultEvent)
+        ? checked<TaskResultEvent>(raw)
         : undefined;
     case 'evaluation_finished':
       return isPositiveCount(raw.numLayers) &&
@@ -137,15 +75,15 @@ export function parseRunEvent(raw: unknown): RunEvent | undefined {
         isPositiveCount(raw.batchSize) &&
         isPositiveCount(raw.maxLength) &&
         isString(raw.device)
-        ? (raw as EvaluationFinishedEvent)
+        ? checked<EvaluationFinishedEvent>(raw)
         : undefined;
     case 'exported':
       return isString(raw.path) && raw.path !== '' && isString(raw.outDir) && raw.outDir !== '' && isCount(raw.bytes) && isPositiveCount(raw.opset) && isFiniteNumber(raw.parityMinCosine) &&
         isFiniteNumber(raw.parityMeanCosine) && isPositiveCount(raw.numLayers) && isNonNegative(raw.seconds)
-        ? (raw as ExportedEvent)
+        ? checked<ExportedEvent>(raw)
         : undefined;
     default:
-      return raw as BaseEvent;
+      return raw as UncheckedEvent;
   }
 }
 

@@ -1,0 +1,31 @@
+import type * as vscode from 'vscode';
+import type { RunStore, RunSummary } from './runs/runStore';
+import type { TrainTaskDeps } from './runs/trainTask';
+import type { ModelsNode } from './views/modelsTree';
+import type { AnalysisStore } from './workspace/analyses';
+import type { ModelRegistry } from './workspace/modelRegistry';
+
+/**
+ * What commands, tasks and panels share, built once by extension.ts (the composition root) and handed down;
+ * no other module constructs any of it. A feature asks for the part it uses (`Pick<Services, …>`), so its
+ * signature says what it depends on and a test can build just that part.
+ */
+export interface Services {
+  extensionUri: vscode.Uri;
+  /** Where run folders live when the workspace does not say otherwise (see runs/runLocation). */
+  globalStorageUri: vscode.Uri;
+  workspaceState: vscode.Memento;
+  log: vscode.LogOutputChannel;
+  /** Models opened in this workspace, and the initial-loss analyses computed for them. */
+  registry: ModelRegistry;
+  analyses: AnalysisStore;
+  /** Every run folder, kept current by polling; its `onDidChange` listeners are disposables. */
+  store: RunStore;
+  /** What the `l3prune` task type needs to launch and follow a training run. */
+  trainTasks: TrainTaskDeps;
+  modelsView: vscode.TreeView<ModelsNode>;
+  runsView: vscode.TreeView<RunSummary>;
+}
+
+/** The part of the services the run commands (open, cancel, resume, delete, train) use. */
+export type RunServices = Pick<Services, 'extensionUri' | 'store' | 'trainTasks' | 'log'>;
