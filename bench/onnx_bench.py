@@ -34,8 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "worker"))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import l3prune  # noqa: E402,F401 - goes offline (l3prune/__init__.py) before anything imports huggingface_hub
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
@@ -211,7 +210,7 @@ def main() -> None:
     import torch
 
     from l3prune.encoder import load_encoder
-    from l3prune.train import quiet_libraries
+    from l3prune.verbs import quiet_libraries
 
     quiet_libraries()
     torch.set_num_threads(a.threads)

@@ -31,8 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "worker"))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import l3prune  # noqa: E402,F401 - goes offline (l3prune/__init__.py) before anything imports huggingface_hub
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -41,7 +40,8 @@ def run_ours(a) -> list[float]:
     import torch
 
     from l3prune import distributed as D
-    from l3prune.train import StopFlag, Trainer, make_spec, quiet_libraries
+    from l3prune.train import StopFlag, Trainer, make_spec
+    from l3prune.verbs import quiet_libraries
 
     quiet_libraries()
     spec = make_spec({"model": a.model, "data": a.data, "keep": a.keep, "steps": a.steps, "batchSize": a.batch_size,

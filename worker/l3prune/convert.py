@@ -9,13 +9,15 @@ stdout: one JSON line {"event": "converted", ...}; exit 0, or 2 with one sentenc
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
 from pathlib import Path
 
+from . import specs
 from .encoder import ModelError
+from .fileio import JsonFileError, read_json, write_json_atomic
+from .verbs import Advice, Job, Outcome, Verb, disk_full, main_for
 
 INDEX = "pytorch_model.bin.index.json"
 SINGLE = "pytorch_model.bin"
@@ -26,9 +28,11 @@ def pickle_shards(folder: Path) -> list[Path]:
     """The .bin files that hold the model, in order; names from an index must be plain files of this folder."""
     if (folder / INDEX).is_file():
         try:
-            weight_map = json.loads((folder / INDEX).read_text(encoding="utf-8"))["weight_map"]
+            weight_map = read_json(folder / INDEX)["weight_map"]
             names = sorted(set(weight_map.values()))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        except JsonFileError as e:
+            raise ModelError(f"{folder / INDEX} is not a valid shard index ({e.problem}); fix or remove it") from None
+        except (KeyError, TypeError, AttributeError) as e:
             raise ModelError(f"{folder / INDEX} is not a valid shard index ({type(e).__name__}: {e}); fix or remove it") from None
         bad = [n for n in names if not isinstance(n, str) or not SHARD_NAME.match(n)]
         if bad:
@@ -99,9 +103,7 @@ def convert(model_dir: str | os.PathLike) -> dict:
             os.replace(tmp, final)
         if len(shards) > 1:
             index = {"metadata": {"total_size": nbytes}, "weight_map": dict(sorted(weight_map.items()))}
-            tmp = folder / ".model.safetensors.index.json.tmp"
-            tmp.write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
-            os.replace(tmp, folder / "model.safetensors.index.json")
+            write_json_atomic(folder / "model.safetensors.index.json", index)
     except BaseException:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
@@ -110,32 +112,36 @@ def convert(model_dir: str | os.PathLike) -> dict:
             "from": [s.name for s in shards]}
 
 
-def add_arguments(p) -> None:
-    p.add_argument("--model", required=True, help="local Hugging Face model folder that holds only pytorch_model*.bin weights")
+# ---------------------------------------------------------------------------------------------------------------
+# the verb: no run folder, the result is one JSON line on stdout
+ConvertSpec = specs.spec_class("convert-safetensors", "ConvertSpec", __name__)
 
 
-def run_cli(args) -> int:
-    from .verbs import EXIT_USER_ERROR, disk_full, quiet_libraries, say_on_stderr
-
-    quiet_libraries()
+def _work(spec: ConvertSpec, job: Job) -> Outcome:
     try:
-        result = convert(args.model)
-    except ModelError as e:
-        say_on_stderr(str(e))
-        return EXIT_USER_ERROR
+        result = convert(spec.model)
     except OSError as e:
         if disk_full(e):
-            say_on_stderr(f"the disk holding {args.model} is full; nothing was converted, free some space and try again")
-        else:
-            say_on_stderr(f"cannot write the safetensors files into {args.model} ({e.strerror or e}); nothing was converted")
-        return EXIT_USER_ERROR
-    print(json.dumps(result), flush=True)
-    return 0
+            raise
+        raise ModelError(f"cannot write the safetensors files into {spec.model} ({e.strerror or e}); nothing was converted") from None
+    return Outcome(result.pop("event"), result)
+
+
+VERB = Verb(
+    name="convert-safetensors",
+    help="opt-in: read a model's pickle weights with the weights-only unpickler and write safetensors next to them",
+    resolve=lambda args, _world: ConvertSpec(**specs.resolve("convert-safetensors", specs.gather("convert-safetensors", args))),
+    work=_work,
+    advice=lambda job: Advice(out_of_memory="ran out of memory while converting; free memory and try again",
+                              disk_full=f"the disk holding {job.spec.model} is full; nothing was converted, free some space and try again"),
+    user_errors=(ModelError, ValueError),
+    run_folder=False,
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return main_for(VERB, argv)
 
 
 if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m l3prune convert-safetensors")
-    add_arguments(parser)
-    sys.exit(run_cli(parser.parse_args()))
+    sys.exit(main())

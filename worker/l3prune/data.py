@@ -5,11 +5,11 @@ to jump straight to the line.
 """
 from __future__ import annotations
 
-import json
 import random
-import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from .fileio import iter_jsonl
 
 REQUIRED = ("query", "positive", "negative")
 OPTIONAL = ("instruction", "task")
@@ -19,11 +19,7 @@ class DataError(Exception):
     """The data file cannot be used; the message says where and why."""
 
 
-# Bytes that are not UTF-8 come through errors="surrogateescape" as U+DC80..U+DCFF, and only that way.
-_UNDECODABLE = re.compile("[\udc80-\udcff]")
-
-
-def _is_text(value: str) -> bool:
+def is_text(value: str) -> bool:
     """False for a string holding an unpaired surrogate (a JSON escape such as \\ud800): tokenizers refuse it."""
     try:
         value.encode("utf-8")
@@ -52,46 +48,25 @@ def read_triples(path: str | Path) -> list[Triple]:
     if not p.is_file():
         raise DataError(f"data file {p} does not exist; pass a JSONL file of query/positive/negative triples with --data")
     out: list[Triple] = []
-    try:
-        # surrogateescape: a byte that is not UTF-8 is reported with its line number below, not by the codec
-        # while it reads ahead (which names no line).
-        fh = open(p, "r", encoding="utf-8", errors="surrogateescape")
-    except OSError as e:
-        raise DataError(f"data file {p} cannot be read: {e.strerror}") from e
-    with fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if _UNDECODABLE.search(raw):
-                raise DataError(f"{p}:{lineno}: not valid UTF-8 text; save the file as UTF-8")
-            line = raw.strip()
-            if not line:
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{p}:{lineno}: not valid JSON ({e.msg} at column {e.colno}); each line must be one JSON object") from None
-            except RecursionError:
-                raise DataError(f"{p}:{lineno}: JSON nested too deeply; each line must be one flat JSON object of strings") from None
-            except ValueError as e:
-                # Python's own limit on integers (over 4300 digits), met before any field is looked at.
-                raise DataError(f"{p}:{lineno}: not usable JSON ({' '.join(str(e).split())[:120]}); each line must be one JSON object of strings") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{p}:{lineno}: expected a JSON object with query/positive/negative, got {type(obj).__name__}")
-            missing = [k for k in REQUIRED if k not in obj]
-            if missing:
-                raise DataError(f"{p}:{lineno}: missing field(s) {', '.join(missing)}; each line needs query, positive and negative")
-            for k in REQUIRED:
-                v = obj[k]
-                if not isinstance(v, str):
-                    raise DataError(f"{p}:{lineno}: field '{k}' must be a string, got {type(v).__name__}")
-                if not v.strip():
-                    raise DataError(f"{p}:{lineno}: field '{k}' is empty")
-            for k in OPTIONAL:
-                if k in obj and obj[k] is not None and not isinstance(obj[k], str):
-                    raise DataError(f"{p}:{lineno}: optional field '{k}' must be a string, got {type(obj[k]).__name__}")
-            for k in REQUIRED + OPTIONAL:
-                if isinstance(obj.get(k), str) and not _is_text(obj[k]):
-                    raise DataError(f"{p}:{lineno}: field '{k}' holds an unpaired surrogate escape (such as \\ud800), which is not text; fix the line")
-            out.append(Triple(obj["query"], obj["positive"], obj["negative"], obj.get("instruction"), obj.get("task")))
+    for lineno, obj in iter_jsonl(p, DataError):
+        if not isinstance(obj, dict):
+            raise DataError(f"{p}:{lineno}: expected a JSON object with query/positive/negative, got {type(obj).__name__}")
+        missing = [k for k in REQUIRED if k not in obj]
+        if missing:
+            raise DataError(f"{p}:{lineno}: missing field(s) {', '.join(missing)}; each line needs query, positive and negative")
+        for k in REQUIRED:
+            v = obj[k]
+            if not isinstance(v, str):
+                raise DataError(f"{p}:{lineno}: field '{k}' must be a string, got {type(v).__name__}")
+            if not v.strip():
+                raise DataError(f"{p}:{lineno}: field '{k}' is empty")
+        for k in OPTIONAL:
+            if k in obj and obj[k] is not None and not isinstance(obj[k], str):
+                raise DataError(f"{p}:{lineno}: optional field '{k}' must be a string, got {type(obj[k]).__name__}")
+        for k in REQUIRED + OPTIONAL:
+            if isinstance(obj.get(k), str) and not is_text(obj[k]):
+                raise DataError(f"{p}:{lineno}: field '{k}' holds an unpaired surrogate escape (such as \\ud800), which is not text; fix the line")
+        out.append(Triple(obj["query"], obj["positive"], obj["negative"], obj.get("instruction"), obj.get("task")))
     if not out:
         raise DataError(f"data file {p} holds no triples; it needs at least one line with query/positive/negative")
     return out

@@ -8,8 +8,6 @@ yields too.
 from __future__ import annotations
 
 import inspect
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -17,9 +15,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-# Reading a local folder must never reach the network, whatever the environment says.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+from .fileio import JsonFileError, read_json
 
 POOLINGS = ("mean", "weighted_mean", "last_token")
 FINAL_NORM_NAMES = ("norm", "final_layernorm", "final_layer_norm", "ln_f", "norm_f", "final_norm", "ln_final")
@@ -46,6 +42,35 @@ def check_model_dir(path: str | Path) -> Path:
             )
         raise ModelError(f"model folder {p} has no *.safetensors weights; save the model with safe_serialization=True")
     return p
+
+
+def resolve_device(device: str, *, local_rank: int | None = None) -> str:
+    """The device every verb means by a spec's device: auto is cuda when a CUDA device is available, else cpu.
+    local_rank (torchrun): each process takes its own GPU, cuda:LOCAL_RANK."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ModelError("device cuda was requested but no CUDA device is available; use --device cpu")
+        if local_rank is not None:
+            return f"cuda:{local_rank}"
+    return device
+
+
+def model_loaded_fields(model: nn.Module, *, num_layers: int, load_seconds: float, **extra) -> dict:
+    """The model_loaded event's fields (protocol/events.schema.json), the same for every verb; extra adds the
+    verb's own (originalNumLayers, device, precision, ...)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    cfg = base.config
+    norm = find_final_norm(base)
+    return {
+        "numLayers": num_layers,
+        "modelType": str(getattr(cfg, "model_type", "unknown")),
+        "hiddenSize": int(getattr(cfg, "hidden_size", 0) or 0),
+        "finalNorm": type(norm).__name__ if norm is not None else None,
+        "loadSeconds": round(load_seconds, 3),
+        **extra,
+    }
 
 
 def find_layers(model: nn.Module) -> tuple[nn.Module, str, nn.ModuleList]:
@@ -168,11 +193,13 @@ def load_encoder(
 ) -> Encoder:
     p = check_model_dir(model_dir)
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelError("--device cuda was requested but no CUDA device is available; use --device cpu")
+        raise ModelError("device cuda was requested but no CUDA device is available; use --device cpu")
     try:
-        cfg = json.loads((p / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ModelError(f"model folder {p}: config.json is not readable JSON ({e}); re-save the model") from None
+        cfg = read_json(p / "config.json")
+    except JsonFileError as e:
+        raise ModelError(f"model folder {p}: config.json {e.problem}; re-save the model") from None
+    if not isinstance(cfg, dict):
+        raise ModelError(f"model folder {p}: config.json does not hold a JSON object; re-save the model")
     if cfg.get("auto_map") and not trust_remote_code:
         raise ModelError(
             f"model folder {p} needs its own Python code (config.json has auto_map); rerun with --trust-remote-code "

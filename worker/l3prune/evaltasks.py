@@ -17,7 +17,6 @@ a capped run's results name the cap in dataset_revision, so they are never mista
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import random
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Callable
 import numpy as np
 
 from .data import DataError
+from .fileio import iter_jsonl
 
 # The MTEB result-file format these files follow (TaskResult, flat pair-classification scores since 1.12.48);
 # the local label says no MTEB code computed them. MTEB's loader accepts it (a PEP 440 version >= 1.12.48).
@@ -198,25 +198,17 @@ def _read_jsonl(path: Path, fields: dict[str, type | tuple], what: str) -> list[
             "or pass --data-dir with the evaluation files (see docs/data-sources.md)"
         )
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            line = raw.strip()
-            if not line:
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            for k, t in fields.items():
-                if k not in obj:
-                    raise DataError(f"{path}:{lineno}: missing field '{k}'; each line needs {', '.join(fields)}")
-                if not isinstance(obj[k], t) or isinstance(obj[k], bool):
-                    raise DataError(f"{path}:{lineno}: field '{k}' has the wrong type ({type(obj[k]).__name__})")
-                if isinstance(obj[k], str) and not obj[k].strip():
-                    raise DataError(f"{path}:{lineno}: field '{k}' is empty")
-            rows.append(obj)
+    for lineno, obj in iter_jsonl(path, DataError):
+        if not isinstance(obj, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        for k, t in fields.items():
+            if k not in obj:
+                raise DataError(f"{path}:{lineno}: missing field '{k}'; each line needs {', '.join(fields)}")
+            if not isinstance(obj[k], t) or isinstance(obj[k], bool):
+                raise DataError(f"{path}:{lineno}: field '{k}' has the wrong type ({type(obj[k]).__name__})")
+            if isinstance(obj[k], str) and not obj[k].strip():
+                raise DataError(f"{path}:{lineno}: field '{k}' is empty")
+        rows.append(obj)
     if not rows:
         raise DataError(f"{what} data file {path} is empty")
     return rows
@@ -277,8 +269,14 @@ def load_retrieval(data_dir: Path, cap: int | None) -> LoadedTask:
     qrels_path = base / "qrels" / "test.tsv"
     if not qrels_path.is_file():
         raise DataError(f"retrieval data file {qrels_path} does not exist; build the demo data with scripts/setup-worker.sh")
+    try:
+        qrels_text = qrels_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{qrels_path}: byte {e.start} is not UTF-8; save the file as UTF-8") from None
+    except OSError as e:
+        raise DataError(f"{qrels_path} cannot be read ({e.strerror or e})") from None
     qrels: dict[str, set[str]] = {}
-    for lineno, line in enumerate(qrels_path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(qrels_text.splitlines(), start=1):
         parts = line.split("\t")
         if lineno == 1 and parts[0] == "query-id" or not line.strip():
             continue

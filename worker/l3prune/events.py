@@ -1,7 +1,8 @@
 """The run folder: the single contract between this worker and the extension.
 
 Layout (see protocol/run.schema.json and protocol/events.schema.json):
-  run.json      spec + status + pid + heartbeat; rewritten atomically so a reader never sees half a file
+  run.json      spec + status + pid + heartbeat; rewritten atomically (fileio.write_json_atomic) so a reader
+                never sees half a file
   events.jsonl  append-only, one JSON object per line, flushed and fsynced per line so a crash loses
                 at most the line being written and a tailing reader never needs to re-parse old lines
 
@@ -16,6 +17,8 @@ import sys
 import threading
 from pathlib import Path
 from typing import Any
+
+from .fileio import JsonFileError, read_json, write_json_atomic
 
 SCHEMA_VERSION = 1
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
@@ -71,6 +74,27 @@ class RunFolder:
             "error": None,
             "result": None,
         }
+        self._events_fh = open(self.events_path, "a", encoding="utf-8")
+        self._write_run_json()
+
+    def reopen(self) -> None:
+        """Continue the run this folder holds (train --resume): same run.json (startedAt kept), status running
+        again, this process's pid, the current spec; events are appended after the old ones."""
+        try:
+            state = read_json(self.run_json_path)
+        except JsonFileError as e:
+            raise RunFolderError(f"cannot resume: {e}") from None
+        if not isinstance(state, dict):
+            raise RunFolderError(f"cannot resume: {self.run_json_path} does not hold a JSON object")
+        # A kill -9 mid-write can leave a torn last line; cut it so the next event starts on a line of its own.
+        if self.events_path.exists():
+            with open(self.events_path, "rb+") as fh:
+                data = fh.read()
+                if data and not data.endswith(b"\n"):
+                    fh.truncate(data.rfind(b"\n") + 1)
+        t = now_iso()
+        state.update(status="running", pid=os.getpid(), heartbeatAt=t, endedAt=None, error=None, result=None, spec=self.spec)
+        self._state = state
         self._events_fh = open(self.events_path, "a", encoding="utf-8")
         self._write_run_json()
 
@@ -146,15 +170,4 @@ class RunFolder:
                 self._events_fh = None
 
     def _write_run_json(self) -> None:
-        tmp = self.run_json_path.with_name(f".run.json.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump(self._state, fh, ensure_ascii=False, indent=2, allow_nan=False)
-                fh.write("\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.run_json_path)
-        except BaseException:
-            # The old run.json stays whole; a half-written temp file would only take more of a full disk.
-            tmp.unlink(missing_ok=True)
-            raise
+        write_json_atomic(self.run_json_path, self._state)

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
-import math
 import os
 import shutil
 import sys
@@ -33,7 +31,6 @@ import tempfile
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -41,16 +38,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import DataError
-from .encoder import POOLINGS, Encoder, ModelError, _accepts, check_model_dir, find_final_norm, pool
-from .events import RunFolder, now_iso
+from . import specs
+from .data import DataError, is_text
+from .encoder import Encoder, ModelError, _accepts, check_model_dir, model_loaded_fields, pool
+from .events import now_iso
+from .fileio import fsync_tree, iter_jsonl, write_json_atomic
 from .variant import load_variant, resolve_source
-from .verbs import Advice, Outcome, run_verb
+from .verbs import Advice, Job, Outcome, Verb, main_for
 
 FORMAT = 1
-MIN_OPSET = 14  # Trilu and the attention decompositions need 14
-MAX_OPSET = 20  # the TorchScript exporter's ceiling in torch 2.13
-MIN_COSINE = 0.9999
 PARITY_BATCH = 8
 PARITY_SENTENCES = 16
 # protobuf cannot serialise a message of 2 GiB or more; above this the weights go to one model.onnx.data file.
@@ -96,85 +92,37 @@ class ParityError(ValueError):
 
 # ---------------------------------------------------------------------------------------------------------------
 # spec
-@dataclass
-class ExportSpec:
-    model: str
-    out: str
-    keep: int | None = None
-    adapter: str | None = None
-    fromRun: str | None = None
-    pooling: str = "weighted_mean"
-    maxLength: int = 512
-    opset: int = 17
-    parityData: str | None = None
-    minCosine: float = MIN_COSINE
-    trustRemoteCode: bool = False
+ExportSpec = specs.spec_class("export-onnx", "ExportSpec", __name__)
 
-    def to_json(self) -> dict:
-        return asdict(self)
+# --min-cosine above 1 makes every export fail: a test hook, not a user's choice.
+SPEC_FLAGS = {"minCosine": {"help": argparse.SUPPRESS}}
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run-dir", required=True, help="run folder (run.json, events.jsonl; the export goes to <run-dir>/onnx unless --out)")
-    p.add_argument("--model", help="local Hugging Face model folder (safetensors); with --from-run: the base model, if it moved")
-    p.add_argument("--keep", type=int, metavar="N", help="keep the first N layers (default: all, or the adapter's depth)")
-    p.add_argument("--adapter", help="peft LoRA adapter folder (safetensors) to merge into the pruned model")
-    p.add_argument("--from-run", dest="fromRun", help="a finished train run folder: its merged model, or base model + adapter")
-    p.add_argument("--out", help="folder to create for model.onnx and its files (default <run-dir>/onnx)")
-    p.add_argument("--pooling", choices=list(POOLINGS), help="default: the train run's, else weighted_mean")
-    p.add_argument("--max-length", type=int, dest="maxLength", metavar="N", help="tokens per text after truncation (default: the train run's, else 512)")
-    p.add_argument("--opset", type=int, metavar="N", help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} (default 17)")
-    p.add_argument("--parity-data", dest="parityData", help="JSONL (sts or triples) to draw the parity sentences from; default: a built-in list")
-    p.add_argument("--trust-remote-code", action="store_true", default=None, dest="trustRemoteCode")
-    p.add_argument("--heartbeat-seconds", type=float, default=5.0, help=argparse.SUPPRESS)
-    # Test hooks: a stricter-than-possible threshold proves the failure path; a pause gives SIGTERM a target.
-    p.add_argument("--min-cosine", type=float, dest="minCosine", help=argparse.SUPPRESS)
-    p.add_argument("--debug-sleep-after-load", type=float, default=0.0, help=argparse.SUPPRESS)
+def _derive(run_dir: Path, given: dict) -> dict:
+    """The variant (a train run's model, adapter and cut), its training's pooling, maxLength and trustRemoteCode
+    unless given, and the output folder."""
+    source = resolve_source(given.get("model"), given.get("adapter"), given.get("keep"), given.get("fromRun"), purpose="export")
+    out = {"model": source.model, "keep": source.keep, "adapter": source.adapter}
+    out.update({k: v for k, v in source.trained_with.items() if k not in given and v is not None})
+    if given.get("out") is None:
+        out["out"] = str(run_dir / "onnx")
+    return out
 
 
-def spec_from_args(args: argparse.Namespace) -> ExportSpec:
-    """Resolve flags, the train run and defaults into the spec stored in run.json (paths absolute)."""
-    source = resolve_source(args.model, args.adapter, args.keep, args.fromRun, purpose="export")
-    defaults = source.trained_with
-    model, adapter, keep = source.model, source.adapter, source.keep
-    pooling = args.pooling or defaults.get("pooling") or "weighted_mean"
-    max_length = args.maxLength if args.maxLength is not None else (defaults.get("maxLength") or 512)
-    opset = args.opset if args.opset is not None else 17
-    min_cos = args.minCosine if args.minCosine is not None else MIN_COSINE
-    if keep is not None and (not isinstance(keep, int) or keep < 1):
-        raise ValueError(f"--keep must be at least 1, got {keep!r}")
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
-    if not isinstance(max_length, int) or max_length < 2:
-        raise ValueError(f"--max-length must be at least 2, got {max_length!r}")
-    if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise ValueError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET} (the TorchScript exporter's range), got {opset}")
-    if not (math.isfinite(min_cos) and 0 < min_cos <= 1.5):
-        raise ValueError(f"--min-cosine must be a number in (0, 1], got {min_cos}")
-    parity = None
-    if args.parityData:
-        parity = Path(args.parityData).expanduser().absolute()
-        if not parity.is_file():
-            raise ValueError(f"parity data file {parity} does not exist; pass a JSONL file with --parity-data or leave it out")
-    run_dir = Path(args.run_dir).expanduser().absolute()
-    out = Path(args.out).expanduser().absolute() if args.out else run_dir / "onnx"
+def spec_from_args(args: argparse.Namespace, _world=None) -> ExportSpec:
+    """Resolve flags, the train run and defaults into the spec stored in run.json (paths absolute); an output
+    folder that is in use or would hold the run folder, and a parity file that is not there, are refused here."""
+    run_dir = Path(specs.absolute(args.run_dir))
+    values = specs.resolve("export-onnx", specs.gather("export-onnx", args), derive=lambda g: _derive(run_dir, g),
+                           paths=("model", "out", "adapter", "fromRun", "parityData"))
+    out = Path(values["out"])
     if out == run_dir or out in run_dir.parents:
         raise ValueError(f"--out {out} would hold the run folder {run_dir}; choose a new folder for the export")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"output folder {out} already exists and is not empty; choose a new --out")
-    return ExportSpec(
-        model=str(Path(model).expanduser().absolute()),
-        out=str(out),
-        keep=keep,
-        adapter=str(Path(adapter).expanduser().absolute()) if adapter else None,
-        fromRun=str(Path(args.fromRun).expanduser().absolute()) if args.fromRun else None,
-        pooling=pooling,
-        maxLength=max_length,
-        opset=opset,
-        parityData=str(parity) if parity else None,
-        minCosine=float(min_cos),
-        trustRemoteCode=bool(args.trustRemoteCode) if args.trustRemoteCode is not None else bool(defaults.get("trustRemoteCode")),
-    )
+    if values["parityData"] and not Path(values["parityData"]).is_file():
+        raise ValueError(f"parity data file {values['parityData']} does not exist; pass a JSONL file with --parity-data or leave it out")
+    return ExportSpec(**values)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -211,21 +159,15 @@ def parity_texts(path: str | None, n: int = PARITY_SENTENCES) -> list[str]:
         pool_ = list(dict.fromkeys(BUILTIN_SENTENCES))
     else:
         seen: dict[str, None] = {}
-        with open(path, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"parity data {path} line {lineno}: not valid JSON ({e.msg})") from None
-                if isinstance(row, dict):
-                    for k in TEXT_FIELDS:
-                        v = row.get(k)
-                        if isinstance(v, str) and v.strip():
-                            seen.setdefault(v, None)
-                if len(seen) >= 4000:
-                    break
+        for _, row in iter_jsonl(path, DataError):
+            if isinstance(row, dict):
+                for k in TEXT_FIELDS:
+                    v = row.get(k)
+                    # An unpaired surrogate escape is no text a tokenizer takes.
+                    if isinstance(v, str) and v.strip() and is_text(v):
+                        seen.setdefault(v, None)
+            if len(seen) >= 4000:
+                break
         pool_ = list(seen)
         if len(pool_) < n:
             raise DataError(
@@ -366,22 +308,6 @@ def cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return F.cosine_similarity(a.double(), b.double(), dim=-1)
 
 
-def _fsync_tree(d: Path) -> None:
-    for p in d.iterdir():
-        if p.is_file():
-            with open(p, "rb") as fh:
-                os.fsync(fh.fileno())
-    fd = os.open(d, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, ensure_ascii=False, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-
-
 def run_export(spec: ExportSpec, emit: Callable[..., object], *, sleep_after_load: float = 0.0) -> dict:
     import onnx
     import onnxruntime
@@ -400,17 +326,8 @@ def run_export(spec: ExportSpec, emit: Callable[..., object], *, sleep_after_loa
         cfg = enc.model.config
         tokenizer_files = stage_tokenizer(enc.tokenizer, Path(spec.model), stage)
         n = enc.num_layers
-        norm = find_final_norm(enc.model)
-        emit(
-            "model_loaded",
-            numLayers=n,
-            originalNumLayers=info["originalNumLayers"],
-            modelType=str(getattr(cfg, "model_type", "unknown")),
-            hiddenSize=int(getattr(cfg, "hidden_size", 0) or 0),
-            finalNorm=type(norm).__name__ if norm is not None else None,
-            loadSeconds=round(time.monotonic() - t0, 3),
-            device="cpu",
-        )
+        emit("model_loaded", **model_loaded_fields(enc.model, num_layers=n, load_seconds=time.monotonic() - t0,
+                                                   originalNumLayers=info["originalNumLayers"], device="cpu"))
         if sleep_after_load:
             time.sleep(sleep_after_load)
 
@@ -480,7 +397,7 @@ def run_export(spec: ExportSpec, emit: Callable[..., object], *, sleep_after_loa
                   "batchSize": PARITY_BATCH, "examplesFile": EXAMPLES}
         tok = enc.tokenizer
         ids_all = [row[m.astype(bool)].tolist() for feed in tokenized for row, m in zip(feed["input_ids"], feed["attention_mask"])]
-        _write_json(stage / EXAMPLES, {
+        write_json_atomic(stage / EXAMPLES, {
             "description": "torch reference of the parity check: each text, the ids the worker's tokenizer gives it (no padding) and the "
                            "unit-length embedding the worker computes; a client that tokenises and runs the graph correctly gets cosine >= "
                            f"{spec.minCosine} to these",
@@ -521,8 +438,12 @@ def run_export(spec: ExportSpec, emit: Callable[..., object], *, sleep_after_loa
                          "onnxruntime": onnxruntime.__version__},
             "createdAt": now_iso(),
         }
-        _write_json(stage / MANIFEST, manifest)
-        _fsync_tree(stage)
+        # protocol/encoder-manifest.schema.json is what clients check the folder against; never write one they refuse.
+        problems = specs.errors("encoder-manifest", manifest)
+        if problems:
+            raise RuntimeError(f"the export's {MANIFEST} would not match protocol/encoder-manifest.schema.json ({problems[0]})")
+        write_json_atomic(stage / MANIFEST, manifest)
+        fsync_tree(stage)
         if out.exists():
             out.rmdir()  # empty (checked in the spec); a rename onto a non-empty folder would fail anyway
         os.rename(stage, out)
@@ -543,35 +464,37 @@ def run_export(spec: ExportSpec, emit: Callable[..., object], *, sleep_after_loa
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# CLI
-def run_cli(args: argparse.Namespace) -> int:
-    """`python -m l3prune export-onnx ...`; exit 0, 2 bad input (or failed parity), 1 internal, 128+signal."""
-    out_dir: list[Path] = []
+# the verb
+def _work(spec: ExportSpec, job: Job) -> Outcome:
+    result = run_export(spec, job.emit, sleep_after_load=job.args.debug_sleep_after_load)
+    fields = ("path", "outDir", "bytes", "opset", "parityMinCosine", "parityMeanCosine", "numLayers", "seconds")
+    return Outcome("exported", {k: result[k] for k in fields}, result)
 
-    def resolve() -> tuple[ExportSpec, dict]:
-        spec = spec_from_args(args)
-        out_dir.append(Path(spec.out))
-        return spec, spec.to_json()
 
-    def work(spec: ExportSpec, run: RunFolder) -> Outcome:
-        result = run_export(spec, run.emit, sleep_after_load=args.debug_sleep_after_load)
-        fields = ("path", "outDir", "bytes", "opset", "parityMinCosine", "parityMeanCosine", "numLayers", "seconds")
-        return Outcome("exported", {k: result[k] for k in fields}, result)
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    # Test hook: a pause after loading gives SIGTERM a target.
+    p.add_argument("--debug-sleep-after-load", type=float, default=0.0, help=argparse.SUPPRESS)
 
-    advice = Advice(
+
+VERB = Verb(
+    name="export-onnx",
+    help="export the (pruned, LoRA-merged) encoder with pooling and L2 norm as one ONNX graph, parity-checked",
+    resolve=spec_from_args,
+    work=_work,
+    advice=lambda job: Advice(
         out_of_memory="ran out of memory while exporting; free memory or export a model with fewer layers (--keep)",
-        disk_full=lambda: (f"the disk holding {out_dir[0].parent} is full (no space left on device); nothing was exported, "
-                           "free some space or choose another --out"),
-        cancelled="nothing was written to the output folder",
-    )
-    return run_verb("export-onnx", args.run_dir, resolve, work, heartbeat_seconds=args.heartbeat_seconds, advice=advice,
-                    user_errors=(DataError, ModelError, ValueError))
+        disk_full=(f"the disk holding {Path(job.spec.out).parent} is full (no space left on device); nothing was exported, "
+                   "free some space or choose another --out"),
+    ),
+    add_arguments=_add_arguments,
+    spec_flags=SPEC_FLAGS,
+    user_errors=(DataError, ModelError, ValueError),
+    cancelled=lambda job: ("; nothing was written to the output folder", {}),
+)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m l3prune export-onnx")
-    add_arguments(p)
-    return run_cli(p.parse_args(argv))
+    return main_for(VERB, argv)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ Both mteb APIs are handled: 2.x (`mteb.evaluate`, encode receives a DataLoader o
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 from typing import Callable, Sequence
@@ -21,9 +20,7 @@ class MtebUnavailable(ValueError):
 
 
 def _import():
-    # Any download attempt must fail fast instead of hanging on a machine without the hub.
-    for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        os.environ.setdefault(k, "1")
+    # Offline already (l3prune/__init__.py): a download attempt fails fast instead of hanging without the hub.
     try:
         import mteb
     except ImportError:

@@ -7,7 +7,6 @@ adapter and a train run's merged model/ are then the same network.
 """
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -15,21 +14,22 @@ from pathlib import Path
 
 from torch import nn
 
+from . import specs
 from .encoder import Encoder, ModelError, find_layers, load_encoder, prune
+from .fileio import JsonFileError, read_json, read_json_object
 
-ENCODER_INFO = "l3prune_encoder.json"  # written by train into its merged model/: how that model was trained
+# Written by train into its merged model/: how that model was trained (protocol/encoder-info.schema.json).
+ENCODER_INFO = "l3prune_encoder.json"
 
 
-def read_json_object(path: Path, what: str) -> dict:
+def read_encoder_info(model_dir: str | Path) -> dict:
+    """The merged model's l3prune_encoder.json, or {} when there is none or it does not match its schema: the
+    folder then loads as any model folder, with the flags' or the schema's defaults."""
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"{what}: {path} does not exist") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{what}: {path} is not readable JSON ({e})") from None
-    if not isinstance(obj, dict):
-        raise ValueError(f"{what}: {path} must hold a JSON object")
-    return obj
+        info = read_json(Path(model_dir).expanduser() / ENCODER_INFO)
+    except JsonFileError:
+        return {}
+    return info if not specs.errors("encoder-info", info) else {}
 
 
 @dataclass
@@ -69,13 +69,9 @@ def resolve_source(model: str | None, adapter: str | None, keep: int | None, fro
     if not model or not isinstance(model, str):
         raise ValueError("no --model given; pass a local model folder with --model, or a finished train run with --from-run")
     if not from_run:
-        info = Path(model).expanduser() / ENCODER_INFO
-        if info.is_file():
-            try:
-                saved = json.loads(info.read_text(encoding="utf-8"))
-                trained_with = {"pooling": saved.get("pooling"), "maxLength": saved.get("maxLength")}
-            except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-                pass
+        saved = read_encoder_info(model)
+        if saved:
+            trained_with = {"pooling": saved["pooling"], "maxLength": saved["maxLength"]}
     return VariantSource(model=model, adapter=adapter, keep=keep, trained_with=trained_with)
 
 
@@ -83,8 +79,8 @@ def resolve_source(model: str | None, adapter: str | None, keep: int | None, fro
 # loading: prune, merge, freeze
 def config_layers(model_dir: str | Path) -> int | None:
     try:
-        cfg = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        cfg = read_json(Path(model_dir) / "config.json")
+    except JsonFileError:
         return None
     if not isinstance(cfg, dict):
         return None
@@ -150,14 +146,8 @@ def load_variant(model: str, keep: int | None, adapter: str | None, *, max_lengt
     """The frozen encoder and {originalNumLayers, sourceModel}: the depth and folder of the unpruned model."""
     enc = load_encoder(model, device=device, max_length=max_length, trust_remote_code=trust_remote_code)
     loaded = enc.num_layers
-    source = model
-    saved = Path(model) / ENCODER_INFO
-    if saved.is_file():
-        # A train run's merged model/: its source is the unpruned model it was cut from.
-        try:
-            source = json.loads(saved.read_text(encoding="utf-8")).get("sourceModel") or model
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-            pass
+    # A train run's merged model/: its source is the unpruned model it was cut from.
+    source = read_encoder_info(model).get("sourceModel") or model
     original = config_layers(source) or loaded
     if adapter:
         weights = adapter_weights(Path(adapter))

@@ -1,16 +1,25 @@
-"""How a verb runs in its run folder, the same for analyze, evaluate and export-onnx (train adds resume and a
-deferred stop on top, and reuses the pieces here).
+"""The one lifecycle every verb runs in: analyze, train, evaluate, export-onnx and convert-safetensors.
 
-The order is the contract with the extension (protocol/run.schema.json):
+A verb is a module with a `VERB = Verb(...)`: its flags beyond the spec's (protocol/specs/<verb>.schema.json),
+how it resolves its spec, and its work. Everything around the work is here, once:
+
   1. the spec is resolved and checked before the folder exists: run.json must always hold a valid spec;
-  2. the folder opens, "started" is written and the heartbeat begins;
+  2. the run folder opens (or, for a resumed train run, reopens), "started" is written, the heartbeat begins,
+     and the device is locked for verbs that hold one (one run per device);
   3. the work runs; every way out leaves one terminal state: "succeeded" with the verb's final event, "failed"
      with one sentence (stderr too), or "cancelled" on SIGTERM/SIGINT.
+Under torchrun only global rank 0 writes (run folder, stdout, stderr). What train needs beyond the others are
+hooks of this lifecycle: `open_folder` (reopen for --resume), `StopFlag.deferred` (a signal during a step waits
+for the step and its checkpoint), `cancelled` (the step and checkpoint the stop left). A verb without a run
+folder (convert-safetensors) prints its final event as one JSON line instead.
+
 Exit codes: 0 success, 2 bad input or a resource the user can free, 1 internal error, 128+signal cancelled.
 """
 from __future__ import annotations
 
+import argparse
 import errno
+import json
 import os
 import signal
 import sys
@@ -19,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from . import specs
 from .events import RunFolder, RunFolderError
 
 EXIT_USER_ERROR = 2
@@ -37,24 +47,33 @@ class Cancelled(BaseException):
         return signal.Signals(self.signum).name
 
 
-def _raise_cancelled(signum, _frame):
-    # A second signal (an impatient parent, a process-group kill) must not interrupt writing the cancelled state.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise Cancelled(signum)
+class StopFlag:
+    """SIGTERM/SIGINT handler: cancels at once (raises Cancelled) unless the verb deferred stops to a point where
+    stopping is clean (train: after the step in flight and its checkpoint), where it reads `signum`.
 
+    Only the first signal counts: a second one (an impatient parent, a process-group kill) must not interrupt
+    writing the cancelled state.
+    """
 
-def cancel_on_signals() -> None:
-    signal.signal(signal.SIGTERM, _raise_cancelled)
-    signal.signal(signal.SIGINT, _raise_cancelled)
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.deferred = False
+
+    def __call__(self, signum, _frame) -> None:
+        first = self.signum is None
+        self.signum = self.signum or signum
+        if not self.deferred and first:
+            raise Cancelled(signum)
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self)
+        signal.signal(signal.SIGINT, self)
 
 
 def quiet_libraries() -> None:
     """stderr is reserved for the one-sentence error; library progress bars and warnings would bury it."""
     import warnings
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     warnings.filterwarnings("ignore")
@@ -66,6 +85,10 @@ def quiet_libraries() -> None:
 
 def say_on_stderr(message: str) -> None:
     print(f"l3prune: {message}", file=sys.stderr)
+
+
+def _silent(_message: str) -> None:
+    pass
 
 
 def disk_full(e: BaseException) -> bool:
@@ -122,57 +145,146 @@ class Advice:
     """The sentences a verb gives for failures the user can act on."""
 
     out_of_memory: str
-    disk_full: Callable[[], str]
-    cancelled: str = ""
+    disk_full: str
 
 
-def run_verb(verb: str, run_dir: str, resolve_spec: Callable[[], tuple[Any, dict]], work: Callable[[Any, RunFolder], Outcome],
-             *, heartbeat_seconds: float, advice: Advice, user_errors: tuple[type[BaseException], ...] = (ValueError,)) -> int:
-    """Runs `work` in a new run folder and returns the exit code.
+@dataclass
+class Job:
+    """One verb run as the work sees it: its flags, spec, run folder (None on ranks > 0 and for convert), the
+    process world and the stop flag; `state` holds what the verb's hooks need later (train: its Trainer)."""
 
-    resolve_spec returns (spec, the spec's JSON for run.json) or raises ValueError/TypeError for bad input;
-    work(spec, run) returns the Outcome; user_errors are the exceptions whose message is already a sentence
-    for the user.
-    """
-    cancel_on_signals()
-    quiet_libraries()
+    args: argparse.Namespace
+    world: Any
+    stop: StopFlag
+    spec: Any = None
     run: RunFolder | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def emit(self, kind: str, /, **fields: Any) -> None:
+        if self.run is not None:
+            self.run.emit(kind, **fields)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.args.run_dir)
+
+
+def _open(job: Job) -> bool:
+    job.run.open()
+    return False
+
+
+def _no_cancel_detail(_job: Job) -> tuple[str, dict]:
+    return "", {}
+
+
+def _no_device(_job: Job) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Verb:
+    """A verb of `python -m l3prune`: its spec (specs/<name>.schema.json), flags, resolution and work, plus the
+    hooks the lifecycle calls. user_errors are the exceptions whose message is already a sentence for the user."""
+
+    name: str
+    help: str
+    resolve: Callable[[argparse.Namespace, Any], Any]
+    work: Callable[[Any, Job], Outcome]
+    advice: Callable[[Job], Advice]
+    add_arguments: Callable[[argparse.ArgumentParser], None] = lambda p: None
+    spec_flags: dict[str, dict] = field(default_factory=dict)
+    user_errors: tuple[type[BaseException], ...] = (ValueError,)
+    run_folder: bool = True
+    distributed: bool = False
+    # Hooks: the device to hold for the whole run (None: none), how the folder opens (True: it was reopened, so
+    # no "started"), and what a cancel adds to its message and event.
+    device: Callable[[Job], str | None] = _no_device
+    open_folder: Callable[[Job], bool] = _open
+    cancelled: Callable[[Job], tuple[str, dict]] = _no_cancel_detail
+
+
+def add_arguments(p: argparse.ArgumentParser, verb: Verb) -> None:
+    """The verb's flags: --run-dir and --spec, one per spec field, then its own."""
+    if verb.run_folder:
+        p.add_argument("--run-dir", required=True, metavar="DIR", help="run folder to create (run.json, events.jsonl and the verb's outputs)")
+    p.add_argument("--spec", metavar="FILE", help=f"JSON file of {verb.name} fields (protocol/specs/{verb.name}.schema.json); flags override it")
+    specs.add_flags(p, verb.name, verb.spec_flags)
+    verb.add_arguments(p)
+    if verb.run_folder:
+        p.add_argument("--heartbeat-seconds", type=float, default=5.0, help=argparse.SUPPRESS)
+
+
+def run_verb(verb: Verb, args: argparse.Namespace) -> int:
+    """Runs the verb in its run folder and returns the exit code."""
+    from . import distributed as D
+
+    job = Job(args=args, world=D.env_world() if verb.distributed else D.World(), stop=StopFlag())
+    job.stop.install()
+    quiet_libraries()
+    say = say_on_stderr if job.world.is_main else _silent
+    lock = None
     try:
         try:
-            spec, spec_json = resolve_spec()
+            job.spec = verb.resolve(args, job.world)
         except (ValueError, TypeError) as e:
-            say_on_stderr(str(e) if isinstance(e, ValueError) else f"invalid spec: {e}")
+            say(str(e) if isinstance(e, ValueError) else f"invalid spec: {e}")
             return EXIT_USER_ERROR
-        run = RunFolder(run_dir, verb, spec_json)
+        if verb.run_folder and job.world.is_main:
+            spec_json = job.spec.to_json()
+            job.run = RunFolder(args.run_dir, verb.name, spec_json)
+            try:
+                reopened = verb.open_folder(job)
+            except RunFolderError as e:
+                job.run = None
+                say(str(e))
+                return EXIT_USER_ERROR
+            if not reopened:
+                job.run.emit("started", verb=verb.name, pid=os.getpid(), spec=spec_json)
+            job.run.start_heartbeat(args.heartbeat_seconds)
         try:
-            run.open()
-        except RunFolderError as e:
-            run = None
-            say_on_stderr(str(e))
-            return EXIT_USER_ERROR
-        run.emit("started", verb=verb, pid=os.getpid(), spec=spec_json)
-        run.start_heartbeat(heartbeat_seconds)
-        try:
-            outcome = work(spec, run)
+            device = verb.device(job) if job.world.is_main else None
+            if device is not None:
+                from .devicelock import DeviceLock
+
+                lock = DeviceLock(device, Path(args.run_dir).resolve())
+                lock.acquire()  # the kernel also drops it if this process dies, however it dies
+            outcome = verb.work(job.spec, job)
             # Inside the try: a disk that fills now must still end in "failed", not a traceback.
-            run.stop_heartbeat()
-            run.emit(outcome.event, **outcome.event_fields)
-            run.finish("succeeded", result=outcome.result)
-        except user_errors as e:
-            return fail(run, str(e), "user", EXIT_USER_ERROR)
+            if job.run is not None:
+                job.run.stop_heartbeat()
+                job.run.emit(outcome.event, **outcome.event_fields)
+                job.run.finish("succeeded", result=outcome.result)
+            elif not verb.run_folder:
+                print(json.dumps({"event": outcome.event, **outcome.event_fields}), flush=True)
+        except verb.user_errors as e:
+            return fail(job.run, str(e), "user", EXIT_USER_ERROR, say)
         except Exception as e:  # noqa: BLE001 - the last line of defence: the run folder must still say "failed"
             if out_of_memory(e):
-                return fail(run, advice.out_of_memory, "resource", EXIT_USER_ERROR)
+                return fail(job.run, verb.advice(job).out_of_memory, "resource", EXIT_USER_ERROR, say)
             if disk_full(e):
-                return fail(run, advice.disk_full(), "resource", EXIT_USER_ERROR)
-            return fail(run, f"internal error ({type(e).__name__}: {e}); see events.jsonl for the traceback", "internal",
-                        EXIT_INTERNAL, detail=traceback.format_exc())
-        run.close()
+                return fail(job.run, verb.advice(job).disk_full, "resource", EXIT_USER_ERROR, say)
+            return fail(job.run, f"internal error ({type(e).__name__}: {e}); see events.jsonl for the traceback", "internal",
+                        EXIT_INTERNAL, say, detail=traceback.format_exc())
+        if job.run is not None:
+            job.run.close()
         return 0
     except Cancelled as c:
-        note = f"; {advice.cancelled}" if advice.cancelled else ""
-        return record_cancelled(run, c, f"cancelled by {c.signal_name}{note}")
+        note, fields_ = verb.cancelled(job)
+        return record_cancelled(job.run, c, f"cancelled by {c.signal_name}{note}", say, **fields_)
+    finally:
+        # Released here too, not only at exit: tests and tools run verbs inside a longer-lived process.
+        if lock is not None:
+            lock.release()
+        D.shutdown()
 
 
-def disk_full_in(path: str | os.PathLike, then: str) -> Callable[[], str]:
-    return lambda: f"the disk holding {Path(path).resolve()} is full (no space left on device); {then}"
+def main_for(verb: Verb, argv: list[str] | None = None) -> int:
+    """A verb's stand-alone entry (`python -m l3prune.train ...`); `python -m l3prune <verb>` is the public one."""
+    p = argparse.ArgumentParser(prog=f"python -m l3prune {verb.name}", description=verb.help)
+    add_arguments(p, verb)
+    return run_verb(verb, p.parse_args(argv))
+
+
+def disk_full_in(path: str | os.PathLike, then: str) -> str:
+    return f"the disk holding {Path(path).resolve()} is full (no space left on device); {then}"

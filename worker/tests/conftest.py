@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import l3prune  # noqa: E402,F401 - goes offline (l3prune/__init__.py) before any test imports huggingface_hub
+
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 # Each test session locks devices in its own folder: the one-run-per-device rule (devicelock.py) must not
 # make two sessions on one machine (a developer's and CI's) refuse each other's runs.
@@ -104,12 +104,22 @@ def demo_model() -> Path:
 
 @pytest.fixture(scope="session")
 def schemas():
+    """The checkout's protocol/ schemas (not the worker's packaged copy: what the extension reads is the reference),
+    in one registry so their relative $refs resolve."""
     from referencing import Registry, Resource
 
-    events = json.loads((PROTOCOL / "events.schema.json").read_text(encoding="utf-8"))
-    run = json.loads((PROTOCOL / "run.schema.json").read_text(encoding="utf-8"))
-    registry = Registry().with_resources([(s["$id"], Resource.from_contents(s)) for s in (events, run)])
-    return {"events": events, "run": run, "registry": registry}
+    loaded = {f.relative_to(PROTOCOL).as_posix()[: -len(".schema.json")]: json.loads(f.read_text(encoding="utf-8"))
+              for f in sorted(PROTOCOL.rglob("*.schema.json"))}
+    registry = Registry().with_resources([(s["$id"], Resource.from_contents(s)) for s in loaded.values()])
+    return {**loaded, "registry": registry}
+
+
+def spec_validator(schemas, verb: str, resolved: bool = True):
+    """A validator of a verb's spec as run.json holds it (every field: $defs/resolved), or as a spec file may."""
+    import jsonschema
+
+    s = schemas[f"specs/{verb}"]
+    return jsonschema.Draft202012Validator({"$ref": s["$id"] + ("#/$defs/resolved" if resolved else "")}, registry=schemas["registry"])
 
 
 @pytest.fixture(scope="session")
@@ -159,6 +169,8 @@ def validate_run(run_dir: Path, schemas) -> tuple[dict, list[dict]]:
     reg = schemas["registry"]
     run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     jsonschema.Draft202012Validator(schemas["run"], registry=reg).validate(run)
+    # The worker stores the resolved spec: every field of its verb's schema.
+    spec_validator(schemas, run["verb"]).validate(run["spec"])
     v = jsonschema.Draft202012Validator(schemas["events"], registry=reg)
     events = read_events(run_dir)
     for e in events:

@@ -53,3 +53,30 @@ def test_sampling_is_seeded_and_batches_are_task_homogeneous(tmp_path):
 def test_instruction_prefixes_only_the_query(tmp_path):
     t = read_triples(write(tmp_path, [json.dumps({"query": "q", "positive": "p", "negative": "n", "instruction": "Find it"})]))[0]
     assert t.query_text() == "Instruct: Find it\nQuery: q" and t.positive == "p"
+
+
+HOSTILE_LINES = [
+    (b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b', "label": "a"}', "nested too deeply"),
+    (b'{"text": "caf\xe9", "label": "a"}', "not valid UTF-8"),
+    (b'{"text": ' + b"9" * 5000 + b', "label": "a"}', "more digits"),
+    (b'{"text": NaN, "label": "a"}', "NaN is not a JSON number"),
+    (b'{"text": 1e400, "label": "a"}', "out of range"),
+]
+
+
+@pytest.mark.parametrize("line, needle", HOSTILE_LINES)
+def test_training_and_evaluation_data_report_a_hostile_line_alike(tmp_path, line, needle):
+    """data.py (triples) and evaltasks.py (evaluation sets) read JSONL through one reader: the same line gets the
+    same one-sentence DataError naming file:line, never an internal error."""
+    from l3prune import evaltasks
+
+    triples = tmp_path / "t.jsonl"
+    triples.write_bytes(GOOD.encode() + b"\n" + line.replace(b'"text"', b'"query"') + b"\n")
+    (tmp_path / "eval").mkdir()
+    clustering = tmp_path / "eval" / "clustering.jsonl"
+    clustering.write_bytes(b'{"text": "t", "label": "a"}\n' + line + b"\n")
+    for read, path in ((lambda: read_triples(triples), triples), (lambda: evaltasks.load_clustering(tmp_path, None), clustering)):
+        with pytest.raises(DataError) as e:
+            read()
+        message = str(e.value)
+        assert f"{path}:2:" in message and needle in message and len(message.splitlines()) == 1, message

@@ -253,10 +253,10 @@ def test_keep_out_of_range_fails_the_run(tiny_llama, eval_data, tmp_path, schema
 @pytest.mark.parametrize(
     "args, needle",
     [
-        (["--tasks", "sts,translation"], "unknown task 'translation'"),
-        (["--max-examples", "2"], "maxExamples must be a whole number of at least 4"),
-        (["--keep", "0"], "keep must be a whole number of at least 1"),
-        (["--device", "tpu"], "device must be auto, cpu or cuda"),
+        (["--tasks", "sts,translation"], "--tasks has 'translation', which is not one of sts, retrieval"),
+        (["--max-examples", "2"], "--max-examples must be at least 4, got 2"),
+        (["--keep", "0"], "--keep must be at least 1"),
+        (["--device", "tpu"], "--device must be auto, cpu, cuda or cuda:N"),
         (["--tasks", "none"], "nothing to evaluate"),
     ],
 )

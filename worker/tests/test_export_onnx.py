@@ -44,6 +44,31 @@ def cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=-1)
 
 
+def check_manifest(m: dict, schemas) -> None:
+    """l3prune-encoder.json against protocol/encoder-manifest.schema.json, which also names every field written."""
+    import jsonschema
+
+    schema = schemas["encoder-manifest"]
+    jsonschema.Draft202012Validator(schema, registry=schemas["registry"]).validate(m)
+    assert set(m) <= set(schema["properties"]), f"fields the schema does not describe: {set(m) - set(schema['properties'])}"
+    assert m["numLayers"] <= m["originalNumLayers"]
+
+
+def test_the_manifest_schema_refuses_what_a_client_must_not_trust(schemas):
+    import jsonschema
+
+    v = jsonschema.Draft202012Validator(schemas["encoder-manifest"], registry=schemas["registry"])
+    good = {"format": 1, "model": "model.onnx", "externalData": None, "pooling": "mean", "normalize": True, "maxLength": 8,
+            "hiddenSize": 4, "numLayers": 1, "originalNumLayers": 2, "inputs": ["input_ids", "attention_mask"],
+            "output": "embedding", "paddingSide": "left", "padTokenId": 0, "addSpecialTokens": True, "sourceModel": "/m"}
+    assert v.is_valid(good)
+    for bad in ({"model": "../model.onnx"}, {"model": "a/b.onnx"}, {"model": "a\\b"}, {"model": ".."}, {"externalData": "."},
+                {"format": 2}, {"maxLength": 0}, {"hiddenSize": 1.5}, {"paddingSide": "middle"}, {"padTokenId": -1},
+                {"inputs": ["input_ids"]}, {"inputs": ["attention_mask", "token_type_ids"]}, {"prependTokenIds": [-1]},
+                {"pooling": "max"}, {"normalize": "yes"}):
+        assert not v.is_valid({**good, **bad}), bad
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # the demo model, pruned to 2 layers, through the real CLI
 @pytest.fixture(scope="module")
@@ -86,6 +111,7 @@ def test_run_folder_events_and_exported_folder_follow_the_contract(demo_export, 
     assert not [x for x in run_dir.parent.iterdir() if x.name.startswith(".")], "no temp folder left"
 
     m = json.loads((out / "l3prune-encoder.json").read_text(encoding="utf-8"))
+    check_manifest(m, schemas)
     assert m["format"] == 1 and m["pooling"] == "weighted_mean" and m["normalize"] is True and m["maxLength"] == 512
     assert m["hiddenSize"] == 576 and m["numLayers"] == 2 and m["originalNumLayers"] == 30
     assert m["inputs"] == ["input_ids", "attention_mask"] and m["output"] == "embedding" and m["model"] == "model.onnx"
@@ -161,6 +187,7 @@ def test_lora_run_exported_from_run_matches_the_merged_model(train_run, tiny_lla
     run, events = validate_run(run_dir, schemas)
     assert run["spec"]["model"] == str(train_run / "model") and run["spec"]["adapter"] is None and run["spec"]["fromRun"] == str(train_run)
     m = json.loads((run_dir / "onnx" / "l3prune-encoder.json").read_text(encoding="utf-8"))
+    check_manifest(m, schemas)
     # Pooling and max length follow the train run; the source is the unpruned base model.
     assert m["pooling"] == "mean" and m["maxLength"] == 24 and m["numLayers"] == 2 and m["originalNumLayers"] == 4
     assert m["sourceModel"] == str(tiny_llama) and m["fromRun"] == str(train_run) and m["padTokenId"] == 0

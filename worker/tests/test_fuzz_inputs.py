@@ -2,7 +2,7 @@
 
 Seeded random generation, no extra dependencies. Every data file either gives triples whose fields are strings
 (text a tokenizer accepts) or raises a DataError of one line naming file:line (file alone when no line is at
-fault); every spec is either accepted, resolved and valid against protocol/run.schema.json, or refused with a
+fault); every spec is either accepted, resolved and valid against protocol/specs/train.schema.json, or refused with a
 one-line ValueError/TypeError. Nothing else may escape, and no case may take long.
 """
 from __future__ import annotations
@@ -17,7 +17,6 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import jsonschema
 import pytest
 
 from l3prune.data import DataError, read_triples
@@ -287,8 +286,10 @@ def gen_spec_dict(rng: random.Random) -> dict:
 
 @pytest.fixture(scope="module")
 def train_schema(schemas):
-    run = schemas["run"]
-    return {**run["$defs"]["trainSpecInput"], "$defs": run["$defs"]}
+    """protocol/specs/train.schema.json as run.json holds a train spec: every field."""
+    from conftest import spec_validator
+
+    return spec_validator(schemas, "train")
 
 
 def check_spec_outcome(make, schema) -> str:
@@ -306,7 +307,7 @@ def check_spec_outcome(make, schema) -> str:
     assert isinstance(spec, TrainSpec)
     resolved = spec.to_json()
     # Accepted means valid: against the schema run.json's spec is checked with, and the paths resolved.
-    jsonschema.validate(resolved, schema)
+    schema.validate(resolved)
     for name in ("model", "data"):
         value = resolved[name]
         assert os.path.isabs(value) and os.path.normpath(value) == value, f"{name} is absolute and normalized: {value[:120]}"

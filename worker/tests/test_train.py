@@ -215,12 +215,12 @@ def test_torchrun_two_processes_match_one_process_with_the_double_batch(tiny_lla
 @pytest.mark.parametrize(
     "args, needle",
     [
-        (["--keep", "0"], "'keep' must be at least 1"),
-        (["--steps", "0"], "'steps' must be at least 1"),
-        (["--learning-rate", "-1"], "'learningRate' must be a positive number"),
-        (["--lora-dropout", "1"], "loraDropout"),
+        (["--keep", "0"], "--keep must be at least 1, got 0"),
+        (["--steps", "0"], "--steps must be at least 1"),
+        (["--learning-rate", "-1"], "--learning-rate must be a positive number"),
+        (["--lora-dropout", "1"], "--lora-dropout must be at least 0 and less than 1"),
         (["--precision", "fp16"], "invalid choice"),
-        (["--device", "tpu"], "device must be auto, cpu or cuda"),
+        (["--device", "tpu"], "--device must be auto, cpu, cuda or cuda:N, got 'tpu'"),
         (["--keep", None], "no 'keep' given"),
     ],
 )
@@ -238,9 +238,9 @@ def test_bad_flags_are_refused_before_a_run_folder_exists(tiny_llama, data40, tm
         ({"learnigRate": 1e-3}, "unknown field 'learnigRate'; allowed: model, keep, data, steps"),
         ({"loraR": "16"}, "'loraR' must be a whole number"),
         ({"mergeAtEnd": 1}, "'mergeAtEnd' must be true or false"),
-        ({"gradientCheckpointing": "yes"}, "gradientCheckpointing must be auto, true or false"),
+        ({"gradientCheckpointing": "yes"}, "spec field 'gradientCheckpointing' must be one of auto, true, false"),
         ({"targetModules": []}, "targetModules"),
-        ({"pooling": "max"}, "pooling must be one of"),
+        ({"pooling": "max"}, "spec field 'pooling' must be one of mean, weighted_mean, last_token, got 'max'"),
     ],
 )
 def test_bad_spec_file_is_refused_with_one_clear_sentence(tiny_llama, data40, tmp_path, capsys, extra, needle):

@@ -84,7 +84,7 @@ export interface ModelLoadedEvent {
    */
   totalParams?: number;
   /**
-   * train, evaluate: cpu, cuda or cuda:N; export-onnx: cpu
+   * the device the model runs on: cpu, cuda or cuda:N (export-onnx: cpu); analyze, train, evaluate resolve device auto the same way
    */
   device?: string;
   /**
