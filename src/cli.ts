@@ -133,7 +133,7 @@ export async function main(argv: string[], out: Output = process.stdout, err: Ou
 /** A run folder as the Runs view sees it (a dead worker's "running" is "failed"), for scripts and tests. */
 async function showRun(args: Parsed, out: Output, err: Output): Promise<number> {
   const runDir = path.resolve(args.target);
-  const store = new RunStore(() => path.dirname(runDir));
+  const store = new RunStore(() => path.dirname(runDir), undefined, { include: (dir) => dir === runDir });
   await store.refresh();
   const run = store.get(runDir);
   if (!run) {

@@ -9,6 +9,7 @@ import { formatBytes, formatParams, formatShare } from './shared/format/units';
 import { LayerStackPanel } from './views/layerStackPanel';
 import type { ModelsNode } from './views/modelsTree';
 import { findPython, WorkspaceNotTrustedError } from './worker/python';
+import { refusedCode } from './worker/remoteCodeDialog';
 import { convertPickleWeights } from './worker/convertWeights';
 import { ensureWorkerPackage } from './worker/workerPackage';
 import { runWithProgress } from './worker/workerProgress';
@@ -205,12 +206,15 @@ async function computeInitialLoss(s: Services, arg: unknown): Promise<void> {
   const python = await findPython(vscode.Uri.file(modelPath));
   s.log.info(`worker interpreter: ${python.executable} (${python.source})`);
   if (!(await ensureWorkerPackage(python.executable, s.extensionUri, s.log))) return;
+  const trust = await s.consent.decide([stack.path]);
+  if (trust === 'refused') return refusedCode(stack.path);
   const runDir = await newRunDir(runsRoot(s.globalStorageUri), 'analyze');
   s.log.info(`analyze ${stack.path} on ${data} → ${runDir}`);
   const outcome = await runWithProgress({
     title: `Initial loss of ${stack.name}`,
     what: 'Initial loss',
-    start: (onEvent, token) => runAnalyze({ python: python.executable, model: stack.path, data, runDir, samples: Number(samplesText) }, onEvent, token),
+    start: (onEvent, token) =>
+      runAnalyze({ python: python.executable, model: stack.path, data, runDir, samples: Number(samplesText), trustRemoteCode: trust === 'trusted' }, onEvent, token),
     progressOf: (event) => {
       if (event.event === 'progress' && typeof event.batch === 'number' && typeof event.batches === 'number' && event.batches > 0) {
         return { done: event.batch / event.batches, message: `batch ${event.batch} of ${event.batches}, all ${stack.numLayers} depths at once` };

@@ -3,7 +3,7 @@ import * as vscode from 'vscode';
 import { registerCommands } from './commands';
 import { followWithProgress } from './runs/runCommands';
 import { runsRoot } from './runs/runLocation';
-import { RunStore, type RunSummary } from './runs/runStore';
+import { DEFAULT_MAX_RUNS, RunStore, type RunSummary } from './runs/runStore';
 import { TASK_TYPE, TrainTaskProvider, type TrainTaskDeps } from './runs/trainTask';
 import type { Services } from './services';
 import { LayerStackPanel } from './views/layerStackPanel';
@@ -11,7 +11,10 @@ import { ModelsTreeProvider, type ModelsNode } from './views/modelsTree';
 import { LossPlotViewProvider } from './views/runPlots';
 import { RunsTreeProvider } from './views/runsTree';
 import { RunStatusBar } from './views/runStatusBar';
+import { ownProcesses } from './worker/ownProcesses';
 import { findPython } from './worker/python';
+import { createRemoteCodeConsent } from './worker/remoteCodeDialog';
+import { setWorkerHome } from './worker/workerEnv';
 import { ensureWorkerPackage } from './worker/workerPackage';
 import { AnalysisStore } from './workspace/analyses';
 import { ModelRegistry } from './workspace/modelRegistry';
@@ -23,13 +26,18 @@ export function activate(context: vscode.ExtensionContext): void {
   shuttingDown = false;
   const log = vscode.window.createOutputChannel('L³Prune', { log: true });
   const root = () => runsRoot(context.globalStorageUri);
+  // Workers start in a folder of ours, not the workspace (whose own l3prune/ would shadow the package).
+  setWorkerHome(path.join(context.globalStorageUri.fsPath, 'worker-home'));
+  // Which workers this extension launched: its own state, never a workspace file.
+  ownProcesses.attach(context.globalState);
+  const consent = createRemoteCodeConsent(context.globalState, log);
 
   const registry = new ModelRegistry(context.workspaceState, configuredModels);
   const analyses = new AnalysisStore(context.workspaceState, root);
   const modelsTree = new ModelsTreeProvider(registry, analyses);
   const modelsView = vscode.window.createTreeView<ModelsNode>('l3prune.models', { treeDataProvider: modelsTree, showCollapseAll: true });
 
-  const store = new RunStore(root);
+  const store = new RunStore(root, undefined, { maxRuns: () => vscode.workspace.getConfiguration('l3prune').get<number>('maxRuns', DEFAULT_MAX_RUNS) });
   const runsTree = new RunsTreeProvider(store);
   const runsView = vscode.window.createTreeView<RunSummary>('l3prune.runs', { treeDataProvider: runsTree, canSelectMany: true });
   const lossPlot = new LossPlotViewProvider(context.extensionUri, store, (line) => log.warn(line));
@@ -46,6 +54,8 @@ export function activate(context: vscode.ExtensionContext): void {
     },
     runsRoot: root,
     store,
+    consent,
+    log: (line) => log.warn(line),
     onLaunched: (runDir) => followWithProgress(store, runDir),
     isShuttingDown: () => shuttingDown,
   };
@@ -58,6 +68,7 @@ export function activate(context: vscode.ExtensionContext): void {
     analyses,
     store,
     trainTasks,
+    consent,
     modelsView,
     runsView,
   };

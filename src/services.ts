@@ -4,6 +4,7 @@ import type { TrainTaskDeps } from './runs/trainTask';
 import type { ModelsNode } from './views/modelsTree';
 import type { AnalysisStore } from './workspace/analyses';
 import type { ModelRegistry } from './workspace/modelRegistry';
+import type { RemoteCodeConsent } from './worker/remoteCode';
 
 /**
  * What commands, tasks and panels share, built once by extension.ts (the composition root) and handed down;
@@ -23,6 +24,8 @@ export interface Services {
   store: RunStore;
   /** What the `l3prune` task type needs to launch and follow a training run. */
   trainTasks: TrainTaskDeps;
+  /** The user's answers on running a model folder's own code, asked in a dialog and kept in global state. */
+  consent: RemoteCodeConsent;
   modelsView: vscode.TreeView<ModelsNode>;
   runsView: vscode.TreeView<RunSummary>;
 }

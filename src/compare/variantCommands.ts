@@ -9,9 +9,10 @@ import type { RunSummary } from '../runs/runStore';
 import { ComparePanel } from '../views/comparePanel';
 import type { ModelsNode } from '../views/modelsTree';
 import { findPython, WorkspaceNotTrustedError } from '../worker/python';
+import { refusedCode } from '../worker/remoteCodeDialog';
 import { ensureWorkerPackage } from '../worker/workerPackage';
 import { runWithProgress } from '../worker/workerProgress';
-import { runEvaluate, runExportOnnx, variantLabel, type Variant } from './variantRuns';
+import { runEvaluate, runExportOnnx, variantLabel, variantModelFolders, type Variant } from './variantRuns';
 
 const MAX_EXAMPLES_KEY = 'l3prune.evaluate.maxExamples';
 
@@ -168,6 +169,8 @@ export async function evaluateVariant(s: Services, arg: unknown): Promise<void> 
   if (maxExamples === null) return;
   const python = await workerPython(s, chosen.variant);
   if (!python) return;
+  const trust = await s.consent.decide(variantModelFolders(chosen.variant));
+  if (trust === 'refused') return refusedCode(chosen.variant.model);
   const runDir = await newRunDir(runsRoot(s.globalStorageUri), 'evaluate');
   s.log.info(`evaluate ${chosen.label} → ${runDir}`);
   let tasks = 0;
@@ -175,7 +178,8 @@ export async function evaluateVariant(s: Services, arg: unknown): Promise<void> 
   const outcome = await runWithProgress({
     title: `Evaluating ${chosen.label}`,
     what: 'Evaluation',
-    start: (onEvent, token) => runEvaluate({ python, runDir, variant: chosen.variant, maxExamples, dataDir: evaluationDataDir() }, onEvent, token),
+    start: (onEvent, token) =>
+      runEvaluate({ python, runDir, variant: chosen.variant, maxExamples, dataDir: evaluationDataDir(), trustRemoteCode: trust === 'trusted' }, onEvent, token),
     progressOf: (event) => {
       if (event.event === 'started') tasks = taskCount(event.spec);
       if (event.event === 'model_loaded') return { message: 'model loaded' };
@@ -210,12 +214,14 @@ export async function exportVariantOnnx(s: Services, arg: unknown): Promise<void
   if (!chosen) return;
   const python = await workerPython(s, chosen.variant);
   if (!python) return;
+  const trust = await s.consent.decide(variantModelFolders(chosen.variant));
+  if (trust === 'refused') return refusedCode(chosen.variant.model);
   const runDir = await newRunDir(runsRoot(s.globalStorageUri), 'export-onnx');
   s.log.info(`export-onnx ${chosen.label} → ${runDir}`);
   const outcome = await runWithProgress({
     title: `Exporting ${chosen.label} to ONNX`,
     what: 'ONNX export',
-    start: (onEvent, token) => runExportOnnx({ python, runDir, variant: chosen.variant }, onEvent, token),
+    start: (onEvent, token) => runExportOnnx({ python, runDir, variant: chosen.variant, trustRemoteCode: trust === 'trusted' }, onEvent, token),
     progressOf: (event) => {
       if (event.event === 'model_loaded') return { message: 'model loaded' };
       if (event.event === 'progress' && typeof event.batch === 'number' && typeof event.batches === 'number' && event.batches > 0) {

@@ -1,3 +1,4 @@
+import * as path from 'node:path';
 import { runWorkerVerb, type Cancellation, type VerbOutcome } from '../worker/workerVerb';
 import { isEvaluationFinished, isExported, type EvaluationFinishedEvent, type ExportedEvent, type RunEvent } from '../shared/protocol/workerEvents';
 
@@ -8,6 +9,14 @@ import { isEvaluationFinished, isExported, type EvaluationFinishedEvent, type Ex
 export type Variant =
   | { kind: 'base'; model: string; keep: number; numLayers: number }
   | { kind: 'trained'; model: string; keep: number; fromRun: string };
+
+/**
+ * The folders a variant's worker may load a model (and so a model's code) from: a trained variant's merged
+ * model/ in its run folder and the base model its train run names, or the base model itself.
+ */
+export function variantModelFolders(variant: Variant): string[] {
+  return variant.kind === 'trained' ? [path.join(variant.fromRun, 'model'), variant.model].filter(Boolean) : [variant.model];
+}
 
 export function variantLabel(variant: Variant, modelName: string): string {
   if (variant.kind === 'trained') return `${modelName} · keep ${variant.keep} · trained`;
@@ -31,6 +40,8 @@ export interface EvaluateRequest {
   maxExamples?: number;
   /** Folder with the evaluation data (sts.jsonl, eval/); the worker's default otherwise. */
   dataDir?: string;
+  /** The user's consent to the model's own code, from the dialog (worker/remoteCode); never a run's file. */
+  trustRemoteCode?: boolean;
   env?: Record<string, string>;
 }
 
@@ -39,6 +50,7 @@ export function evaluateArgs(request: EvaluateRequest): string[] {
   if (request.tasks?.length) args.push('--tasks', request.tasks.join(','));
   if (request.maxExamples) args.push('--max-examples', String(request.maxExamples));
   if (request.dataDir) args.push('--data-dir', request.dataDir);
+  if (request.trustRemoteCode) args.push('--trust-remote-code');
   return args;
 }
 
@@ -52,12 +64,14 @@ export interface ExportOnnxRequest {
   variant: Variant;
   /** Folder for model.onnx and its files; the worker's default is <run-dir>/onnx. */
   out?: string;
+  trustRemoteCode?: boolean;
   env?: Record<string, string>;
 }
 
 export function exportOnnxArgs(request: ExportOnnxRequest): string[] {
   const args = variantArgs(request.variant);
   if (request.out) args.push('--out', request.out);
+  if (request.trustRemoteCode) args.push('--trust-remote-code');
   return args;
 }
 

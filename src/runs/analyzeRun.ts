@@ -10,6 +10,8 @@ export interface AnalyzeRequest {
   batchSize?: number;
   maxLength?: number;
   pooling?: 'mean' | 'weighted_mean' | 'last_token';
+  /** The user's consent to the model folder's own code, from the dialog (worker/remoteCode). */
+  trustRemoteCode?: boolean;
   env?: Record<string, string>;
 }
 
@@ -21,5 +23,6 @@ export function runAnalyze(request: AnalyzeRequest, onEvent: (event: RunEvent) =
   if (request.batchSize) args.push('--batch-size', String(request.batchSize));
   if (request.maxLength) args.push('--max-length', String(request.maxLength));
   if (request.pooling) args.push('--pooling', request.pooling);
+  if (request.trustRemoteCode) args.push('--trust-remote-code');
   return runWorkerVerb({ python: request.python, verb: 'analyze', args, runDir: request.runDir, env: request.env }, isLayerLosses, onEvent, cancellation);
 }

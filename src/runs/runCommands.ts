@@ -8,7 +8,6 @@ import type { TrainRecipe } from './trainDefinition';
 import { createTrainTask, type TrainTaskDefinition } from './trainTask';
 import { isResumable, type RunStore, type RunSummary } from './runStore';
 
-
 export interface TrainChoice {
   model: string;
   keep: number;
@@ -105,7 +104,7 @@ export function followWithProgress(store: RunStore, runDir: string): void {
         const subscription = store.onDidChange(update);
         token.onCancellationRequested(() => {
           const run = store.get(runDir);
-          if (run?.status === 'running') cancelRun(run.record.pid);
+          if (run?.status === 'running') cancelRun(run);
         });
       }),
   );
@@ -155,9 +154,13 @@ export function openRuns(s: RunServices, runs: RunSummary[]): void {
   if (runs.length) RunPanel.show(s.extensionUri, s.store, runs, (line) => s.log.warn(line));
 }
 
+/** Only runs whose worker is provably ours are "running"; cancelRun checks that again at the moment it signals. */
 export async function cancelRuns(runs: RunSummary[]): Promise<void> {
-  for (const run of runs) {
-    if (run.status === 'running') cancelRun(run.record.pid);
+  const refused = runs.filter((run) => run.status !== 'running' || !cancelRun(run));
+  if (refused.length) {
+    void vscode.window.showWarningMessage(
+      `${refused.map((r) => r.id).join(', ')}: no worker started by L³Prune runs ${refused.length === 1 ? 'this run' : 'these runs'} here, so there is nothing to cancel.`,
+    );
   }
 }
 

@@ -1,7 +1,26 @@
-import { readdir, rm } from 'node:fs/promises';
+import { lstat, opendir, rm } from 'node:fs/promises';
 import * as path from 'node:path';
-import { parseRunEvent, type EvaluationFinishedEvent, type EvaluationResult, type ExportedEvent, type ExportResult, type RunRecord, type RunStatus } from '../shared/protocol/workerEvents';
-import { effectiveStatus, freshTail, processIsAlive, readNewEvents, readRunRecord, type TailState } from './runFolder';
+import { parseRunEvent, type EvaluationFinishedEvent, type EvaluationResult, type ExportedEvent, type ExportResult, type RunRecord } from '../shared/protocol/workerEvents';
+import { ownProcesses, type Liveness } from '../worker/ownProcesses';
+import { effectiveStatus, freshTail, MAX_RUN_FILE_BYTES, readNewEvents, readRunFile, type RunState, type TailState } from './runFolder';
+
+export type { RunState };
+
+/** `l3prune.maxRuns`'s default: the newest this many run folders are listed. */
+export const DEFAULT_MAX_RUNS = 200;
+/**
+ * Loss points kept per run in memory (and sent to a plot); a longer run keeps every point of its recent
+ * stretch and thins the older ones. events.jsonl on disk keeps them all.
+ */
+export const MAX_POINTS_PER_SERIES = 5000;
+/** The newest points are never thinned: the ETA and the terminal's echo read them. */
+const RECENT_POINTS = 200;
+/** Tasks kept per evaluation: MTEB's largest suites have a few hundred. */
+const MAX_TASKS = 2000;
+/** Folder entries looked at per refresh: a runs root with millions of names is not scanned whole every poll. */
+const MAX_SCANNED = 20_000;
+/** events.jsonl bytes read per run per refresh; a bigger file is read over the next polls. */
+const EVENT_BYTES_PER_REFRESH = 64 * 1024 * 1024;
 
 export interface LossPoint {
   step: number;
@@ -30,7 +49,8 @@ export interface RunSummary {
   id: string;
   runDir: string;
   verb: string;
-  status: RunStatus;
+  /** run.json's status as believed (see effectiveStatus); "unknown" for folders no worker of ours wrote. */
+  status: RunState;
   record: RunRecord;
   model?: string;
   keep?: number;
@@ -41,6 +61,8 @@ export interface RunSummary {
   error?: string;
   checkpoints: number;
   losses: LossPoint[];
+  /** Bumped whenever points already in `losses` were removed or thinned, so a reader knows to start over. */
+  lossesEpoch?: number;
   /** Wall-clock ms of the latest step event, for an ETA. */
   lastStepAt?: number;
   /** evaluate / export-onnx of a trained variant: the train run it came from. */
@@ -52,7 +74,23 @@ export interface RunSummary {
 interface Tracked {
   summary: RunSummary;
   tail: TailState;
+  /** run.json's identity when last parsed: an unchanged file is not read again. */
+  fileKey?: string;
+  /** Listed from its folder alone: run.json was too large to read. */
+  unreadable?: boolean;
 }
+
+export interface RunStoreOptions {
+  /** How many runs to list at most, newest first by folder time (`l3prune.maxRuns`). */
+  maxRuns?: () => number;
+  /** Runs this extension launched: only those keep the poll fast while they run. */
+  launchedHere?: (runDir: string) => boolean;
+  /** Only these folders (the CLI's one run), whatever else the root holds. */
+  include?: (runDir: string) => boolean;
+}
+
+/** Whether a pid is the run's own worker; a test passes a boolean (true: ours, false: gone). */
+export type LivenessCheck = (pid: number, runDir: string) => boolean | Liveness;
 
 /**
  * Every run folder under the runs root, kept current by polling: run.json for status, events.jsonl tailed
@@ -66,10 +104,21 @@ export class RunStore {
   private polling = false;
   private refreshing: Promise<void> | undefined;
 
+  /** How often run.json was parsed: unchanged files must not be (a test counts). */
+  readonly stats = { parses: 0 };
+  private readonly maxRuns: () => number;
+  private readonly launchedHere: (runDir: string) => boolean;
+  private readonly include: (runDir: string) => boolean;
+
   constructor(
     private readonly root: () => string,
-    private readonly isAlive: (pid: number) => boolean = processIsAlive,
-  ) {}
+    private readonly liveness: LivenessCheck = (pid, runDir) => ownProcesses.liveness(pid, runDir),
+    options: RunStoreOptions = {},
+  ) {
+    this.maxRuns = options.maxRuns ?? (() => DEFAULT_MAX_RUNS);
+    this.launchedHere = options.launchedHere ?? ((runDir) => ownProcesses.launchedHere(runDir));
+    this.include = options.include ?? (() => true);
+  }
 
   /**
    * VS Code's event shape without the vscode module (the store is unit-tested under plain mocha): subscribing
@@ -93,15 +142,22 @@ export class RunStore {
     return this.runs.get(path.resolve(runDir))?.summary;
   }
 
-  /** Polls quickly while a run is live, slowly otherwise (to notice runs started elsewhere). */
+  /**
+   * Whether the poll should be fast: a run this extension launched is live. A run folder that merely says it
+   * is running (shipped, or another machine's) is followed at the idle pace.
+   */
+  wantsFastPoll(): boolean {
+    return this.list().some((r) => r.status === 'running' && this.launchedHere(r.runDir));
+  }
+
+  /** Polls quickly while a run launched here is live, slowly otherwise (to notice runs started elsewhere). */
   start(liveMs = 1000, idleMs = 5000): void {
     this.polling = true;
     const tick = async () => {
       await this.refresh();
       // stop() may come while a refresh is in flight; the tick must not re-arm the timer after it.
       if (!this.polling) return;
-      const live = this.list().some((r) => r.status === 'running');
-      this.timer = setTimeout(tick, live ? liveMs : idleMs);
+      this.timer = setTimeout(tick, this.wantsFastPoll() ? liveMs : idleMs);
     };
     void tick();
   }
@@ -132,22 +188,45 @@ export class RunStore {
     this.fireChange();
   }
 
+  /** The newest run folders by folder time, at most maxRuns; links are no run folders of ours and are passed over. */
+  private async runFolders(root: string): Promise<string[]> {
+    const found: Array<{ runDir: string; mtimeMs: number }> = [];
+    try {
+      const dir = await opendir(root);
+      let seen = 0;
+      for await (const entry of dir) {
+        if (++seen > MAX_SCANNED) break;
+        if (!entry.isDirectory()) continue;
+        const runDir = path.resolve(root, entry.name);
+        if (!this.include(runDir)) continue;
+        try {
+          found.push({ runDir, mtimeMs: (await lstat(runDir)).mtimeMs });
+        } catch {
+          // Removed since the listing.
+        }
+      }
+    } catch {
+      return [];
+    }
+    const limit = Math.max(1, Math.floor(this.maxRuns()) || DEFAULT_MAX_RUNS);
+    return found.sort((a, b) => b.mtimeMs - a.mtimeMs).slice(0, limit).map((f) => f.runDir);
+  }
+
   private async doRefresh(): Promise<void> {
     const root = this.root();
-    let names: string[];
-    try {
-      names = await readdir(root);
-    } catch {
-      names = [];
-    }
     let changed = false;
     const present = new Set<string>();
-    for (const name of names) {
-      const runDir = path.resolve(root, name);
-      const record = await readRunRecord(runDir);
-      if (!record) continue;
+    for (const runDir of await this.runFolders(root)) {
+      const tracked = this.runs.get(runDir);
+      const read = await readRunFile(runDir, tracked?.fileKey, () => this.stats.parses++);
+      if (read.kind === 'none') continue;
       present.add(runDir);
-      changed = (await this.update(runDir, record)) || changed;
+      if (read.kind === 'too-large') {
+        changed = this.unreadable(runDir, read.key, read.size) || changed;
+        continue;
+      }
+      const record = read.kind === 'record' ? read.record : tracked!.summary.record;
+      changed = (await this.update(runDir, record, read.key)) || changed;
     }
     for (const key of [...this.runs.keys()]) {
       if (!present.has(key)) {
@@ -158,11 +237,33 @@ export class RunStore {
     if (changed) this.fireChange();
   }
 
-  private async update(runDir: string, record: RunRecord): Promise<boolean> {
+  /** A run.json too large to be one the worker wrote: listed, so it can be seen and deleted, but not read. */
+  private unreadable(runDir: string, key: string, size: number): boolean {
+    const tracked = this.runs.get(runDir);
+    if (tracked?.fileKey === key) return false;
+    const at = new Date().toISOString();
+    const record = {
+      schemaVersion: 1, runId: path.basename(runDir), verb: 'unknown', spec: {}, status: 'failed', pid: 0,
+      startedAt: at, heartbeatAt: at, endedAt: null, error: null, result: null,
+    } as unknown as RunRecord;
+    const message = `run.json is ${(size / 1024 / 1024).toFixed(1)} MB, over the ${MAX_RUN_FILE_BYTES / 1024 / 1024} MB a worker's run.json can reach, so it was not read`;
+    this.runs.set(runDir, {
+      fileKey: key,
+      unreadable: true,
+      tail: freshTail(),
+      summary: { id: path.basename(runDir), runDir, verb: 'unknown', status: 'unknown', record, error: message, checkpoints: 0, losses: [] },
+    });
+    return true;
+  }
+
+  private async update(runDir: string, record: RunRecord, fileKey: string): Promise<boolean> {
     let tracked = this.runs.get(runDir);
+    // A folder that was unreadable (too large) and now holds a real run.json starts over.
+    if (tracked?.unreadable) tracked = undefined;
     const spec = record.spec as Record<string, unknown>;
     if (!tracked) {
       tracked = {
+        fileKey,
         tail: freshTail(),
         summary: {
           id: path.basename(runDir),
@@ -183,7 +284,8 @@ export class RunStore {
     const summary = tracked.summary;
     const before = `${summary.status}|${summary.step}|${summary.record.heartbeatAt}|${summary.checkpoints}`;
     summary.record = record;
-    const { events, state } = await readNewEvents(runDir, tracked.tail);
+    tracked.fileKey = fileKey;
+    const { events, state } = await readNewEvents(runDir, tracked.tail, EVENT_BYTES_PER_REFRESH);
     tracked.tail = state;
     const started = Date.parse(record.startedAt);
     for (const event of events) {
@@ -193,9 +295,12 @@ export class RunStore {
           const loss = Number(event.loss);
           if (!Number.isFinite(step) || !Number.isFinite(loss)) break;
           // A resumed run repeats steps after its checkpoint: the later value replaces the earlier one.
+          const kept = summary.losses.length;
           while (summary.losses.length && summary.losses[summary.losses.length - 1].step >= step) summary.losses.pop();
           const at = Date.parse(event.time);
           summary.losses.push({ step, loss, elapsedMs: Number.isFinite(at) ? at - started : 0 });
+          if (summary.losses.length > MAX_POINTS_PER_SERIES) summary.losses = thinned(summary.losses);
+          if (summary.losses.length <= kept) summary.lossesEpoch = (summary.lossesEpoch ?? 0) + 1;
           summary.step = step;
           summary.lastLoss = loss;
           summary.lastStepAt = at;
@@ -217,8 +322,10 @@ export class RunStore {
         case 'task_result': {
           const { task, taskType, metric, mainScore, seconds } = event as TaskScore & { event: string };
           summary.evaluation ??= { tasks: [] };
+          const others = summary.evaluation.tasks.filter((t) => t.task !== task);
+          if (others.length >= MAX_TASKS) break;
           // A task evaluated twice (a rerun into the same folder) keeps its latest score.
-          summary.evaluation.tasks = [...summary.evaluation.tasks.filter((t) => t.task !== task), { task, taskType, metric, mainScore, seconds }];
+          summary.evaluation.tasks = [...others, { task, taskType, metric, mainScore, seconds }];
           break;
         }
         case 'evaluation_finished':
@@ -230,12 +337,22 @@ export class RunStore {
       }
     }
     if (record.status === 'succeeded' && record.result) fillFromResult(summary, record);
-    summary.status = effectiveStatus(record, Date.now(), this.isAlive);
+    summary.status = effectiveStatus(record, Date.now(), (pid) => this.liveness(pid, runDir));
     if (summary.status === 'failed' && !summary.error) {
       summary.error = record.error?.message ?? (record.status === 'running' ? 'the worker stopped without a word (killed or crashed)' : undefined);
     }
     return events.length > 0 || before !== `${summary.status}|${summary.step}|${summary.record.heartbeatAt}|${summary.checkpoints}`;
   }
+}
+
+/**
+ * Every other point of the older part, the recent RECENT_POINTS all kept: halves the series, so thinning
+ * happens once per MAX_POINTS_PER_SERIES / 2 steps and the curve keeps its shape.
+ */
+export function thinned(points: LossPoint[]): LossPoint[] {
+  const cut = Math.max(0, points.length - RECENT_POINTS);
+  const older = points.slice(0, cut).filter((_, i) => i % 2 === 0);
+  return [...older, ...points.slice(cut)];
 }
 
 /**

@@ -66,6 +66,18 @@ export function checkDefinition(definition: { [key: string]: unknown }): string 
   return problems.length ? problems.join('; ') : undefined;
 }
 
+/**
+ * Spec fields that are consent, not configuration: a tasks.json is the workspace's (a cloned repository's)
+ * text, so a recipe cannot grant them; the dialog does (worker/remoteCode), and the flag carries its answer.
+ */
+export const CONSENT_FIELDS = ['trustRemoteCode'] as const;
+
+/** The consent fields a definition tried to set, to say in the log that they were dropped. */
+export function consentFieldsIn(d: Pick<TrainTaskDefinition, 'recipe'>): string[] {
+  const recipe = d.recipe as Record<string, unknown> | undefined;
+  return recipe && typeof recipe === 'object' ? CONSENT_FIELDS.filter((field) => recipe[field] !== undefined && recipe[field] !== false) : [];
+}
+
 export function specFromDefinition(d: TrainTaskDefinition, workspaceRoot?: string): TrainSpecResolved {
   const resolve = (p: string) => (workspaceRoot ? path.resolve(workspaceRoot, p) : path.resolve(p));
   return {
@@ -75,6 +87,7 @@ export function specFromDefinition(d: TrainTaskDefinition, workspaceRoot?: strin
     model: resolve(d.model),
     keep: d.keep,
     data: resolve(d.data),
+    trustRemoteCode: false,
   };
 }
 

@@ -1,37 +1,56 @@
 import { spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { closeSync } from 'node:fs';
 import * as path from 'node:path';
 import type { TrainSpecResolved } from '../shared/protocol/generated/specs/train';
+import { ownProcesses, type OwnProcesses } from '../worker/ownProcesses';
+import { workerCwd, workerEnv } from '../worker/workerEnv';
+import { createExclusive, makeNewDir, openAppend, runFolderLinkProblem, UnsafePathError } from './safeFiles';
 
 export const SPEC_FILE = 'spec.json';
 export const WORKER_LOG = 'worker.log';
+
+export interface TrainLaunchOptions {
+  resume?: boolean;
+  /** Consent given in the dialog for the model's own code; never read from a file. */
+  trustRemoteCode?: boolean;
+  env?: Record<string, string>;
+}
 
 /**
  * Starts `python -m l3prune train` fully detached: its own session, output to the run folder's log, no
  * pipe back to this process. Closing the window, reloading it or a crash of the extension host leaves the
  * training running; the run folder is how anyone (this window after a reload, another window, a script)
- * follows it.
+ * follows it. A new run's folder is made here and must not exist; a resumed one may be a shipped folder, so
+ * one with links in it is refused before anything is written or spawned.
  */
-export async function launchTrain(python: string, runDir: string, spec: TrainSpecResolved | undefined, options: { resume?: boolean; env?: Record<string, string> } = {}): Promise<number> {
-  await mkdir(runDir, { recursive: true });
+export async function launchTrain(python: string, runDir: string, spec: TrainSpecResolved | undefined, options: TrainLaunchOptions = {}): Promise<number> {
+  if (options.resume) {
+    const problem = runFolderLinkProblem(runDir);
+    if (problem) throw new UnsafePathError(problem);
+  } else {
+    makeNewDir(runDir);
+  }
   const args = ['-m', 'l3prune', 'train', '--run-dir', runDir];
   if (spec) {
-    await writeFile(path.join(runDir, SPEC_FILE), `${JSON.stringify(spec, null, 2)}\n`);
+    // Consent travels on the command line only; the file says false whatever the spec object held.
+    createExclusive(path.join(runDir, SPEC_FILE), `${JSON.stringify({ ...spec, trustRemoteCode: false }, null, 2)}\n`);
     args.push('--spec', path.join(runDir, SPEC_FILE));
   }
   if (options.resume) args.push('--resume');
-  const log = openSync(path.join(runDir, WORKER_LOG), 'a');
+  if (options.trustRemoteCode) args.push('--trust-remote-code');
+  const log = openAppend(path.join(runDir, WORKER_LOG));
   try {
     const child = spawn(python, args, {
+      cwd: workerCwd(),
       detached: true,
       stdio: ['ignore', log, log],
-      env: { ...process.env, PYTHONUNBUFFERED: '1', HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1', ...options.env },
+      env: { ...process.env, ...workerEnv(options.env) },
     });
     const pid = await new Promise<number>((resolve, reject) => {
       child.once('error', reject);
       child.once('spawn', () => resolve(child.pid!));
     });
+    ownProcesses.remember(pid, runDir, (listener) => void child.once('exit', listener));
     child.unref();
     return pid;
   } finally {
@@ -39,17 +58,11 @@ export async function launchTrain(python: string, runDir: string, spec: TrainSpe
   }
 }
 
-/** Cancel = SIGTERM to the worker's process group: it finishes the step, checkpoints and exits "cancelled". */
-export function cancelRun(pid: number): boolean {
-  try {
-    process.kill(-pid, 'SIGTERM');
-    return true;
-  } catch {
-    try {
-      process.kill(pid, 'SIGTERM');
-      return true;
-    } catch {
-      return false;
-    }
-  }
+/**
+ * Cancel: SIGTERM to the run's worker group (it finishes the step, checkpoints and exits "cancelled"), only
+ * for a run shown as running (a fresh, sane heartbeat) whose run.json pid is provably that worker (see
+ * ownProcesses), checked again now. Returns whether a signal was sent.
+ */
+export function cancelRun(run: { runDir: string; status: string; record: { pid: unknown } }, processes: OwnProcesses = ownProcesses): boolean {
+  return run.status === 'running' && processes.signalRun(run.record.pid, run.runDir);
 }

@@ -1,11 +1,13 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import type { RemoteCodeConsent } from '../worker/remoteCode';
 import { cancelRun, launchTrain } from './trainLauncher';
-import { checkDefinition, specFromDefinition, taskName, TASK_TYPE, type TrainTaskDefinition } from './trainDefinition';
-
-export { TASK_TYPE, type TrainTaskDefinition };
+import { checkDefinition, consentFieldsIn, specFromDefinition, taskName, TASK_TYPE, type TrainTaskDefinition } from './trainDefinition';
+import { readRunRecord } from './runFolder';
 import { newRunDir } from './runLocation';
 import type { RunStore, RunSummary } from './runStore';
+
+export { TASK_TYPE, type TrainTaskDefinition };
 
 /** How long a closed task terminal waits before it treats the close as the user's cancel (see close()). */
 const CLOSE_GRACE_MS = 1500;
@@ -15,6 +17,9 @@ export interface TrainTaskDeps {
   python: (resource: vscode.Uri | undefined) => Promise<string>;
   runsRoot: () => string;
   store: RunStore;
+  /** The user's answer on a model folder's own code (a dialog), never a file's. */
+  consent: RemoteCodeConsent;
+  log: (line: string) => void;
   onLaunched?: (runDir: string) => void;
   isShuttingDown: () => boolean;
 }
@@ -75,11 +80,23 @@ class TrainTerminal implements vscode.Pseudoterminal {
       const anchor = this.definition.resumeRunDir ?? this.definition.model;
       const python = await this.deps.python(anchor ? vscode.Uri.file(path.resolve(root ?? '', anchor)) : undefined);
       const resume = !!this.definition.resumeRunDir;
-      this.runDir = resume ? path.resolve(this.definition.resumeRunDir!) : await newRunDir(this.deps.runsRoot(), 'train');
+      const resumeDir = resume ? path.resolve(root ?? '', this.definition.resumeRunDir!) : undefined;
+      const dropped = resume ? [] : consentFieldsIn(this.definition);
+      if (dropped.length) {
+        const note = `${dropped.join(', ')} in the task's recipe is ignored: running a model's own code needs your answer in L³Prune's dialog, not a setting in tasks.json`;
+        this.line(note);
+        this.deps.log(note);
+      }
       const spec = resume ? undefined : specFromDefinition(this.definition, root);
+      // The model a resumed run loads is the one its run.json names; either way it is the user who decides.
+      const model = spec?.model ?? (resumeDir ? stringField((await readRunRecord(resumeDir))?.spec, 'model') : undefined);
+      const trust = await this.deps.consent.decide([model]);
+      if (trust === 'refused') return this.fail(`the model ${model} needs its own Python code, which was not allowed; nothing was started`);
+      this.runDir = resumeDir ?? (await newRunDir(this.deps.runsRoot(), 'train'));
       this.line(`L³Prune ${resume ? 'resuming' : 'training'} → ${this.runDir}`);
       if (spec) this.line(`model ${spec.model}, keep ${spec.keep} layers, ${spec.steps} steps, batch ${spec.batchSize}, lr ${spec.learningRate}`);
-      const pid = await launchTrain(python, this.runDir, spec, { resume });
+      if (trust === 'trusted') this.line(`the model's own code is allowed (your answer in the dialog)`);
+      const pid = await launchTrain(python, this.runDir, spec, { resume, trustRemoteCode: trust === 'trusted' });
       this.line(`worker pid ${pid} (detached: it keeps running if this window closes)`);
       this.deps.onLaunched?.(this.runDir);
       this.subscription = this.deps.store.onDidChange(() => this.follow());
@@ -127,8 +144,7 @@ class TrainTerminal implements vscode.Pseudoterminal {
 
   private cancel(): void {
     const run = this.runDir ? this.deps.store.get(this.runDir) : undefined;
-    if (run?.status === 'running') {
-      cancelRun(run.record.pid);
+    if (run?.status === 'running' && cancelRun(run)) {
       this.line('cancelling: the worker finishes its step and writes a checkpoint…');
     }
   }
@@ -147,4 +163,9 @@ class TrainTerminal implements vscode.Pseudoterminal {
     this.subscription?.dispose();
     this.subscription = undefined;
   }
+}
+
+function stringField(spec: unknown, field: string): string | undefined {
+  const value = spec && typeof spec === 'object' ? (spec as Record<string, unknown>)[field] : undefined;
+  return typeof value === 'string' ? value : undefined;
 }

@@ -1,3 +1,4 @@
+import { lstat } from 'node:fs/promises';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { toCsv, toJson, variantRows, type VariantRow } from '../shared/compare/variants';
@@ -104,6 +105,12 @@ export class ComparePanel implements vscode.Disposable {
     });
     if (!target) return;
     const text = format === 'csv' ? toCsv(rows) : toJson(rows);
+    // Replacing the chosen name is what the save dialog confirmed; writing through a link there (a shipped
+    // l3prune-variants.csv -> ~/.bashrc) would replace another file, which it did not.
+    if (target.scheme === 'file' && (await lstat(target.fsPath).then((info) => info.isSymbolicLink(), () => false))) {
+      void vscode.window.showErrorMessage(`${target.fsPath} is a symbolic link, so L³Prune does not write through it; choose another name.`);
+      return;
+    }
     await vscode.workspace.fs.writeFile(target, Buffer.from(text, 'utf8'));
     void this.post({ type: 'exported', format, path: target.fsPath });
     void vscode.window.showInformationMessage(`Exported ${rows.length} variant${rows.length === 1 ? '' : 's'} to ${path.basename(target.fsPath)}.`);

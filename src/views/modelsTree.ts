@@ -5,6 +5,7 @@ import { planKeep } from '../shared/prune/plan';
 import type { InitialLossView } from '../shared/protocol/layerStackMessages';
 import type { AnalysisStore } from '../workspace/analyses';
 import type { ModelRegistry, OpenedModel } from '../workspace/modelRegistry';
+import { escapeMarkdown, untrustedMarkdown } from './untrustedMarkdown';
 
 export type ModelsNode =
   | { kind: 'model'; model: OpenedModel }
@@ -84,14 +85,16 @@ function modelItem(model: OpenedModel): vscode.TreeItem {
   } else {
     const { stack } = model;
     item.description = `${stack.family} · ${stack.numLayers} layers · ${formatParams(stack.totalParams)} params`;
-    item.tooltip = new vscode.MarkdownString(
+    // The folder name, path and warnings (which quote config.json and tensor names) are the model's own text.
+    const e = escapeMarkdown;
+    item.tooltip = untrustedMarkdown(
       [
-        `**${label}** (${stack.source})`,
+        `**${e(label)}** (${e(stack.source)})`,
         '',
-        `${stack.path}`,
+        e(stack.path),
         '',
-        `${stack.numLayers} layers, hidden size ${stack.hiddenSize ?? '?'}, ${formatParams(stack.totalParams)} params, ${formatBytes(stack.totalBytes)}`,
-        ...stack.warnings.map((w) => `- ⚠ ${w}`),
+        `${stack.numLayers} layers, hidden size ${e(String(stack.hiddenSize ?? '?'))}, ${formatParams(stack.totalParams)} params, ${formatBytes(stack.totalBytes)}`,
+        ...stack.warnings.map((w) => `- ⚠ ${e(w)}`),
       ].join('\n'),
     );
     item.iconPath = new vscode.ThemeIcon(stack.source === 'onnx' ? 'symbol-interface' : 'layers');
@@ -106,7 +109,7 @@ function cutItem(node: Extract<ModelsNode, { kind: 'cut' }>): vscode.TreeItem {
   const item = new vscode.TreeItem(`L³Prune ${node.variant} cut: keep ${keep}`, vscode.TreeItemCollapsibleState.None);
   item.id = `cut:${node.modelPath}:${node.variant}`;
   item.description = `${formatParams(plan.params)} params · −${formatBytes(plan.bytesRemoved)} · loss ${node.analysis.losses[keep - 1].toFixed(3)}`;
-  item.tooltip = new vscode.MarkdownString(
+  item.tooltip = untrustedMarkdown(
     `Initial loss is lowest at depth ${keep} in the ${node.variant === 'small' ? 'lower' : 'upper'} half of the stack.\n\n` +
       `Keeping ${keep} of ${plan.numLayers} layers removes ${(plan.paramsRemovedShare * 100).toFixed(1)}% of the parameters ` +
       `(${formatBytes(plan.bytesRemoved)}), expected layer-stack speed-up ×${plan.expectedSpeedup.toFixed(2)}.`,
@@ -127,17 +130,25 @@ function groupItem(node: Extract<ModelsNode, { kind: 'group' }>): vscode.TreeIte
   const item = new vscode.TreeItem(node.label, vscode.TreeItemCollapsibleState.None);
   item.id = `group:${node.modelPath}:${node.label}`;
   item.description = `${formatParams(node.group.params)} params · ${formatBytes(node.group.bytes)}`;
-  item.tooltip = new vscode.MarkdownString(tensorTable(node.group.tensors));
+  item.tooltip = untrustedMarkdown(tensorTable(node.group.tensors));
   item.iconPath = new vscode.ThemeIcon(node.layerIndex !== undefined ? 'symbol-field' : node.label === 'Other' ? 'question' : 'symbol-constant');
   item.contextValue = 'l3prune.group';
   return item;
+}
+
+/**
+ * A tensor name from a safetensors header, as a code span: nothing renders inside one, and with backticks,
+ * pipes and line breaks removed it can neither close the span nor the table cell.
+ */
+export function tensorName(name: string): string {
+  return `\`${String(name).replace(/[|`\r\n\u2028\u2029]/g, '')}\``;
 }
 
 function tensorTable(tensors: TensorSummary[]): string {
   if (!tensors.length) return 'no tensors';
   const rows = tensors
     .slice(0, MAX_TOOLTIP_TENSORS)
-    .map((t) => `| \`${t.name.replace(/[|`]/g, '')}\` | ${t.dtype} | ${t.shape.join('×') || 'scalar'} | ${formatParams(t.params)} |`);
+    .map((t) => `| ${tensorName(t.name)} | ${escapeMarkdown(String(t.dtype))} | ${t.shape.join('×') || 'scalar'} | ${formatParams(t.params)} |`);
   const more = tensors.length > MAX_TOOLTIP_TENSORS ? `\n\n…and ${tensors.length - MAX_TOOLTIP_TENSORS} more` : '';
   return `| tensor | dtype | shape | params |\n|---|---|---|---|\n${rows.join('\n')}${more}`;
 }

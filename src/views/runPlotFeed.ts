@@ -8,7 +8,8 @@ import { onValidatedMessage } from './webviewHost';
  * or selection change, then only the points added since, so a 100k-step run costs a few bytes per step.
  */
 export class RunPlotFeed implements vscode.Disposable {
-  private readonly sent = new Map<string, number>();
+  /** Per run: how many points the page has, and of which version of the series (RunSummary.lossesEpoch). */
+  private readonly sent = new Map<string, { count: number; epoch: number }>();
   private readonly disposables: vscode.Disposable[] = [];
   private ready = false;
 
@@ -51,7 +52,7 @@ export class RunPlotFeed implements vscode.Disposable {
     if (!this.ready) return undefined;
     this.sent.clear();
     const runs = this.runs().map((run) => {
-      this.sent.set(run.runDir, run.losses.length);
+      this.sent.set(run.runDir, { count: run.losses.length, epoch: run.lossesEpoch ?? 0 });
       return toPlotRun(run, 0);
     });
     return this.post({ type: 'series', mode: this.mode, runs });
@@ -60,15 +61,17 @@ export class RunPlotFeed implements vscode.Disposable {
   private push(): void {
     if (!this.ready) return;
     for (const run of this.runs()) {
-      const already = this.sent.get(run.runDir);
-      // A resumed run may rewrite its tail; anything but growth gets the whole series again.
-      if (already === undefined || already > run.losses.length) {
+      const sent = this.sent.get(run.runDir);
+      // A resumed run rewrites its tail and a long one thins its older points: anything but growth of the
+      // same series gets the whole series again.
+      if (sent === undefined || sent.epoch !== (run.lossesEpoch ?? 0) || sent.count > run.losses.length) {
         void this.sendAll();
         return;
       }
+      const already = sent.count;
       if (already === run.losses.length) continue;
       const delta = toPlotRun(run, already);
-      this.sent.set(run.runDir, run.losses.length);
+      this.sent.set(run.runDir, { count: run.losses.length, epoch: sent.epoch });
       void this.post({ type: 'append', id: delta.id, step: delta.step, loss: delta.loss, elapsedMs: delta.elapsedMs, status: run.status });
     }
   }

@@ -1,14 +1,25 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { formatBytes } from '../shared/format/units';
+import { UNKNOWN_STATE_TEXT } from '../runs/runFolder';
 import { isResumable, type RunStore, type RunSummary } from '../runs/runStore';
+import { escapeMarkdown, untrustedMarkdown } from './untrustedMarkdown';
 
 const STATUS_ICONS: Record<RunSummary['status'], [string, string | undefined]> = {
   running: ['sync~spin', 'charts.blue'],
   succeeded: ['pass', 'testing.iconPassed'],
   failed: ['error', 'testing.iconFailed'],
   cancelled: ['circle-slash', 'disabledForeground'],
+  unknown: ['question', 'disabledForeground'],
 };
+
+const statusText = (run: RunSummary): string => (run.status === 'unknown' ? UNKNOWN_STATE_TEXT : run.status);
+
+/**
+ * contextValue drives which menu items a run gets (Cancel for /\.running/): a verb from a shipped run.json
+ * such as "x.running" must not add one, so only the verbs the worker has pass through.
+ */
+const KNOWN_VERBS = new Set(['analyze', 'train', 'evaluate', 'export-onnx']);
 
 /** Runs tree: every run folder, newest first, with its status, model, cut, progress and last loss. */
 export class RunsTreeProvider implements vscode.TreeDataProvider<RunSummary>, vscode.Disposable {
@@ -44,31 +55,13 @@ export class RunsTreeProvider implements vscode.TreeDataProvider<RunSummary>, vs
     if (run.evaluation?.result) parts.push(`average ${run.evaluation.result.averageScore?.toFixed(4) ?? '—'}`);
     else if (run.evaluation?.tasks.length) parts.push(`${run.evaluation.tasks.length} task${run.evaluation.tasks.length === 1 ? '' : 's'} scored`);
     if (run.exported) parts.push(formatBytes(run.exported.bytes));
-    parts.push(run.status);
+    parts.push(statusText(run));
     item.description = parts.join(' · ');
     const [icon, color] = STATUS_ICONS[run.status];
     item.iconPath = new vscode.ThemeIcon(icon, color ? new vscode.ThemeColor(color) : undefined);
-    item.tooltip = new vscode.MarkdownString(
-      [
-        `**${run.id}** (${run.verb}, ${run.status})`,
-        '',
-        `model: ${run.model ?? '?'}`,
-        run.keep !== undefined ? `layers kept: ${run.keep}` : '',
-        run.fromRun ? `trained by: ${path.basename(run.fromRun)}` : '',
-        ...(run.evaluation?.tasks ?? []).map((t) => `${t.task} (${t.metric}): ${t.mainScore?.toFixed(4) ?? '—'}`),
-        run.evaluation?.result
-          ? `average ${run.evaluation.result.averageScore?.toFixed(4) ?? '—'} · ${run.evaluation.result.latencyMsPerBatch.toFixed(1)} ms per batch of ${run.evaluation.result.batchSize} · ${run.evaluation.result.textsPerSecond.toFixed(1)} texts/s (${run.evaluation.result.device})`
-          : '',
-        run.exported ? `ONNX: ${run.exported.path} (opset ${run.exported.opset}, parity cosine ≥ ${run.exported.parityMinCosine.toFixed(5)})` : '',
-        `started: ${run.record.startedAt}`,
-        run.error ? `\n⚠ ${run.error}` : '',
-        '',
-        `folder: ${run.runDir}`,
-      ]
-        .filter((l) => l !== '')
-        .join('\n\n'),
-    );
-    const flags = [run.verb, run.status, isResumable(run) ? 'resumable' : ''].filter(Boolean).join('.');
+    item.tooltip = runTooltip(run);
+    const verb = KNOWN_VERBS.has(run.verb) ? run.verb : 'other';
+    const flags = [verb, run.status, isResumable(run) ? 'resumable' : ''].filter(Boolean).join('.');
     item.contextValue = `l3prune.run.${flags}`;
     // An evaluation has no curve to plot; its place is its row among the other variants.
     item.command =
@@ -88,4 +81,29 @@ export class RunsTreeProvider implements vscode.TreeDataProvider<RunSummary>, vs
     this.subscription.dispose();
     this.changed.dispose();
   }
+}
+
+/**
+ * Every string here may come from a shipped run folder, so each is escaped (escapeMarkdown) and the
+ * MarkdownString is untrusted and without HTML: a run named `[x](command:…)` or holding `![](https://…)`
+ * shows as that text, never as a link, a command or a remote image.
+ */
+export function runTooltip(run: RunSummary): vscode.MarkdownString {
+  const e = escapeMarkdown;
+  const result = run.evaluation?.result;
+  const lines = [
+    `**${e(run.id)}** (${e(run.verb)}, ${e(statusText(run))})`,
+    `model: ${e(run.model ?? '?')}`,
+    run.keep !== undefined ? `layers kept: ${e(String(run.keep))}` : '',
+    run.fromRun ? `trained by: ${e(path.basename(run.fromRun))}` : '',
+    ...(run.evaluation?.tasks ?? []).map((t) => `${e(String(t.task))} (${e(String(t.metric))}): ${t.mainScore?.toFixed(4) ?? '—'}`),
+    result
+      ? `average ${result.averageScore?.toFixed(4) ?? '—'} · ${result.latencyMsPerBatch.toFixed(1)} ms per batch of ${result.batchSize} · ${result.textsPerSecond.toFixed(1)} texts/s (${e(String(result.device))})`
+      : '',
+    run.exported ? `ONNX: ${e(run.exported.path)} (opset ${run.exported.opset}, parity cosine ≥ ${run.exported.parityMinCosine.toFixed(5)})` : '',
+    `started: ${e(run.record.startedAt)}`,
+    run.error ? `⚠ ${e(run.error)}` : '',
+    `folder: ${e(run.runDir)}`,
+  ];
+  return untrustedMarkdown(lines.filter((l) => l !== '').join('\n\n'));
 }

@@ -1,5 +1,6 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { pipInstallArgs, workerCwd, workerEnv } from './workerEnv';
 import { loadExeca } from './workerProcess';
 
 /**
@@ -9,7 +10,13 @@ import { loadExeca } from './workerProcess';
  */
 export async function ensureWorkerPackage(python: string, extensionUri: vscode.Uri, log: vscode.LogOutputChannel): Promise<boolean> {
   const { execa } = await loadExeca();
-  const probe = await execa(python, ['-c', 'import l3prune, torch, transformers, safetensors; print(l3prune.__file__)'], { reject: false, timeout: 120_000 });
+  // -c puts the working directory first on sys.path, like -m: the probe starts where the worker does.
+  const probe = await execa(python, ['-c', 'import l3prune, torch, transformers, safetensors; print(l3prune.__file__)'], {
+    reject: false,
+    timeout: 120_000,
+    cwd: workerCwd(),
+    env: workerEnv(),
+  });
   if (probe.exitCode === 0) return true;
   if ((probe as { code?: string }).code === 'ENOENT' || /ENOENT/.test(String(probe.message ?? ''))) {
     const choice = await vscode.window.showErrorMessage(
@@ -31,7 +38,7 @@ export async function ensureWorkerPackage(python: string, extensionUri: vscode.U
   const ok = await vscode.window.withProgress(
     { location: vscode.ProgressLocation.Notification, title: 'Installing the L³Prune worker with pip…', cancellable: false },
     async () => {
-      const result = await execa(python, ['-m', 'pip', 'install', workerFolder], { reject: false });
+      const result = await execa(python, pipInstallArgs(workerFolder), { reject: false, cwd: workerCwd(), env: workerEnv() });
       log.info(String(result.stdout).slice(-2000));
       if (result.exitCode !== 0) log.error(String(result.stderr).slice(-4000));
       return result.exitCode === 0;

@@ -1,4 +1,6 @@
 import type { ResultPromise } from 'execa';
+import { ownProcesses, workerCommand } from './ownProcesses';
+import { workerCwd, workerEnv } from './workerEnv';
 
 /**
  * Starting and stopping `python -m l3prune VERB`. The worker gets its own process group so that a cancel
@@ -17,7 +19,6 @@ export interface WorkerLaunch {
   python: string;
   verb: string;
   args: string[];
-  cwd?: string;
   env?: Record<string, string>;
 }
 
@@ -29,14 +30,16 @@ export const loadExeca = () => import('execa');
 
 export async function startWorker(launch: WorkerLaunch): Promise<WorkerHandle> {
   const { execa } = await loadExeca();
-  const subprocess: ResultPromise = execa(launch.python, ['-m', 'l3prune', launch.verb, ...launch.args], {
-    cwd: launch.cwd,
+  const argv = ['-m', 'l3prune', launch.verb, ...launch.args];
+  const subprocess: ResultPromise = execa(launch.python, argv, {
+    cwd: workerCwd(),
     detached: true,
     cleanup: true,
     reject: false,
     stdin: 'ignore',
-    env: { PYTHONUNBUFFERED: '1', HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1', ...launch.env },
+    env: workerEnv(launch.env),
   });
+  ownProcesses.remember(subprocess.pid, workerCommand(argv)?.runDir, (listener) => void subprocess.once('exit', listener));
   const done = subprocess.then((result) => ({
     exitCode: result.exitCode ?? null,
     signal: result.signal ?? null,
@@ -46,14 +49,8 @@ export async function startWorker(launch: WorkerLaunch): Promise<WorkerHandle> {
   void done.then(() => {
     exited = true;
   });
-  const killGroup = (signal: NodeJS.Signals) => {
-    if (subprocess.pid === undefined) return;
-    try {
-      process.kill(-subprocess.pid, signal);
-    } catch {
-      // The group is already gone.
-    }
-  };
+  // Only while the child has not been reaped: after that its pid may be another process's.
+  const killGroup = (signal: NodeJS.Signals) => void ownProcesses.signalChild(subprocess.pid, signal);
   return {
     pid: subprocess.pid,
     done,

@@ -123,7 +123,8 @@ function assertEventTyped(e: RunEvent): void {
 }
 
 function assertSummaryTyped(s: RunSummary): void {
-  assert.ok(STATUSES.includes(s.status), `summary status ${s.status}`);
+  // "unknown": a run whose pid or heartbeat no worker of ours could have written, or an unreadable run.json.
+  assert.ok([...STATUSES, 'unknown'].includes(s.status), `summary status ${s.status}`);
   assert.equal(parseRunRecord(s.record), s.record, 'the summary holds a parsed record');
   assertRecordTyped(s.record);
   assert.ok(isInt(s.checkpoints, 0));
@@ -229,7 +230,7 @@ describe('fuzzed run folders (run.json, events.jsonl, the run store)', function 
     assert.deepEqual(record, expected, 'readRunRecord agrees with parsing the text');
     if (!record) return 'none';
     assertRecordTyped(record);
-    assert.ok(STATUSES.includes(effectiveStatus(record, Date.parse(T2), () => true)));
+    assert.ok([...STATUSES, 'unknown'].includes(effectiveStatus(record, Date.parse(T2), () => true)));
     return 'record';
   }
 
@@ -431,7 +432,10 @@ describe('fuzzed run folders (run.json, events.jsonl, the run store)', function 
     writeFileSync(path.join(root, 'a-file-not-a-folder'), lines);
     const store = await checkStore(root, false);
     const ids = store.list().map((s) => s.id).sort();
-    assert.deepEqual(ids, fifos ? ['events-fifo', 'events-folder', 'vanishing'] : ['events-folder', 'vanishing']);
+    // A run.json too large to be a worker's is listed as unreadable (so it can be deleted), never read.
+    assert.deepEqual(ids, fifos ? ['events-fifo', 'events-folder', 'huge-run-json', 'vanishing'] : ['events-folder', 'huge-run-json', 'vanishing']);
+    assert.equal(store.get(hugeRunJson)?.status, 'unknown');
+    assert.match(store.get(hugeRunJson)?.error ?? '', /not read/);
     assert.equal(store.get(vanishing)?.error, 'No space left on device — «ünïcødé» 🚀');
     // Files disappear and come back as other things between two refreshes.
     rmSync(path.join(vanishing, 'events.jsonl'));

@@ -61,11 +61,15 @@ describe('run store', () => {
     assert.equal(changes, 2, 'a disposed listener hears nothing more');
   });
 
-  it('reattaches to a live worker after a reload and shows a dead one as failed', async () => {
+  it('reattaches to a live worker after a reload and shows a dead one as failed', async function () {
+    // Liveness is read from /proc (the worker's command line and process group); elsewhere it needs a launch record.
+    if (process.platform !== 'linux') this.skip();
     const r = root('reattach');
-    const sleeper = spawn('sleep', ['30'], { stdio: 'ignore' });
+    const runDir = path.join(r, 'train-detached');
+    // A detached process whose command line is a worker's for this run folder, as our launch makes it.
+    const sleeper = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)', '--', '-m', 'l3prune', 'train', '--run-dir', runDir], { detached: true, stdio: 'ignore' });
     await new Promise((resolve) => sleeper.once('spawn', resolve));
-    const runDir = writeRun(r, 'train-detached', { pid: sleeper.pid }, [{ event: 'step', step: 3, loss: 2 }]);
+    writeRun(r, 'train-detached', { pid: sleeper.pid }, [{ event: 'step', step: 3, loss: 2 }]);
     // A new store is what a reloaded window builds: it knows nothing but the folder.
     const store = new RunStore(() => r);
     await store.refresh();
