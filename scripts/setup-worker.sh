@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up the Python worker and the demo assets. Idempotent: a rerun only redoes what is missing or stale.
-#   .venv/                       python3 -m venv, torch==2.13.0 (CPU) + the worker (editable) + test and demo deps
+#   .venv/                       python3 -m venv, torch==2.13.0 (CPU) + the worker (editable) + test, demo and eval (mteb) deps
 #   .demo/models/smollm2-135m    SmolLM2-135M-Instruct (llama, 30 layers), float32 safetensors
 #   .demo/models/all-minilm-l6-v2  all-MiniLM-L6-v2 (bert, 6 layers)
 #   .demo/data/triples.jsonl     WordNet sense triples (query, positive, hard negative)
@@ -30,11 +30,12 @@ VPY="$VENV/bin/python"
 # 2. packages; the stamp makes a rerun skip pip entirely when the pins have not changed
 STAMP="$VENV/.l3prune-install-stamp"
 WANT="$(cat worker/requirements.txt worker/constraints.txt worker/pyproject.toml | sha256sum | cut -d' ' -f1)"
-if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$WANT" ] || ! "$VPY" -c "import l3prune, torch, transformers, gguf, jsonschema, pytest" 2>/dev/null; then
+if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$WANT" ] || ! "$VPY" -c "import l3prune, torch, transformers, gguf, jsonschema, pytest, mteb" 2>/dev/null; then
   # torch first and pinned: an unpinned resolve would fetch a multi-GB CUDA build.
   log "installing torch==2.13.0 and the worker"
   "$VPY" -m pip install -q "torch==2.13.0"
-  "$VPY" -m pip install -q -r worker/requirements.txt -e "worker[test,demo]"
+  # the torch pin again as a constraint: mteb's requirements (sentence-transformers) must not move torch.
+  "$VPY" -m pip install -q -c <(echo "torch==2.13.0") -r worker/requirements.txt -e "worker[test,demo,eval]"
   echo "$WANT" > "$STAMP"
 else
   log "packages up to date"

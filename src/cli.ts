@@ -11,6 +11,7 @@ const USAGE = `usage:
   l3prune plan PATH (--keep N | --prune-percent P) [--json]
   l3prune run RUN_DIR [--json]
 PATH is a Hugging Face model folder (config.json + safetensors), an .onnx file or a .safetensors file.
+--prune-percent P keeps floor(N · (100 − P) / 100) layers, at least 1 (the paper's rule: 32 layers at 10 % keep 28).
 RUN_DIR is a worker run folder (run.json + events.jsonl); \`run\` shows it as the extension does.`;
 
 class UsageError extends Error {}

@@ -196,25 +196,20 @@ async function computeInitialLoss(s: Services, arg: unknown): Promise<void> {
   }
   const data = await pickDataFile(s);
   if (!data) return;
-  const samplesText = await vscode.window.showInputBox({
-    title: 'How many training triples to sample',
-    prompt: 'The paper uses 6400 (64 × 100) on a GPU; a few hundred give the curve’s shape on a CPU in minutes.',
-    value: '256',
-    validateInput: (v) => (/^\d+$/.test(v.trim()) && Number(v) >= 1 && Number(v) <= 1_000_000 ? undefined : 'a whole number from 1 to 1,000,000'),
-  });
-  if (!samplesText) return;
+  const sample = await pickAnalysisSample();
+  if (!sample) return;
   const python = await findPython(vscode.Uri.file(modelPath));
   s.log.info(`worker interpreter: ${python.executable} (${python.source})`);
   if (!(await ensureWorkerPackage(python.executable, s.extensionUri, s.log))) return;
   const trust = await s.consent.decide([stack.path]);
   if (trust === 'refused') return refusedCode(stack.path);
   const runDir = await newRunDir(runsRoot(s.globalStorageUri), 'analyze');
-  s.log.info(`analyze ${stack.path} on ${data} → ${runDir}`);
+  s.log.info(`analyze ${stack.path} on ${data} → ${runDir}; sample: ${sample.label}`);
   const outcome = await runWithProgress({
     title: `Initial loss of ${stack.name}`,
     what: 'Initial loss',
     start: (onEvent, token) =>
-      runAnalyze({ python: python.executable, model: stack.path, data, runDir, samples: Number(samplesText), trustRemoteCode: trust === 'trusted' }, onEvent, token),
+      runAnalyze({ python: python.executable, model: stack.path, data, runDir, ...sample.request, trustRemoteCode: trust === 'trusted' }, onEvent, token),
     progressOf: (event) => {
       if (event.event === 'progress' && typeof event.batch === 'number' && typeof event.batches === 'number' && event.batches > 0) {
         return { done: event.batch / event.batches, message: `batch ${event.batch} of ${event.batches}, all ${stack.numLayers} depths at once` };
@@ -230,8 +225,39 @@ async function computeInitialLoss(s: Services, arg: unknown): Promise<void> {
   const large = planKeep(stack, result.large);
   void vscode.window.showInformationMessage(
     `L³Prune cuts for ${stack.name}: small keeps ${result.small} layers (−${formatShare(small.paramsRemovedShare)} params), ` +
-      `large keeps ${result.large} (−${formatShare(large.paramsRemovedShare)}).`,
+      `large keeps ${result.large} (−${formatShare(large.paramsRemovedShare)}); loss from ${result.samples} sampled triples (${sample.label}).`,
   );
+}
+
+/** The analysis sample, said in words: the worker's default (which depends on its device), the paper's, or a small one. */
+async function pickAnalysisSample(): Promise<{ label: string; request: { samples?: number; batchSize?: number } } | undefined> {
+  const items = [
+    {
+      label: 'Worker default',
+      description: 'the paper’s 6400 triples (64 × 100) on a GPU, 256 (16 batches of 16) on a CPU',
+      detail: 'Batches mix tasks in sampled order, short batches are dropped; the run records the numbers used.',
+      request: {},
+    },
+    { label: 'The paper’s sample', description: '6400 triples in 100 batches of 64 (slow on a CPU)', request: { samples: 6400, batchSize: 64 } },
+    { label: 'Small sample', description: '256 triples in 16 batches of 16 (minutes on a CPU)', request: { samples: 256, batchSize: 16 } },
+    { label: 'Custom…', description: 'choose the number of triples and the batch size', request: undefined },
+  ];
+  const picked = await vscode.window.showQuickPick(items, { title: 'Initial loss: which sample of the training triples' });
+  if (!picked) return undefined;
+  if (picked.request) return { label: `${picked.label.toLowerCase()}: ${picked.description}`, request: picked.request };
+  const whole = (v: string) => (/^\d+$/.test(v.trim()) && Number(v) >= 1 && Number(v) <= 1_000_000 ? undefined : 'a whole number from 1 to 1,000,000');
+  const samplesText = await vscode.window.showInputBox({ title: 'Triples to sample', value: '6400', validateInput: whole });
+  if (!samplesText) return undefined;
+  const batchText = await vscode.window.showInputBox({
+    title: 'Triples per batch',
+    prompt: 'Every batch has exactly this many triples (a short last batch is dropped); the paper uses 64.',
+    value: '64',
+    validateInput: whole,
+  });
+  if (!batchText) return undefined;
+  const samples = Number(samplesText);
+  const batchSize = Number(batchText);
+  return { label: `${samples} triples in batches of ${batchSize}`, request: { samples, batchSize } };
 }
 
 async function pruneAtCut(s: Services, arg: unknown, variant: 'small' | 'large'): Promise<void> {

@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import type * as Ort from 'onnxruntime-node';
 import { checkEncoderFiles, checkEncoderFolder, EncoderFolderError, readManifest, type EncoderManifest } from './manifest';
-import { EncoderTokenizer } from './tokenizer';
+import { EncoderTokenizer, type EncoderInput } from './tokenizer';
 
 export { EncoderFolderError, type EncoderManifest } from './manifest';
 
@@ -73,6 +73,10 @@ export class OnnxEncoder {
       truncationSide: manifest.truncationSide,
       prependTokenIds: manifest.prependTokenIds,
       appendTokenIds: manifest.appendTokenIds,
+      // The worker's text pipeline (textpipe.py); exports made before it have none: no wrapper, no instruction format.
+      instructionFormat: manifest.textPipeline?.instructionFormat,
+      chatPrefix: manifest.textPipeline?.chatPrefix ?? null,
+      chatSuffix: manifest.textPipeline?.chatSuffix ?? null,
     });
     const ort = await loadOnnxRuntime();
     const modelFile = path.join(resolved, manifest.model);
@@ -106,13 +110,17 @@ export class OnnxEncoder {
   }
 
   /** One session run for these texts, padded together. */
-  async embedBatch(texts: readonly string[]): Promise<Float32Array[]> {
+  async embedBatch(texts: readonly EncoderInput[]): Promise<Float32Array[]> {
     if (!texts.length) return [];
     const tokens = this.tokenizer.encodeBatch(texts);
     const dims = [tokens.batch, tokens.seq];
     const feeds: Record<string, Ort.Tensor> = {};
     for (const name of this.info.inputNames) {
-      const data = name === 'input_ids' ? tokens.inputIds : name === 'attention_mask' ? tokens.attentionMask : new BigInt64Array(tokens.batch * tokens.seq);
+      const data =
+        name === 'input_ids' ? tokens.inputIds
+        : name === 'attention_mask' ? tokens.attentionMask
+        : name === 'embed_mask' ? tokens.embedMask
+        : new BigInt64Array(tokens.batch * tokens.seq);
       feeds[name] = new this.ort.Tensor('int64', data, dims);
     }
     const results = await this.session.run(feeds, [this.info.outputName]);
@@ -133,7 +141,7 @@ export class OnnxEncoder {
     }
   }
 
-  async embed(texts: readonly string[], batchSize = 16): Promise<Float32Array[]> {
+  async embed(texts: readonly EncoderInput[], batchSize = 16): Promise<Float32Array[]> {
     const out: Float32Array[] = [];
     for (let i = 0; i < texts.length; i += batchSize) out.push(...(await this.embedBatch(texts.slice(i, i + batchSize))));
     return out;
@@ -176,8 +184,9 @@ export class OnnxEncoder {
   }
 }
 
-/** token_type_ids is all zeros for one text, so a BERT-style export that kept it can still be fed. */
-const FEEDABLE = new Set(['input_ids', 'attention_mask', 'token_type_ids']);
+/** token_type_ids is all zeros for one text, so a BERT-style export that kept it can still be fed; embed_mask is the
+ * text pipeline's pooled positions (exports since the text pipeline). */
+const FEEDABLE = new Set(['input_ids', 'attention_mask', 'token_type_ids', 'embed_mask']);
 
 export function cosine(a: Float32Array, b: Float32Array): number {
   if (a.length !== b.length) throw new Error(`vectors of different sizes: ${a.length} and ${b.length}`);

@@ -3,11 +3,14 @@ import * as path from 'node:path';
 import type { Tokenizer } from '@huggingface/tokenizers';
 
 /**
- * Tokenisation as the worker does it (`tokenizer(texts, padding=True, truncation=True, max_length=N)` of
- * Hugging Face `tokenizers`), from the exported folder's own tokenizer.json. The library runs the
- * normaliser, pre-tokeniser and model; truncation and padding are ours, because the ONNX encoder must see
- * exactly the ids and masks the worker fed torch, and those are set by l3prune-encoder.json, not by
- * whatever truncation/padding block tokenizer.json happens to carry (MiniLM's pads to a fixed 128).
+ * Tokenisation as the worker's text pipeline does it (worker/l3prune/textpipe.py), from the exported folder's own
+ * tokenizer.json. The string is chatPrefix + "{instruction}; " (queries only) + text + chatSuffix, tokenised with
+ * special tokens, truncated at maxLength and left-padded; the embed mask marks the pooled positions: the row's last
+ * k real positions, k = the token count of the text alone without special tokens (truncated at maxLength), clamped
+ * to 1..the row's length (the paper's rule: instruction, BOS and chat prefix are attended to but not pooled).
+ * The library runs the normaliser, pre-tokeniser and model; truncation and padding are ours, because the ONNX
+ * encoder must see exactly the ids and masks the worker fed torch, and those are set by l3prune-encoder.json, not
+ * by whatever truncation/padding block tokenizer.json happens to carry (MiniLM's pads to a fixed 128).
  */
 export interface TokenizerSettings {
   maxLength: number;
@@ -22,12 +25,24 @@ export interface TokenizerSettings {
    */
   prependTokenIds?: number[];
   appendTokenIds?: number[];
+  /** The manifest's textPipeline: a query's instruction prefix ({instruction} replaced); default "{instruction}; ". */
+  instructionFormat?: string;
+  /** The user turn of the model's chat template around the whole string; null or absent: no wrapper. */
+  chatPrefix?: string | null;
+  chatSuffix?: string | null;
 }
+
+/** A document (a bare string) or a text with the instruction that goes before it (a query). */
+export type EncoderInput = string | { text: string; instruction?: string | null };
+
+export const DEFAULT_INSTRUCTION_FORMAT = '{instruction}; ';
 
 export interface TokenBatch {
   /** Row-major [batch, seq], as the ONNX inputs want them. */
   inputIds: BigInt64Array;
   attentionMask: BigInt64Array;
+  /** 1 on the pooled positions (the text pipeline's embed mask), the graph's embed_mask input. */
+  embedMask: BigInt64Array;
   batch: number;
   seq: number;
   /** Real (unpadded) length of each text, for reports and tests. */
@@ -67,28 +82,47 @@ export class EncoderTokenizer {
     return new EncoderTokenizer(tokenizer, settings, prefix, suffix);
   }
 
-  /** One text's ids, truncated like Hugging Face: the special tokens count against maxLength and are kept. */
-  encode(text: string): number[] {
-    const ids = this.tokenizer.encode(text, { add_special_tokens: false }).ids;
+  /** The string the model sees for this input: chat prefix + instruction prefix + text + chat suffix. */
+  fullText(input: EncoderInput): string {
+    const { text, instruction } = typeof input === 'string' ? { text: input, instruction: null } : input;
+    const format = this.settings.instructionFormat ?? DEFAULT_INSTRUCTION_FORMAT;
+    // split/join, not replace: a "$&" in the instruction must stay literal.
+    const body = (instruction ? format.split('{instruction}').join(instruction) : '') + text;
+    return this.settings.chatPrefix == null ? body : this.settings.chatPrefix + body + (this.settings.chatSuffix ?? '');
+  }
+
+  /** How many of the row's last real positions are pooled: the text alone, no special tokens, at most maxLength. */
+  pooledCount(input: EncoderInput, rowLength: number): number {
+    const text = typeof input === 'string' ? input : input.text;
+    const k = Math.min(this.tokenizer.encode(text, { add_special_tokens: false }).ids.length, this.settings.maxLength);
+    return Math.max(1, Math.min(k, rowLength));
+  }
+
+  /** One input's ids through the text pipeline, truncated like Hugging Face: the special tokens count against maxLength and are kept. */
+  encode(input: EncoderInput): number[] {
+    const ids = this.tokenizer.encode(this.fullText(input), { add_special_tokens: false }).ids;
     const budget = this.settings.maxLength - this.prefix.length - this.suffix.length;
     const kept = ids.length <= budget ? ids : this.settings.truncationSide === 'left' ? ids.slice(ids.length - budget) : ids.slice(0, budget);
     return [...this.prefix, ...kept, ...this.suffix];
   }
 
   /** Padded to the longest text of the batch (padding=True), on the side and with the id the export names. */
-  encodeBatch(texts: readonly string[]): TokenBatch {
+  encodeBatch(texts: readonly EncoderInput[]): TokenBatch {
     const rows = texts.map((t) => this.encode(t));
     const seq = Math.max(1, ...rows.map((r) => r.length));
     const inputIds = new BigInt64Array(rows.length * seq).fill(BigInt(this.settings.padTokenId));
     const attentionMask = new BigInt64Array(rows.length * seq);
+    const embedMask = new BigInt64Array(rows.length * seq);
     rows.forEach((row, b) => {
       const start = b * seq + (this.settings.paddingSide === 'left' ? seq - row.length : 0);
+      const k = this.pooledCount(texts[b], row.length);
       for (let i = 0; i < row.length; i++) {
         inputIds[start + i] = BigInt(row[i]);
         attentionMask[start + i] = 1n;
+        if (i >= row.length - k) embedMask[start + i] = 1n;
       }
     });
-    return { inputIds, attentionMask, batch: rows.length, seq, lengths: rows.map((r) => r.length) };
+    return { inputIds, attentionMask, embedMask, batch: rows.length, seq, lengths: rows.map((r) => r.length) };
   }
 }
 

@@ -6,7 +6,9 @@ export interface AnalyzeRequest {
   model: string;
   data: string;
   runDir: string;
-  samples: number;
+  /** Triples sampled, and per batch; left out, the worker's device-dependent default (protocol/specs/analyze.schema.json:
+   * the paper's 6400 in batches of 64 on CUDA, 256 in batches of 16 on a CPU), which run.json then records. */
+  samples?: number;
   batchSize?: number;
   maxLength?: number;
   pooling?: 'mean' | 'weighted_mean' | 'last_token';
@@ -19,7 +21,8 @@ export type AnalyzeOutcome = VerbOutcome<LayerLossesEvent>;
 
 /** Runs `analyze` (the initial loss at every depth) and streams its events. */
 export function runAnalyze(request: AnalyzeRequest, onEvent: (event: RunEvent) => void, cancellation: Cancellation): Promise<AnalyzeOutcome> {
-  const args = ['--model', request.model, '--data', request.data, '--samples', String(request.samples)];
+  const args = ['--model', request.model, '--data', request.data];
+  if (request.samples) args.push('--samples', String(request.samples));
   if (request.batchSize) args.push('--batch-size', String(request.batchSize));
   if (request.maxLength) args.push('--max-length', String(request.maxLength));
   if (request.pooling) args.push('--pooling', request.pooling);

@@ -91,6 +91,7 @@ export async function readInitialLoss(runDir: string): Promise<InitialLossView |
     large: last.large,
     blockInfluence: last.blockInfluence,
     angularDistance: last.angularDistance,
+    cutStability: last.cutStability,
     runDir,
   };
 }

@@ -52,6 +52,9 @@ describe('l3prune command line', () => {
     );
     const percent = JSON.parse((await cli('plan', model(), '--prune-percent', '25', '--json')).stdout);
     assert.equal(percent.keep, 24);
+    // The paper's keep rule (protocol/keep-rule-vectors.json): floor(32 · 0.9) = 28, floor(32 · 0.8) = 25.
+    assert.equal(JSON.parse((await cli('plan', model(), '--prune-percent', '10', '--json')).stdout).keep, 28);
+    assert.equal(JSON.parse((await cli('plan', model(), '--prune-percent', '20', '--json')).stdout).keep, 25);
   });
 
   it('prints readable text without --json', async () => {

@@ -8,6 +8,12 @@ import { EncoderThread } from '../../src/inference/encoderClient';
 import { parseManifest, type EncoderManifest } from '../../src/inference/manifest';
 import { DEMO, requireWorkerEnvironment } from '../fixtures/demo';
 import { subdir, useTempDir } from '../fixtures/tmp';
+import type { EncoderInput } from '../../src/inference/tokenizer';
+
+/** The five-path parity texts (worker/tests/test_fivepath.py runs the Python paths on the same ones). */
+const PIPELINE_ITEMS = (JSON.parse(readFileSync(path.join(__dirname, '../fixtures/pipeline-texts.json'), 'utf8')) as {
+  texts: Array<{ text: string; instruction: string | null }>;
+}).texts;
 
 /** Lengths from one token to past maxLength (24), so batches mix heavy padding with truncation. */
 const TEXTS = [
@@ -41,6 +47,31 @@ enc = load_encoder(a["model"], max_length=a["maxLength"])
 prune(enc.model, a["keep"])
 print(json.dumps(reference_embeddings(enc, a["texts"], a["pooling"]).tolist()))
 `;
+
+/**
+ * The worker's text pipeline on the pipeline texts: ids and embed mask of each text alone (unpadded) and the torch
+ * embedding, with the export's chatTemplate mode.
+ */
+const PYTHON_PIPELINE = `
+import json, sys
+from l3prune.encoder import load_encoder, prune
+from l3prune.export_onnx import reference_embeddings
+from l3prune.textpipe import Text
+a = json.load(sys.stdin)
+enc = load_encoder(a["model"], max_length=a["maxLength"], chat_template=a["chatTemplate"])
+prune(enc.model, a["keep"])
+texts = [Text(t["text"], t["instruction"]) for t in a["items"]]
+rows = []
+for t in texts:
+    b = enc.tokenize([t])
+    rows.append({"ids": b["input_ids"][0].tolist(), "embedMask": b["embed_mask"][0].tolist()})
+print(json.dumps({"rows": rows, "embeddings": reference_embeddings(enc, texts, a["pooling"]).tolist()}))
+`;
+
+interface PipelineReference {
+  rows: Array<{ ids: number[]; embedMask: number[] }>;
+  embeddings: number[][];
+}
 
 const workerEnv = { ...process.env, HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1' };
 
@@ -77,7 +108,10 @@ describe('ONNX encoder (onnxruntime-node) against the worker’s torch encoder',
     assert.equal(m.numLayers, KEEP);
     assert.equal(m.originalNumLayers, 30);
     assert.equal(m.maxLength, MAX_LENGTH);
-    assert.deepEqual(encoder!.info.inputNames.sort(), ['attention_mask', 'input_ids']);
+    assert.deepEqual(encoder!.info.inputNames.sort(), ['attention_mask', 'embed_mask', 'input_ids']);
+    // SmolLM2 has a chat template: the worker wrapped every text in its user turn, no system prompt.
+    assert.deepEqual(m.textPipeline, { instructionFormat: '{instruction}; ', chatPrefix: '<|im_start|>user\n', chatSuffix: '<|im_end|>', embedMask: 'last-k', paddingSide: 'left' });
+    assert.equal(m.paddingSide, 'left');
   });
 
   for (const batchSize of [1, 4, TEXTS.length]) {
@@ -100,12 +134,16 @@ describe('ONNX encoder (onnxruntime-node) against the worker’s torch encoder',
 
   it('reproduces the ids and vectors of the export’s own parity examples', async () => {
     const { examples } = JSON.parse(readFileSync(path.join(folder, 'parity-examples.json'), 'utf8')) as {
-      examples: Array<{ text: string; inputIds: number[]; embedding: number[] }>;
+      examples: Array<{ text: string; instruction: string | null; inputIds: number[]; embedMask: number[]; embedding: number[] }>;
     };
     assert.ok(examples.length >= 8);
-    const vectors = await encoder!.embed(examples.map((e) => e.text), 8);
+    assert.ok(examples.some((e) => e.instruction) && examples.some((e) => e.inputIds.length === MAX_LENGTH));
+    const inputs: EncoderInput[] = examples.map((e) => ({ text: e.text, instruction: e.instruction }));
+    const vectors = await encoder!.embed(inputs, 8);
     examples.forEach((e, i) => {
-      assert.deepEqual(encoder!.tokenizer.encode(e.text), e.inputIds, `ids of ${JSON.stringify(e.text)}`);
+      assert.deepEqual(encoder!.tokenizer.encode(inputs[i]), e.inputIds, `ids of ${JSON.stringify(e.text)}`);
+      const one = encoder!.tokenizer.encodeBatch([inputs[i]]);
+      assert.deepEqual(Array.from(one.embedMask, Number), e.embedMask, `embed mask of ${JSON.stringify(e.text)}`);
       assert.ok(cosine(vectors[i], Float32Array.from(e.embedding)) >= 0.9999, JSON.stringify(e.text));
     });
   });
@@ -146,6 +184,47 @@ describe('ONNX encoder (onnxruntime-node) against the worker’s torch encoder',
       return true;
     });
   });
+});
+
+describe('the text pipeline in onnxruntime-node against the worker (pipeline texts, chat template on and off)', function () {
+  this.timeout(600_000);
+  const tmp = useTempDir('l3prune-pipeline-');
+  const inputs: EncoderInput[] = PIPELINE_ITEMS.map((t) => (t.instruction ? { text: t.text, instruction: t.instruction } : t.text));
+
+  for (const chatTemplate of ['auto', 'off'] as const) {
+    it(`chatTemplate ${chatTemplate}: ids, embed masks and embeddings (cosine ≥ 0.9999) equal the worker’s on ${PIPELINE_ITEMS.length} texts`, async function () {
+      requireWorkerEnvironment(this);
+      const runDir = path.join(tmp(), `export-${chatTemplate}`);
+      execFileSync(DEMO.python, ['-m', 'l3prune', 'export-onnx', '--run-dir', runDir, '--model', DEMO.model, '--keep', String(KEEP), '--max-length', String(MAX_LENGTH),
+        '--chat-template', chatTemplate], { env: workerEnv, stdio: ['ignore', 'ignore', 'pipe'] });
+      const folder = path.join(runDir, 'onnx');
+      const manifest = JSON.parse(readFileSync(path.join(folder, 'l3prune-encoder.json'), 'utf8')) as EncoderManifest;
+      assert.equal(manifest.textPipeline?.chatPrefix ?? null, chatTemplate === 'auto' ? '<|im_start|>user\n' : null);
+      const ref = JSON.parse(execFileSync(DEMO.python, ['-c', PYTHON_PIPELINE], {
+        input: JSON.stringify({ model: DEMO.model, keep: KEEP, maxLength: MAX_LENGTH, pooling: manifest.pooling, chatTemplate, items: PIPELINE_ITEMS }),
+        env: workerEnv,
+        maxBuffer: 64 << 20,
+        stdio: ['pipe', 'pipe', 'pipe'],
+      }).toString()) as PipelineReference;
+      const enc = await OnnxEncoder.load(folder);
+      try {
+        assert.ok(ref.rows.some((r) => r.ids.length === MAX_LENGTH), 'some texts are truncated');
+        inputs.forEach((input, i) => {
+          assert.deepEqual(enc.tokenizer.encode(input), ref.rows[i].ids, `ids of ${JSON.stringify(input)}`);
+          assert.deepEqual(Array.from(enc.tokenizer.encodeBatch([input]).embedMask, Number), ref.rows[i].embedMask, `embed mask of ${JSON.stringify(input)}`);
+        });
+        for (const batchSize of [1, 7]) {
+          const vectors = await enc.embed(inputs, batchSize);
+          vectors.forEach((v, i) => {
+            const c = cosine(v, Float32Array.from(ref.embeddings[i]));
+            assert.ok(c >= 0.9999, `cosine ${c} for ${JSON.stringify(inputs[i])} in batches of ${batchSize}`);
+          });
+        }
+      } finally {
+        await enc.dispose();
+      }
+    });
+  }
 });
 
 describe('ONNX encoder folders that are not usable', function () {

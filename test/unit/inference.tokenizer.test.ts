@@ -1,6 +1,6 @@
 import * as assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { EncoderTokenizer, type TokenizerSettings } from '../../src/inference/tokenizer';
 import { DEMO, ROOT, requireWorkerEnvironment } from '../fixtures/demo';
@@ -135,6 +135,72 @@ describe('encoder tokenizer (tokenizers.js) against the worker’s Hugging Face 
     });
     it('leaves the special tokens out when the export says so', () => checkAgainst(expected.get('bertPlainLeft')!, CASES.bertPlainLeft));
   });
+});
+
+/**
+ * The worker's text pipeline (l3prune.textpipe) on the same tokenizer folder: the chat user turn it finds, and for
+ * each text (with and without an instruction) the left-padded batch's ids, attention mask and embed mask.
+ */
+const PYTHON_PIPELINE = `
+import json, sys
+from transformers import AutoTokenizer
+from l3prune.textpipe import Text, pipeline_for
+out = []
+for a in json.load(sys.stdin):
+    tok = AutoTokenizer.from_pretrained(a["model"], local_files_only=True)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token or tok.unk_token
+    pipe = pipeline_for(tok, a["chatTemplate"])
+    texts = [Text(t["text"], t["instruction"]) for t in a["items"]]
+    b = pipe.tokenize(tok, texts, a["maxLength"])
+    out.append({"pipeline": pipe.manifest(), "pad": tok.pad_token_id, **{k: b[k].tolist() for k in ("input_ids", "attention_mask", "embed_mask")}})
+print(json.dumps(out))
+`;
+
+const PIPELINE_ITEMS = (JSON.parse(readFileSync(path.join(__dirname, '../fixtures/pipeline-texts.json'), 'utf8')) as {
+  texts: Array<{ text: string; instruction: string | null }>;
+}).texts;
+
+describe('the text pipeline (chat user turn, instruction prefix, embed mask) against the worker’s', function () {
+  this.timeout(120_000);
+  const cases = [
+    { model: DEMO.model, chatTemplate: 'auto', maxLength: 512 },
+    { model: DEMO.model, chatTemplate: 'auto', maxLength: 12 },
+    { model: DEMO.model, chatTemplate: 'off', maxLength: 12 },
+    { model: MINILM, chatTemplate: 'auto', maxLength: 512 },
+    { model: MINILM, chatTemplate: 'auto', maxLength: 10 },
+  ];
+  let expected: Array<{ pipeline: { instructionFormat: string; chatPrefix: string | null; chatSuffix: string | null }; pad: number; input_ids: number[][]; attention_mask: number[][]; embed_mask: number[][] }> = [];
+  let run: typeof cases = [];
+  before(function () {
+    requireWorkerEnvironment(this);
+    run = cases.filter((c) => c.model !== MINILM || existsSync(path.join(MINILM, 'tokenizer.json')));
+    const out = execFileSync(DEMO.python, ['-c', PYTHON_PIPELINE], {
+      input: JSON.stringify(run.map((c) => ({ ...c, items: PIPELINE_ITEMS }))),
+      env: { ...process.env, HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1' },
+      cwd: path.join(ROOT, 'worker'),
+      maxBuffer: 64 << 20,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    expected = JSON.parse(out.toString());
+  });
+
+  for (const [i, c] of cases.entries()) {
+    it(`${path.basename(c.model)}, chatTemplate ${c.chatTemplate}, maxLength ${c.maxLength}: ${PIPELINE_ITEMS.length} texts`, async function () {
+      const at = run.indexOf(c);
+      if (at < 0) this.skip();
+      const want = expected[at];
+      if (c.model === DEMO.model) assert.equal(want.pipeline.chatPrefix, c.chatTemplate === 'auto' ? '<|im_start|>user\n' : null);
+      else assert.equal(want.pipeline.chatPrefix, null, 'BERT has no chat template');
+      const tokenizer = await EncoderTokenizer.fromFolder(c.model, {
+        maxLength: c.maxLength, paddingSide: 'left', addSpecialTokens: true, padTokenId: want.pad, ...want.pipeline,
+      });
+      const batch = tokenizer.encodeBatch(PIPELINE_ITEMS.map((t) => ({ text: t.text, instruction: t.instruction })));
+      assert.deepEqual(rows(batch.inputIds, batch.batch, batch.seq), want.input_ids, 'padded input_ids');
+      assert.deepEqual(rows(batch.attentionMask, batch.batch, batch.seq), want.attention_mask, 'attention_mask');
+      assert.deepEqual(rows(batch.embedMask, batch.batch, batch.seq), want.embed_mask, `embed_mask (case ${i})`);
+    });
+  }
 });
 
 describe('encoder tokenizer errors', () => {

@@ -149,7 +149,8 @@ describe('l3prune task definitions (tasks.json)', () => {
     assert.equal(spec.model, '/ws/models/m');
     assert.equal(spec.data, '/ws/data/t.jsonl');
     assert.deepEqual([spec.keep, spec.steps, spec.batchSize, spec.learningRate], [12, 200, 8, 1e-4]);
-    assert.deepEqual([spec.loraR, spec.loraAlpha, spec.loraDropout, spec.warmupSteps, spec.scale, spec.maxLength], [16, 32, 0.05, 300, 50, 512]);
+    // loraAlpha null: the worker resolves it to 2 · loraR (the paper's rule) and stores the number in run.json.
+    assert.deepEqual([spec.loraR, spec.loraAlpha, spec.loraDropout, spec.warmupSteps, spec.scale, spec.maxLength], [16, null, 0.05, 300, 50, 512]);
     assert.deepEqual(spec.targetModules, TRAIN_DEFAULTS.targetModules);
   });
 });

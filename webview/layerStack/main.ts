@@ -1,5 +1,6 @@
 import uPlot from 'uplot';
 import type { LayerStack } from '../../src/shared/model/stack';
+import { cutConfidence, lossBand } from '../../src/shared/prune/cutStability';
 import { planKeep, type PrunePlan } from '../../src/shared/prune/plan';
 import { formatBytes, formatParams, formatShare } from '../../src/shared/format/units';
 import type { InitialLossView, LayerStackFromWebview, LayerStackToWebview } from '../../src/shared/protocol/layerStackMessages';
@@ -58,6 +59,14 @@ function render(stack: LayerStack, hostKeep: number, initialLoss: InitialLossVie
       summary.dataset.variant = variant;
       summary.dataset.keep = String(depth);
       cuts.append(action, summary);
+      if (initialLoss.cutStability) {
+        // The cut is an argmin over a random sample of batches: say how often it wins when the batches are resampled.
+        const confidence = cutConfidence(variant, depth, initialLoss.cutStability);
+        const note = el('span', confidence.sure ? 'cut-confidence' : 'cut-confidence unsure', confidence.text);
+        note.dataset.variant = variant;
+        note.dataset.share = String(confidence.share);
+        cuts.append(note);
+      }
     }
     lossSection.append(el('h2', undefined, 'Initial loss by depth (L³Prune)'), cuts);
     const chartHost = el('div', 'chart');
@@ -139,6 +148,8 @@ function drawLossChart(host: HTMLElement, loss: InitialLossView): void {
   const depths = loss.losses.map((_, i) => i + 1);
   const foreground = themeColor('--vscode-foreground', '#ccc');
   const marker = (depth: number) => loss.losses.map((v, i) => (i + 1 === depth ? v : null));
+  const band = loss.cutStability ? lossBand(loss.losses, loss.cutStability) : undefined;
+  const bandStroke = themeColor('--vscode-charts-blue', '#3794ff');
   chart.draw(
     host,
     {
@@ -153,10 +164,19 @@ function drawLossChart(host: HTMLElement, loss: InitialLossView): void {
         { label: 'loss', stroke: themeColor('--vscode-charts-blue', '#3794ff'), width: 2 },
         { label: `small (${loss.small})`, stroke: 'transparent', points: { show: true, size: 10, fill: themeColor('--vscode-charts-green', '#89d185') } },
         { label: `large (${loss.large})`, stroke: 'transparent', points: { show: true, size: 10, fill: themeColor('--vscode-charts-orange', '#d18616') } },
+        ...(band
+          ? [
+              { label: '+1 s.e.', stroke: bandStroke, width: 0.5, dash: [4, 4], points: { show: false } },
+              { label: '−1 s.e.', stroke: bandStroke, width: 0.5, dash: [4, 4], points: { show: false } },
+            ]
+          : []),
       ],
+      // The band: one standard error of the mean over the analysis batches on each side of the curve.
+      bands: band ? [{ series: [4, 5], fill: 'rgba(55,148,255,0.15)' }] : undefined,
     },
-    [depths, loss.losses, marker(loss.small), marker(loss.large)] as uPlot.AlignedData,
+    [depths, loss.losses, marker(loss.small), marker(loss.large), ...(band ? [band.upper, band.lower] : [])] as uPlot.AlignedData,
   );
+  host.dataset.band = band ? 'shown' : 'none';
   host.dataset.points = String(loss.losses.length);
   host.dataset.small = String(loss.small);
   host.dataset.large = String(loss.large);

@@ -18,7 +18,9 @@ import torch
 
 from . import specs
 from .cutrule import cut_points
+from .cutstability import cut_stability
 from .data import DataError, Triple, read_triples, sample_batches
+from .data import batch_texts as data_batch_texts
 from .encoder import Encoder, ModelError, load_encoder, model_loaded_fields, resolve_device
 from .layerwise import LayerwiseEncoder, MetricAccumulator
 from .losses import HardNegativeInfoNCE
@@ -27,15 +29,31 @@ from .verbs import Advice, Job, Outcome, Verb, disk_full_in, main_for
 
 AnalyzeSpec = specs.spec_class("analyze", "AnalyzeSpec", __name__)
 
+# The sample when samples/batchSize are null: the paper's on CUDA (random.sample of 64 x 100 triples, batches of
+# 64), a smaller one on a CPU (16 batches of 16) that keeps a run to minutes. run.json stores what was used.
+PAPER_SAMPLE = {"batchSize": 64, "numBatches": 100}
+CPU_SAMPLE = {"batchSize": 16, "numBatches": 16}
 
-def batch_texts(batch: list[Triple]) -> list[str]:
-    """Queries, then positives, then negatives: one padded forward for the whole triple batch."""
-    return [t.query_text() for t in batch] + [t.positive for t in batch] + [t.negative for t in batch]
+
+def resolve_sample(spec: AnalyzeSpec, device: str) -> AnalyzeSpec:
+    """spec with samples and batchSize filled in for the device (cuda: the paper's sample, cpu: the small one)."""
+    if spec.samples is not None and spec.batchSize is not None:
+        return spec
+    d = PAPER_SAMPLE if device.startswith("cuda") else CPU_SAMPLE
+    b = spec.batchSize if spec.batchSize is not None else d["batchSize"]
+    n = spec.samples if spec.samples is not None else b * d["numBatches"]
+    return AnalyzeSpec(**{**spec.to_json(), "samples": n, "batchSize": b})
+
+
+def batch_texts(batch: list[Triple]) -> list:
+    """Queries, then positives, then negatives: one padded forward for the whole triple batch (data.batch_texts:
+    queries carry their instruction, which the text pipeline puts in the input but out of the pooling)."""
+    return data_batch_texts(batch)
 
 
 def batch_loss(emb: torch.Tensor, b: int, loss_fn: HardNegativeInfoNCE) -> float:
-    """Summed (not mean) loss of one batch whose embeddings are ordered as batch_texts()."""
-    return float(loss_fn(emb[:b], emb[b : 2 * b], emb[2 * b : 3 * b], reduction="sum"))
+    """Mean loss over the triples of one batch whose embeddings are ordered as batch_texts()."""
+    return float(loss_fn(emb[:b], emb[b : 2 * b], emb[2 * b : 3 * b]))
 
 
 def run_analyze(
@@ -46,27 +64,28 @@ def run_analyze(
 ) -> dict:
     random.seed(spec.seed)
     torch.manual_seed(spec.seed)
-    triples = read_triples(spec.data)
-    batches = sample_batches(triples, spec.samples, spec.batchSize, spec.seed)
-    total = sum(len(b) for b in batches)
-
     t0 = time.monotonic()
     device = encoder.device if encoder is not None else resolve_device(spec.device)
+    spec = resolve_sample(spec, device)
+    triples = read_triples(spec.data)
+    batches = sample_batches(triples, spec.samples, spec.batchSize, spec.seed, spec.taskHomogeneous)
+    total = sum(len(b) for b in batches)
+
     enc = encoder or load_encoder(spec.model, device=device, max_length=spec.maxLength, trust_remote_code=spec.trustRemoteCode)
+    enc.set_chat_template(spec.chatTemplate)
     lw = LayerwiseEncoder(enc)
     n = lw.num_layers
     emit("model_loaded", **model_loaded_fields(enc.model, num_layers=n, load_seconds=time.monotonic() - t0, device=device))
 
     loss_fn = HardNegativeInfoNCE(spec.scale)
-    sums = [0.0] * n
+    per_batch: list[list[float]] = []
     metrics = MetricAccumulator(n)
     done = 0
     t1 = time.monotonic()
     for i, batch in enumerate(batches, start=1):
         b = len(batch)
         res = lw.encode_all_depths(batch_texts(batch), spec.pooling)
-        for d in range(n):
-            sums[d] += batch_loss(res.embeddings[d], b, loss_fn)
+        per_batch.append([batch_loss(res.embeddings[d], b, loss_fn) for d in range(n)])
         metrics.add(res)
         done += b
         emit(
@@ -78,14 +97,19 @@ def run_analyze(
             elapsedSeconds=round(time.monotonic() - t1, 3),
         )
 
-    losses = [s / total for s in sums]
+    # The paper's per-depth loss: the mean over batches of each batch's mean loss.
+    losses = [sum(row[d] for row in per_batch) / len(per_batch) for d in range(n)]
     small, large = cut_points(losses)
+    # From the same passes: how much each depth's loss varies over batches and how often each cut wins when the
+    # batches are resampled (cutstability.py); the panel draws the band and says how sure each cut is.
+    stability = cut_stability(per_batch, seed=spec.seed)
     return {
         "losses": losses,
         "small": small,
         "large": large,
         "blockInfluence": metrics.block_influence(),
         "angularDistance": metrics.angular_distance(),
+        "cutStability": stability,
         "numLayers": n,
         "samples": total,
         "pooling": spec.pooling,
@@ -97,12 +121,16 @@ def run_analyze(
 # ---------------------------------------------------------------------------------------------------------------
 # the verb
 def spec_from_args(args: argparse.Namespace, _world=None) -> AnalyzeSpec:
-    return AnalyzeSpec(**specs.resolve("analyze", specs.gather("analyze", args), paths=("model", "data")))
+    spec = AnalyzeSpec(**specs.resolve("analyze", specs.gather("analyze", args), paths=("model", "data")))
+    # samples/batchSize null: resolved for the device here, so that run.json and the started event hold the numbers.
+    # (The device as the spec names it; whether a requested cuda exists is checked when the model loads.)
+    wanted = ("cuda" if torch.cuda.is_available() else "cpu") if spec.device == "auto" else spec.device
+    return resolve_sample(spec, wanted)
 
 
 def _work(spec: AnalyzeSpec, job: Job) -> Outcome:
     result = run_analyze(spec, job.emit)
-    losses = {k: result[k] for k in ("losses", "small", "large", "blockInfluence", "angularDistance", "numLayers", "samples", "pooling", "scale")}
+    losses = {k: result[k] for k in ("losses", "small", "large", "blockInfluence", "angularDistance", "cutStability", "numLayers", "samples", "pooling", "scale")}
     return Outcome("layer_losses", losses, {k: result[k] for k in ("small", "large", "numLayers", "seconds")})
 
 

@@ -4,6 +4,9 @@ Everywhere else L³Prune reads safetensors only, because unpickling a `.bin` can
 this conversion (the extension asks for consent first), the pickles are read with PyTorch's weights-only
 unpickler, which builds tensors and plain containers and refuses every other object, and written next to them as
 safetensors in the layout transformers reads (model.safetensors, or shards plus model.safetensors.index.json).
+The folder may be a cloned repository's, with links planted under any name we would write: each file is written
+into a folder this run creates (mkdtemp, ours alone), then renamed into place, which replaces a name and never
+writes through it; the index goes through fileio's exclusive temp file.
 
 stdout: one JSON line {"event": "converted", ...}; exit 0, or 2 with one sentence on stderr.
 """
@@ -11,7 +14,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import stat
 import sys
+import tempfile
 from pathlib import Path
 
 from . import specs
@@ -82,6 +88,7 @@ def convert(model_dir: str | os.PathLike) -> dict:
     weight_map: dict[str, str] = {}
     staged: list[tuple[Path, Path]] = []
     tensors = nbytes = 0
+    stage = Path(tempfile.mkdtemp(prefix=".convert-", dir=folder))
     try:
         for shard, name in zip(shards, names):
             state = _load_tensors(shard)
@@ -95,8 +102,10 @@ def convert(model_dir: str | os.PathLike) -> dict:
                 weight_map[key] = name
                 tensors += 1
                 nbytes += t.numel() * t.element_size()
-            tmp = folder / f".{name}.tmp"
+            tmp = stage / name
             save_file(out, str(tmp), metadata={"format": "pt"})
+            if not stat.S_ISREG(os.lstat(tmp).st_mode):
+                raise ModelError(f"{tmp} is not the file this conversion wrote; nothing was converted")
             staged.append((tmp, folder / name))
             del state, out
         for tmp, final in staged:
@@ -104,10 +113,8 @@ def convert(model_dir: str | os.PathLike) -> dict:
         if len(shards) > 1:
             index = {"metadata": {"total_size": nbytes}, "weight_map": dict(sorted(weight_map.items()))}
             write_json_atomic(folder / "model.safetensors.index.json", index)
-    except BaseException:
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
-        raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     return {"event": "converted", "model": str(folder.absolute()), "files": names, "tensors": tensors, "bytes": nbytes,
             "from": [s.name for s in shards]}
 

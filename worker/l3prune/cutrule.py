@@ -40,3 +40,27 @@ def cut_points(losses: Sequence[float]) -> tuple[int, int]:
         return 1, 1
     half = n // 2
     return _argmin_depth(losses, 1, half), _argmin_depth(losses, half + 1, n)
+
+
+def keep_for_prune_percent(num_layers: int, percent: int | float | str) -> int:
+    """Layers kept when p % of num_layers are pruned: floor(N * (100 - p) / 100), the paper's int(N * (1 - p)) in
+    exact arithmetic (32 layers at 10 % keep 28, at 20 % keep 25), never fewer than 1. p may carry up to two
+    decimals (read as a whole number of hundredths). The TypeScript rule (src/shared/prune/plan.ts) is tested
+    against the same protocol/keep-rule-vectors.json."""
+    from fractions import Fraction
+
+    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
+        raise ValueError(f"the layer count must be a whole number of at least 1; got {num_layers!r}")
+    if isinstance(percent, bool):
+        raise ValueError(f"prune percent must be a number; got {percent!r}")
+    try:
+        # repr of a float is the shortest decimal that reads back as it (33.33, not 33.3299999...).
+        exact = Fraction(repr(percent) if isinstance(percent, float) else str(percent))
+    except (ValueError, ZeroDivisionError, OverflowError):
+        raise ValueError(f"prune percent must be a number; got {percent!r}") from None
+    if not 0 <= exact < 100:
+        raise ValueError(f"prune percent must be at least 0 and below 100; got {percent}")
+    hundredths = exact * 100
+    if hundredths.denominator != 1:
+        raise ValueError(f"prune percent takes at most two decimals; got {percent}")
+    return max(1, num_layers * (10_000 - int(hundredths)) // 10_000)

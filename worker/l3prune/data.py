@@ -10,9 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .fileio import iter_jsonl
+from .textpipe import Text
 
 REQUIRED = ("query", "positive", "negative")
 OPTIONAL = ("instruction", "task")
+# A row may say its documents get the query's instruction too (the paper does so for its symmetric tasks,
+# allnli_split2 and quora_duplicates_split1/2); without it documents are bare.
+OPTIONAL_BOOL = ("symmetric",)
 
 
 class DataError(Exception):
@@ -35,12 +39,26 @@ class Triple:
     negative: str
     instruction: str | None = None
     task: str | None = None
+    symmetric: bool = False
 
-    def query_text(self) -> str:
-        # E5-mistral / LLM2Vec style instruction prefix; only queries get it, documents stay plain.
-        if self.instruction:
-            return f"Instruct: {self.instruction}\nQuery: {self.query}"
-        return self.query
+    def query_text(self) -> Text:
+        """The query with its instruction; textpipe.TextPipeline writes it as "{instruction}; {query}" (the paper's
+        E5 format) and pools only the query's own tokens. (It used to be "Instruct: ...\nQuery: ..." with every
+        token pooled, which is not what the paper trains or measures.)"""
+        return Text(self.query, self.instruction or None)
+
+    def doc_texts(self) -> tuple[Text, Text]:
+        """Positive and negative: bare, unless the row is marked symmetric (then they get the instruction too)."""
+        instr = (self.instruction or None) if self.symmetric else None
+        return Text(self.positive, instr), Text(self.negative, instr)
+
+    def texts(self) -> tuple[Text, Text, Text]:
+        return (self.query_text(), *self.doc_texts())
+
+
+def batch_texts(batch: list[Triple]) -> list[Text]:
+    """Queries, then positives, then negatives: one forward pass's texts (analyze and train alike)."""
+    return [t.query_text() for t in batch] + [t.doc_texts()[0] for t in batch] + [t.doc_texts()[1] for t in batch]
 
 
 def read_triples(path: str | Path) -> list[Triple]:
@@ -63,31 +81,41 @@ def read_triples(path: str | Path) -> list[Triple]:
         for k in OPTIONAL:
             if k in obj and obj[k] is not None and not isinstance(obj[k], str):
                 raise DataError(f"{p}:{lineno}: optional field '{k}' must be a string, got {type(obj[k]).__name__}")
+        for k in OPTIONAL_BOOL:
+            if k in obj and obj[k] is not None and not isinstance(obj[k], bool):
+                raise DataError(f"{p}:{lineno}: optional field '{k}' must be true or false, got {type(obj[k]).__name__}")
         for k in REQUIRED + OPTIONAL:
             if isinstance(obj.get(k), str) and not is_text(obj[k]):
                 raise DataError(f"{p}:{lineno}: field '{k}' holds an unpaired surrogate escape (such as \\ud800), which is not text; fix the line")
-        out.append(Triple(obj["query"], obj["positive"], obj["negative"], obj.get("instruction"), obj.get("task")))
+        out.append(Triple(obj["query"], obj["positive"], obj["negative"], obj.get("instruction"), obj.get("task"), bool(obj.get("symmetric"))))
     if not out:
         raise DataError(f"data file {p} holds no triples; it needs at least one line with query/positive/negative")
     return out
 
 
-def sample_batches(triples: list[Triple], samples: int, batch_size: int, seed: int) -> list[list[Triple]]:
-    """Seeded random sample, cut into batches; batches are task-homogeneous when tasks are given.
+def sample_batches(triples: list[Triple], samples: int, batch_size: int, seed: int, task_homogeneous: bool = False) -> list[list[Triple]]:
+    """The paper's analysis sample: random.sample of `samples` triples (seeded), cut in sampled order into batches of
+    exactly batch_size, so batches mix tasks; a short last batch is dropped (every batch has batch_size triples).
 
-    Task-homogeneous batches matter because in-batch negatives from another task are trivially easy and would
-    make every depth look good. The last short batch of a task is kept: dropping it would make --samples lie.
+    task_homogeneous groups the sample by the task field first (tasks in sorted order, each cut the same way, each
+    task's short last batch dropped): in-batch negatives then come from the query's own task.
     """
     if samples < 1 or batch_size < 1:
         raise DataError(f"samples and batch size must be at least 1 (got samples={samples}, batch size={batch_size})")
     rng = random.Random(seed)
     k = min(samples, len(triples))
-    chosen = rng.sample(range(len(triples)), k)
-    by_task: dict[str, list[Triple]] = {}
-    for i in chosen:
-        by_task.setdefault(triples[i].task or "", []).append(triples[i])
-    batches: list[list[Triple]] = []
-    for task in sorted(by_task):
-        items = by_task[task]
-        batches.extend(items[j : j + batch_size] for j in range(0, len(items), batch_size))
+    chosen = [triples[i] for i in rng.sample(range(len(triples)), k)]
+    groups: list[list[Triple]] = [chosen]
+    if task_homogeneous:
+        by_task: dict[str, list[Triple]] = {}
+        for t in chosen:
+            by_task.setdefault(t.task or "", []).append(t)
+        groups = [by_task[task] for task in sorted(by_task)]
+    batches = [g[j : j + batch_size] for g in groups for j in range(0, len(g) - batch_size + 1, batch_size)]
+    if not batches:
+        where = "no task of the sample has" if task_homogeneous and len(groups) > 1 else "the sample has fewer than"
+        raise DataError(
+            f"{where} {batch_size} triples, one full batch (sample of {k} of {len(triples)} triples); lower batchSize"
+            + (" or set taskHomogeneous to false" if task_homogeneous and len(groups) > 1 else "")
+        )
     return batches

@@ -8,7 +8,7 @@ yields too.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .fileio import JsonFileError, read_json
+from .textpipe import TextLike, TextPipeline, pipeline_for
 
 POOLINGS = ("mean", "weighted_mean", "last_token")
 FINAL_NORM_NAMES = ("norm", "final_layernorm", "final_layer_norm", "ln_f", "norm_f", "final_norm", "ln_final")
@@ -122,10 +123,15 @@ def prune(model: nn.Module, n: int) -> nn.Module:
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
-    """Pool (B, T, D) token states over non-pad tokens; works for left and right padding alike.
+    """Pool (B, T, D) token states over the positions `mask` marks; works for left and right padding alike.
 
-    weighted_mean is the position-weighted mean of SGPT / L³Prune: the k-th real token gets weight k, so later
-    tokens, which have seen more of the text through causal attention, count more.
+    `mask` is the text pipeline's embed mask (textpipe.py: the last k real positions, the text's own tokens), so
+    the instruction, BOS and a chat prefix are attended to but not pooled, as in the paper's code. Any 0/1 mask
+    works (an attention mask pools every real token).
+
+    weighted_mean is the position-weighted mean of SGPT / L³Prune: the j-th pooled token gets weight j (1..k,
+    normalised), so later tokens, which have seen more of the text through causal attention, count more.
+    last_token is the last pooled position, which is the row's last real token.
     """
     m = mask.to(hidden.dtype)
     if pooling == "mean":
@@ -147,13 +153,17 @@ class Encoder:
     tokenizer: object
     max_length: int = 128
     device: str = "cpu"
+    # The one text pipeline (textpipe.py): chat user turn, instruction prefix, left padding, embed mask.
+    pipeline: TextPipeline = field(default_factory=TextPipeline)
 
     @property
     def num_layers(self) -> int:
         return len(find_layers(self.model)[2])
 
-    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+    def tokenize(self, texts: Sequence[TextLike]) -> dict[str, torch.Tensor]:
+        """input_ids, attention_mask, embed_mask (and token_type_ids) through the text pipeline; a plain string is
+        a document (no instruction), a textpipe.Text may carry one."""
+        batch = self.pipeline.tokenize(self.tokenizer, list(texts), self.max_length)
         return {k: v.to(self.device) for k, v in batch.items()}
 
     def model_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -161,7 +171,8 @@ class Encoder:
         if "token_type_ids" in batch and _accepts(self.model, "token_type_ids"):
             inputs["token_type_ids"] = batch["token_type_ids"]
         # Positions counted over real tokens only, so a left-padded text gets the same positions as a
-        # right-padded one (HF decoders otherwise number the pads too). Skipped for absolute-position
+        # right-padded or unpadded one (HF decoders otherwise number the pads too, which is what the paper's
+        # left-padded rows get: positions shifted by the pad count; textpipe.py explains the choice). Skipped for absolute-position
         # encoders with a pad offset (RoBERTa), which compute their own from input_ids.
         if _accepts(self.model, "position_ids") and getattr(self.model.config, "model_type", "") not in ("roberta", "xlm-roberta", "camembert"):
             pos = (torch.cumsum(batch["attention_mask"], dim=1) - 1).clamp_min(0)
@@ -169,10 +180,14 @@ class Encoder:
         return inputs
 
     @torch.no_grad()
-    def encode(self, texts: Sequence[str], pooling: str) -> torch.Tensor:
+    def encode(self, texts: Sequence[TextLike], pooling: str) -> torch.Tensor:
         batch = self.tokenize(texts)
         out = self.model(**self.model_inputs(batch), use_cache=False) if _accepts(self.model, "use_cache") else self.model(**self.model_inputs(batch))
-        return pool(out.last_hidden_state, batch["attention_mask"], pooling)
+        return pool(out.last_hidden_state, batch["embed_mask"], pooling)
+
+    def set_chat_template(self, mode: str) -> None:
+        """The spec's chatTemplate: "auto" wraps texts in the tokenizer's own chat user turn when it has a template."""
+        self.pipeline = pipeline_for(self.tokenizer, mode)
 
 
 def _accepts(model: nn.Module, name: str) -> bool:
@@ -190,6 +205,7 @@ def load_encoder(
     max_length: int = 128,
     trust_remote_code: bool = False,
     dtype: torch.dtype = torch.float32,
+    chat_template: str = "auto",
 ) -> Encoder:
     p = check_model_dir(model_dir)
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -221,4 +237,4 @@ def load_encoder(
     except Exception as e:  # noqa: BLE001
         raise ModelError(f"model folder {p}: cannot load the model ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     model.eval().to(device)
-    return Encoder(model=model, tokenizer=tok, max_length=max_length, device=device)
+    return Encoder(model=model, tokenizer=tok, max_length=max_length, device=device, pipeline=pipeline_for(tok, chat_template))

@@ -1,14 +1,24 @@
 """Built-in evaluation tasks of the `evaluate` verb: data readers, MTEB's metrics, MTEB's result-file format.
 
-Each task turns a small local data set into a list of unique texts to embed and a scorer that takes their
-unit-length embeddings (rows in the same order) and returns MTEB's metric fields for that task type:
+Each task turns a small local data set into a list of texts to embed (which of them are "queries", the texts
+that get the task's instruction, follows LLM2Vec: every text but a retrieval document) and scores their raw
+embeddings (rows in the same order; the model's own output, not normalised) with MTEB's procedure for that task
+type. Where the `mteb` package is installed, mteb's own evaluators compute the scores (mteb_adapter.score_builtin,
+on task objects built from this data); without it the fallback here follows the same procedure step by step:
 
   key                  MTEB task name                    type                main score
   sts                  LeeDocumentSTS                    STS                 cosine_spearman
   retrieval            WordNetWordToGlossRetrieval       Retrieval           ndcg_at_10
   classification       WordNetLexnameClassification      Classification      accuracy
   clustering           WordNetLexnameClustering          Clustering          v_measure
-  pair_classification  WordNetSensePairClassification    PairClassification  cosine_ap
+  pair_classification  WordNetSensePairClassification    PairClassification  max_ap
+
+STS: Pearson/Spearman of cosine, -Manhattan, -Euclidean similarity. Retrieval: cosine ranking, trec_eval metrics.
+Classification: logistic regression (max_iter 100) on raw embeddings, averaged over 10 experiments that each
+train on 8 examples per label, undersampled as mteb's AbsTaskClassification does. Clustering: mteb's
+AbsTaskClustering: 10 bootstrap samples (16384 draws with replacement), MiniBatchKMeans (batch 512, k-means++,
+n_init 1), V-measure averaged. Pair classification: best accuracy/F1 thresholds and AP for cosine, Euclidean,
+Manhattan and dot product; main score the max AP.
 
 The data (docs/data-sources.md) lives in <data-dir>/sts.jsonl and <data-dir>/eval/ (demo_assets.build_eval).
 `cap` (--max-examples) shrinks a task for quick runs; how each task shrinks is in its reader's docstring, and
@@ -19,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -29,14 +40,47 @@ from .data import DataError
 from .fileio import iter_jsonl
 
 # The MTEB result-file format these files follow (TaskResult, flat pair-classification scores since 1.12.48);
-# the local label says no MTEB code computed them. MTEB's loader accepts it (a PEP 440 version >= 1.12.48).
+# the local label says no MTEB code computed them (a file mteb scored names mteb's version). MTEB's loader accepts
+# it (a PEP 440 version >= 1.12.48).
 MTEB_FORMAT_VERSION = "1.12.48+l3prune"
+ENGINE_MTEB = "mteb"
+ENGINE_FALLBACK = "l3prune"
 LANGUAGES = ["eng-Latn"]
 SPLIT = "test"
 RETRIEVAL_KS = (1, 3, 5, 10, 20, 100, 1000)
-CLUSTERING_RUNS = 5
-CLASSIFICATION_MAX_ITER = 100  # MTEB's logistic regression setting
+# mteb 2.26's settings (AbsTaskClassification, AbsTaskClustering); the fallback uses the same.
+CLASSIFICATION_MAX_ITER = 100
+CLASSIFICATION_EXPERIMENTS = 10
+SAMPLES_PER_LABEL = 8
+CLUSTERING_RUNS = 10  # mteb's n_clusters: bootstrap samples per level
+CLUSTERING_SAMPLE = 16_384  # mteb's max_documents_per_cluster: draws (with replacement) per bootstrap sample
+KMEANS_BATCH_SIZE = 512
 MIN_CAP = 4
+
+
+def seed32(seed: int) -> int:
+    """The spec's seed as numpy and scikit-learn accept it (0 .. 2**32 - 1); both engines get the same value."""
+    return int(seed) % 2**32
+
+
+def mteb_instruction(instruction: str) -> str:
+    """LLM2Vec's normalisation (mteb's llm2vec_instruction): a non-empty instruction ends with a colon."""
+    instruction = instruction.strip()
+    if instruction and not instruction.endswith(":"):
+        instruction = instruction.strip(".") + ":"
+    return instruction
+
+
+def format_query(instruction: str | None, text: str):
+    """The one place an evaluation query gets its task instruction: a textpipe.Text (the text pipeline builds the
+    string the model sees, textpipe.INSTRUCTION_FORMAT, and pools the text's own tokens only); no instruction: the
+    bare text."""
+    inst = mteb_instruction(instruction or "")
+    if not inst:
+        return text
+    from .textpipe import EVAL_INSTRUCTION_FORMAT, Text
+
+    return Text(text, inst, EVAL_INSTRUCTION_FORMAT)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -88,37 +132,99 @@ def average_precision(labels, scores) -> float:
     return float(average_precision_score(np.asarray(labels, int), np.asarray(scores, float)))
 
 
-def best_accuracy(labels, scores) -> tuple[float, float]:
-    """Best accuracy of 'similar iff score > t' over all thresholds t (midpoints between sorted scores)."""
-    y = np.asarray(labels, int)[np.argsort(-np.asarray(scores, float), kind="stable")]
-    s = np.sort(np.asarray(scores, float))[::-1]
-    n, neg = len(y), int((y == 0).sum())
+def best_accuracy(labels, scores, high_score_more_similar: bool = True) -> tuple[float, float]:
+    """Best accuracy of 'similar iff score beyond t' over thresholds t between neighbouring sorted scores, as
+    mteb's pair classification: a threshold never splits tied scores; the first best is kept."""
+    rows = sorted(zip(np.asarray(scores, float).tolist(), np.asarray(labels, int).tolist()), key=lambda r: r[0],
+                  reverse=high_score_more_similar)
+    n = len(rows)
     best, thr = 0.0, -1.0
-    pos_above = neg_above = 0
+    pos_above, neg_below = 0, sum(1 for _, y in rows if y == 0)
     for i in range(n - 1):
-        pos_above += y[i] == 1
-        neg_above += y[i] == 0
-        acc = (pos_above + (neg - neg_above)) / n
+        if rows[i][1] == 1:
+            pos_above += 1
+        else:
+            neg_below -= 1
+        if rows[i][0] == rows[i + 1][0]:
+            continue
+        acc = (pos_above + neg_below) / n
         if acc > best:
-            best, thr = acc, (s[i] + s[i + 1]) / 2
+            best, thr = acc, (rows[i][0] + rows[i + 1][0]) / 2
     return float(best), float(thr)
 
 
-def best_f1(labels, scores) -> tuple[float, float, float, float]:
-    """(f1, precision, recall, threshold) at the threshold that maximises F1, as MTEB's pair classification."""
-    y = np.asarray(labels, int)[np.argsort(-np.asarray(scores, float), kind="stable")]
-    s = np.sort(np.asarray(scores, float))[::-1]
-    total = int(y.sum())
+def best_f1(labels, scores, high_score_more_similar: bool = True) -> tuple[float, float, float, float]:
+    """(f1, precision, recall, threshold) at the threshold that maximises F1, as mteb's pair classification."""
+    rows = sorted(zip(np.asarray(scores, float).tolist(), np.asarray(labels, int).tolist()), key=lambda r: r[0],
+                  reverse=high_score_more_similar)
+    total = sum(y for _, y in rows)
     best = (0.0, 0.0, 0.0, 0.0)
     tp = 0
-    for i in range(len(y) - 1):
-        tp += y[i] == 1
+    for i in range(len(rows) - 1):
+        tp += rows[i][1] == 1
+        if rows[i][0] == rows[i + 1][0]:
+            continue
         if tp:
             p, r = tp / (i + 1), tp / total
             f = 2 * p * r / (p + r)
             if f > best[0]:
-                best = (f, p, r, (s[i] + s[i + 1]) / 2)
+                best = (f, p, r, (rows[i][0] + rows[i + 1][0]) / 2)
     return tuple(float(v) for v in best)  # type: ignore[return-value]
+
+
+def pair_classification_scores(e1: np.ndarray, e2: np.ndarray, labels) -> dict:
+    """mteb's PairClassification metrics: accuracy, F1 (with precision, recall), AP for the model's similarity
+    (cosine), cosine, Manhattan and Euclidean distance (lower = more similar) and dot product; max_* over them."""
+    from sklearn.metrics.pairwise import paired_cosine_distances, paired_euclidean_distances, paired_manhattan_distances
+
+    e1, e2 = np.asarray(e1), np.asarray(e2)
+    cos = 1 - paired_cosine_distances(e1, e2)
+    kinds = [("similarity", cosine_pairwise(e1, e2), True), ("cosine", cos, True), ("manhattan", paired_manhattan_distances(e1, e2), False),
+             ("euclidean", paired_euclidean_distances(e1, e2), False), ("dot", np.einsum("ij,ij->i", e1, e2), True)]
+    y = np.asarray(labels, int)
+    out: dict = {}
+    best: dict[str, list[float]] = {}
+    for name, s, high in kinds:
+        acc, _ = best_accuracy(y, s, high)
+        f1, p, r, _ = best_f1(y, s, high)
+        vals = {"accuracy": acc, "f1": f1, "precision": p, "recall": r, "ap": average_precision(y, s * (1 if high else -1))}
+        for k, v in vals.items():
+            out[f"{name}_{k}"] = v
+            best.setdefault(k, []).append(v)
+    for k, vs in best.items():
+        out[f"max_{k}"] = max(vs)
+    return out
+
+
+def sts_scores(e1: np.ndarray, e2: np.ndarray, gold) -> dict:
+    """mteb's STS metrics: Pearson and Spearman of cosine, -Manhattan and -Euclidean against the gold scores."""
+    from sklearn.metrics.pairwise import paired_cosine_distances, paired_euclidean_distances, paired_manhattan_distances
+
+    sims = {"cosine": 1 - paired_cosine_distances(e1, e2), "manhattan": -paired_manhattan_distances(e1, e2),
+            "euclidean": -paired_euclidean_distances(e1, e2)}
+    out = {}
+    for name, s in sims.items():
+        out[f"{name}_pearson"] = pearson(gold, s)
+        out[f"{name}_spearman"] = spearman(gold, s)
+    # mteb: pearson/spearman are of the model's own similarity (mteb_adapter's encoders: cosine_pairwise).
+    sim = cosine_pairwise(e1, e2)
+    out["pearson"], out["spearman"] = pearson(gold, sim), spearman(gold, sim)
+    return out
+
+
+def cosine_pairwise(a, b) -> np.ndarray:
+    """Row-wise cosine similarity in float64: the similarity_pairwise of the worker's MTEB models."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    na, nb = np.linalg.norm(a, axis=-1), np.linalg.norm(b, axis=-1)
+    return np.sum(a * b, axis=-1) / np.where(na * nb == 0, 1, na * nb)
+
+
+def cosine_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    na = np.linalg.norm(a, axis=1, keepdims=True)
+    nb = np.linalg.norm(b, axis=1, keepdims=True)
+    return (a / np.where(na == 0, 1, na)) @ (b / np.where(nb == 0, 1, nb)).T
 
 
 def v_measure(labels, clusters) -> float:
@@ -127,31 +233,93 @@ def v_measure(labels, clusters) -> float:
     return float(v_measure_score(labels, clusters))
 
 
-def classification_scores(x_train, y_train, x_test, y_test, seed: int) -> dict:
-    """MTEB's linear probe: logistic regression on the frozen embeddings, scored on the test split."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, f1_score
+def undersample(labels, seed: int, experiments: int = CLASSIFICATION_EXPERIMENTS,
+                samples_per_label: int = SAMPLES_PER_LABEL) -> list[list[int]]:
+    """The training rows of each experiment, as mteb's AbsTaskClassification._undersample_data draws them: one
+    index list, shuffled again before each experiment by a fresh RandomState(seed); the first samples_per_label
+    rows of each label in that order."""
+    idxs = list(range(len(labels)))
+    out = []
+    for _ in range(experiments):
+        np.random.RandomState(seed32(seed)).shuffle(idxs)
+        count: dict = {}
+        chosen = []
+        for i in idxs:
+            if count.get(labels[i], 0) < samples_per_label:
+                chosen.append(i)
+                count[labels[i]] = count.get(labels[i], 0) + 1
+        out.append(chosen)
+    return out
 
-    clf = LogisticRegression(max_iter=CLASSIFICATION_MAX_ITER, random_state=seed)
-    clf.fit(x_train, y_train)
-    pred = clf.predict(x_test)
-    return {
+
+def _classification_metrics(y_test, pred) -> dict:
+    from sklearn.metrics import accuracy_score, average_precision_score, f1_score, precision_score, recall_score
+
+    out = {
         "accuracy": float(accuracy_score(y_test, pred)),
         "f1": float(f1_score(y_test, pred, average="macro")),
         "f1_weighted": float(f1_score(y_test, pred, average="weighted")),
+        "precision": float(precision_score(y_test, pred, average="macro")),
+        "precision_weighted": float(precision_score(y_test, pred, average="weighted")),
+        "recall": float(recall_score(y_test, pred, average="macro")),
+        "recall_weighted": float(recall_score(y_test, pred, average="weighted")),
+        "ap": None,
+        "ap_weighted": None,
     }
+    if len(np.unique(y_test)) == 2:
+        out["ap"] = float(average_precision_score(y_test, pred, average="macro"))
+        out["ap_weighted"] = float(average_precision_score(y_test, pred, average="weighted"))
+    return out
 
 
-def clustering_scores(x, labels, seed: int, runs: int = CLUSTERING_RUNS) -> dict:
-    """Mean V-measure of `runs` k-means clusterings (k = number of labels), each from its own seeded init."""
-    from sklearn.cluster import KMeans
+def classification_scores(x_train, y_train, x_test, y_test, seed: int, experiments: int = CLASSIFICATION_EXPERIMENTS,
+                          samples_per_label: int = SAMPLES_PER_LABEL) -> dict:
+    """mteb's linear probe: per experiment a logistic regression (max_iter 100, random_state = seed) fitted on
+    the undersampled training rows' embeddings, scored on the test split; the metrics averaged over experiments.
+    Labels are integers (0..k-1 in sorted label order), as mteb's datasets hold them."""
+    from sklearn.linear_model import LogisticRegression
 
-    k = len(set(labels))
-    vs = []
-    for r in range(runs):
-        km = KMeans(n_clusters=k, n_init=1, random_state=seed + r)
-        vs.append(v_measure(labels, km.fit_predict(x)))
-    return {"v_measure": float(np.mean(vs)), "v_measure_std": float(np.std(vs)), "v_measures": vs}
+    names = sorted(set(y_train) | set(y_test))
+    code = {n: i for i, n in enumerate(names)}
+    ytr = np.array([code[v] for v in y_train])
+    yte = np.array([code[v] for v in y_test])
+    x_train, x_test = np.asarray(x_train), np.asarray(x_test)
+    per = []
+    for rows in undersample(ytr.tolist(), seed, experiments, samples_per_label):
+        clf = LogisticRegression(max_iter=CLASSIFICATION_MAX_ITER, random_state=seed32(seed))
+        with warnings.catch_warnings():  # max_iter 100 often stops short, as in mteb; stderr is for errors only
+            warnings.simplefilter("ignore")
+            clf.fit(x_train[rows], ytr[rows])
+        per.append(_classification_metrics(yte, clf.predict(x_test)))
+    avg = {}
+    for k in per[0]:
+        vals = [p[k] for p in per if p[k] is not None]
+        avg[k] = float(np.mean(vals)) if vals else None
+    return {**avg, "scores_per_experiment": per}
+
+
+def clustering_scores(x, labels, seed: int, runs: int = CLUSTERING_RUNS, sample: int = CLUSTERING_SAMPLE) -> dict:
+    """mteb's AbsTaskClustering on one label level: `runs` bootstrap samples of `sample` rows drawn with
+    replacement (random.Random(seed).choices), each clustered by one MiniBatchKMeans (k = number of labels,
+    batch 512, k-means++, n_init 1, random_state = seed); mean and std of V-measure and adjusted mutual information."""
+    from sklearn.cluster import MiniBatchKMeans
+    from sklearn.metrics.cluster import adjusted_mutual_info_score, v_measure_score
+
+    x = np.asarray(x)
+    y = np.asarray(labels)
+    rng = random.Random(seed32(seed))
+    km = MiniBatchKMeans(n_clusters=np.unique(y).size, batch_size=KMEANS_BATCH_SIZE, init="k-means++", n_init=1,
+                         random_state=seed32(seed))
+    vs, amis = [], []
+    for _ in range(runs):
+        idx = rng.choices(range(len(x)), k=sample)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pred = km.fit_predict(x[idx])
+        vs.append(float(v_measure_score(y[idx], pred)))
+        amis.append(float(adjusted_mutual_info_score(y[idx], pred)))
+    return {"v_measures": vs, "v_measure": float(np.mean(vs)), "v_measure_std": float(np.std(vs)),
+            "ami_scores": amis, "ami": float(np.mean(amis)), "ami_std": float(np.std(amis))}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -166,7 +334,11 @@ class LoadedTask:
     files: list[Path]
     examples: int
     cap: int | None
-    scorer: Callable[[np.ndarray, int], dict] = field(repr=False)
+    scorer: Callable[[np.ndarray, int], dict] = field(repr=False)  # the fallback: raw embeddings, seed -> scores
+    # What mteb_adapter.score_builtin needs to build the mteb task: row indices into `texts` and the labels.
+    data: dict = field(default_factory=dict, repr=False)
+    # Rows of `texts` that are queries, the texts a task instruction goes to (LLM2Vec: all but retrieval documents).
+    queries: frozenset[int] | None = None
 
     def revision(self) -> str:
         """What was evaluated: a digest of the data files, plus the cap when the task was shrunk."""
@@ -175,9 +347,21 @@ class LoadedTask:
             h.update(f.name.encode() + b"\0" + f.read_bytes())
         return f"local-{h.hexdigest()[:16]}" + (f"-max{self.cap}" if self.cap else "")
 
-    def score(self, emb: np.ndarray, seed: int) -> dict:
+    def inputs(self, instruction: str | None) -> list:
+        """The texts to embed: the queries with the task's instruction (format_query), the others as they are."""
+        q = range(len(self.texts)) if self.queries is None else self.queries
+        return [format_query(instruction, t) if i in q else t for i, t in enumerate(self.texts)]
+
+    def score(self, emb: np.ndarray, seed: int, engine: str | None = None) -> tuple[dict, str]:
+        """(scores, engine) from raw embeddings: mteb's evaluators where mteb is installed (engine "mteb"), else the
+        fallback here ("l3prune"); engine forces one (mteb then must be installed)."""
+        if engine != ENGINE_FALLBACK:
+            from . import mteb_adapter
+
+            if engine == ENGINE_MTEB or mteb_adapter.available():
+                return _finite(mteb_adapter.score_builtin(self, emb, seed)), ENGINE_MTEB
         scores = self.scorer(emb, seed)
-        return {k: _finite(v) for k, v in scores.items()}
+        return {k: _finite(v) for k, v in scores.items()}, ENGINE_FALLBACK
 
 
 def _finite(v):
@@ -246,17 +430,10 @@ def load_sts(data_dir: Path, cap: int | None) -> LoadedTask:
     gold = [float(r["score"]) for r in rows]
 
     def scorer(e: np.ndarray, seed: int) -> dict:
-        cos = np.sum(e[a] * e[b], axis=1)
-        man = -np.sum(np.abs(e[a] - e[b]), axis=1)
-        euc = -np.linalg.norm(e[a] - e[b], axis=1)
-        out = {}
-        for name, s in (("cosine", cos), ("manhattan", man), ("euclidean", euc)):
-            out[f"{name}_pearson"] = pearson(s, gold)
-            out[f"{name}_spearman"] = spearman(s, gold)
-        out["pearson"], out["spearman"] = out["cosine_pearson"], out["cosine_spearman"]
-        return out
+        return sts_scores(e[a], e[b], gold)
 
-    return LoadedTask("sts", "LeeDocumentSTS", "STS", "cosine_spearman", texts, [path], len(rows), cap, scorer)
+    return LoadedTask("sts", "LeeDocumentSTS", "STS", "cosine_spearman", texts, [path], len(rows), cap, scorer,
+                      data={"a": a, "b": b, "gold": gold})
 
 
 def load_retrieval(data_dir: Path, cap: int | None) -> LoadedTask:
@@ -303,17 +480,21 @@ def load_retrieval(data_dir: Path, cap: int | None) -> LoadedTask:
         others = [d for d in corpus if d["_id"] not in rel][:room]
         keep = rel | {d["_id"] for d in others}
         corpus = [d for d in corpus if d["_id"] in keep]
-    texts, ix = _unique([q["text"] for q in queries] + [d["text"] for d in corpus])
-    qi = [ix[q["text"]] for q in queries]
-    di = [ix[d["text"]] for d in corpus]
+    # Queries and documents are embedded apart: a query carries the instruction, a document never does.
+    qtexts, qix = _unique([q["text"] for q in queries])
+    dtexts, dix = _unique([d["text"] for d in corpus])
+    texts = qtexts + dtexts
+    qi = [qix[q["text"]] for q in queries]
+    di = [len(qtexts) + dix[d["text"]] for d in corpus]
     pos = {d["_id"]: j for j, d in enumerate(corpus)}
     relevant = [{pos[d] for d in qrels[q["_id"]]} for q in queries]
 
     def scorer(e: np.ndarray, seed: int) -> dict:
-        return retrieval_metrics(e[qi] @ e[di].T, relevant)
+        return retrieval_metrics(cosine_matrix(e[qi], e[di]), relevant)
 
     files = [base / "corpus.jsonl", base / "queries.jsonl", qrels_path]
-    return LoadedTask("retrieval", "WordNetWordToGlossRetrieval", "Retrieval", "ndcg_at_10", texts, files, len(queries), cap, scorer)
+    return LoadedTask("retrieval", "WordNetWordToGlossRetrieval", "Retrieval", "ndcg_at_10", texts, files, len(queries), cap, scorer,
+                      data={"qi": qi, "di": di, "relevant": relevant}, queries=frozenset(range(len(qtexts))))
 
 
 def load_classification(data_dir: Path, cap: int | None) -> LoadedTask:
@@ -334,7 +515,8 @@ def load_classification(data_dir: Path, cap: int | None) -> LoadedTask:
     def scorer(e: np.ndarray, seed: int) -> dict:
         return classification_scores(e[tr], ytr, e[te], yte, seed)
 
-    return LoadedTask("classification", "WordNetLexnameClassification", "Classification", "accuracy", texts, [path], len(test), cap, scorer)
+    return LoadedTask("classification", "WordNetLexnameClassification", "Classification", "accuracy", texts, [path], len(test), cap, scorer,
+                      data={"tr": tr, "te": te, "ytr": ytr, "yte": yte})
 
 
 def load_clustering(data_dir: Path, cap: int | None) -> LoadedTask:
@@ -350,7 +532,8 @@ def load_clustering(data_dir: Path, cap: int | None) -> LoadedTask:
     def scorer(e: np.ndarray, seed: int) -> dict:
         return clustering_scores(e[idx], labels, seed)
 
-    return LoadedTask("clustering", "WordNetLexnameClustering", "Clustering", "v_measure", texts, [path], len(rows), cap, scorer)
+    return LoadedTask("clustering", "WordNetLexnameClustering", "Clustering", "v_measure", texts, [path], len(rows), cap, scorer,
+                      data={"idx": idx, "labels": labels})
 
 
 def load_pair_classification(data_dir: Path, cap: int | None) -> LoadedTask:
@@ -369,13 +552,10 @@ def load_pair_classification(data_dir: Path, cap: int | None) -> LoadedTask:
     y = [r["label"] for r in rows]
 
     def scorer(e: np.ndarray, seed: int) -> dict:
-        cos = np.sum(e[a] * e[b], axis=1)
-        acc, acc_t = best_accuracy(y, cos)
-        f1, p, r, f1_t = best_f1(y, cos)
-        return {"cosine_accuracy": acc, "cosine_accuracy_threshold": acc_t, "cosine_f1": f1, "cosine_f1_threshold": f1_t,
-                "cosine_precision": p, "cosine_recall": r, "cosine_ap": average_precision(y, cos)}
+        return pair_classification_scores(e[a], e[b], y)
 
-    return LoadedTask("pair_classification", "WordNetSensePairClassification", "PairClassification", "cosine_ap", texts, [path], len(rows), cap, scorer)
+    return LoadedTask("pair_classification", "WordNetSensePairClassification", "PairClassification", "max_ap", texts, [path], len(rows), cap, scorer,
+                      data={"a": a, "b": b, "y": y})
 
 
 LOADERS: dict[str, Callable[[Path, int | None], LoadedTask]] = {
@@ -395,13 +575,14 @@ def latency_texts(data_dir: Path) -> list[str] | None:
     return [r["text"] for r in _read_jsonl(path, {"text": str}, "latency")]
 
 
-def task_result_file(task: LoadedTask, scores: dict, seconds: float) -> dict:
-    """MTEB's TaskResult JSON (what TaskResult.to_disk writes; TaskResult.from_disk reads it back)."""
+def task_result_file(task: LoadedTask, scores: dict, seconds: float, mteb_version: str | None = None) -> dict:
+    """MTEB's TaskResult JSON (what TaskResult.to_disk writes; TaskResult.from_disk reads it back); mteb_version:
+    the installed mteb's when its evaluators computed the scores, else the local label."""
     entry = {**_round(scores), "main_score": _round(scores.get(task.metric)), "hf_subset": "default", "languages": LANGUAGES}
     return {
         "dataset_revision": task.revision(),
         "task_name": task.name,
-        "mteb_version": MTEB_FORMAT_VERSION,
+        "mteb_version": mteb_version or MTEB_FORMAT_VERSION,
         "scores": {SPLIT: [entry]},
         "evaluation_time": round(seconds, 3),
         "kg_co2_emissions": None,

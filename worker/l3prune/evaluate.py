@@ -4,10 +4,12 @@
     python -m l3prune evaluate --run-dir DIR --from-run TRAIN_RUN_DIR [...]
 
 The encoder is the trainer's: encoder.load_encoder, encoder.prune (model.layers = model.layers[:n]), the same
-pooling, then L2 normalisation (the InfoNCE loss compares normalised embeddings). A LoRA adapter is merged after
-pruning to its depth, so base + adapter and the train run's merged model/ are the same network.
+pooling. A LoRA adapter is merged after pruning to its depth, so base + adapter and the train run's merged model/
+are the same network. Tasks score the raw pooled embeddings (as MTEB scores a model's output; the similarity is
+cosine), each task's queries embedded with its instruction (spec instructions, LLM2Vec's table by default).
 
-Built-in tasks (evaltasks.py) score the demo data with MTEB's metrics and write MTEB result files to
+Built-in tasks (evaltasks.py) score the demo data by MTEB's procedures (mteb's own evaluators where mteb is
+installed, the worker's fallback otherwise; task_result's scoredBy says which) and write MTEB result files to
 <run-dir>/results/<TaskName>.json. Events (protocol/events.schema.json): started, model_loaded, progress per
 batch embedded, task_result per task, evaluation_finished (with encode latency and throughput); error/cancelled
 as every verb. Exit 0, 2 on bad input (one sentence on stderr), 1 internal, 128+signal when cancelled.
@@ -32,6 +34,7 @@ from .data import DataError
 from .datadir import default_eval_data_dir
 from .encoder import Encoder, ModelError, model_loaded_fields, resolve_device
 from .fileio import write_json_atomic
+from .textpipe import as_text
 from .variant import load_variant, resolve_source
 from .verbs import Advice, Job, Outcome, Verb, disk_full_in, main_for
 
@@ -55,7 +58,29 @@ def _task_list(text: str) -> list[str]:
     return out
 
 
+def _instructions_arg(text: str) -> dict:
+    """--instructions: a JSON object (MTEB task name -> instruction) or the path of a file holding one."""
+    import json
+
+    src = text
+    if not text.lstrip().startswith("{"):
+        try:
+            src = Path(text).read_text(encoding="utf-8")
+        except OSError as e:
+            raise argparse.ArgumentTypeError(f"cannot read {text} ({e.strerror or e})") from None
+    try:
+        obj = json.loads(src)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not a JSON object ({e.msg} at line {e.lineno})") from None
+    if not isinstance(obj, dict) or not all(isinstance(v, str) for v in obj.values()):
+        raise argparse.ArgumentTypeError("must be a JSON object of task name -> instruction string")
+    return obj
+
+
 SPEC_FLAGS = {
+    "instructions": {"type": _instructions_arg, "metavar": "JSON|FILE",
+                     "help": "task name -> query instruction, a JSON object or a file with one; replaces the default table "
+                             "(LLM2Vec's plus the built-in tasks'); '{}' for none"},
     "tasks": {"type": _task_list, "metavar": "A,B", "help": f"comma-separated built-in tasks: {','.join(T.TASK_KEYS)}, all or none "
                                                               "(default all; none when only --mteb-task is given)"},
     "mtebTasks": {"flag": "--mteb-task", "action": "append", "type": str, "metavar": "NAME",
@@ -64,11 +89,13 @@ SPEC_FLAGS = {
 
 
 def _derive(given: dict) -> dict:
-    """What the given fields imply: the variant (a train run's model, adapter and cut), its training's pooling,
-    maxLength and trustRemoteCode unless given, and the data folder."""
+    """What the given fields imply: the variant (a train run's model, adapter and cut), its training's pooling
+    and trustRemoteCode unless given, and the data folder."""
     source = resolve_source(given.get("model"), given.get("adapter"), given.get("keep"), given.get("fromRun"), purpose="evaluate")
     out = {"model": source.model, "keep": source.keep, "adapter": source.adapter}
-    out.update({k: v for k, v in source.trained_with.items() if k not in given and v is not None})
+    # maxLength is the evaluation's condition (512, the paper's), not the training's: a variant trained at 128 is
+    # still evaluated at 512 unless maxLength is given; run.json stores the length used.
+    out.update({k: v for k, v in source.trained_with.items() if k not in given and v is not None and k != "maxLength"})
     mteb = given.get("mtebTasks") or []
     if mteb:
         out["mtebTasks"] = [t.strip() for t in mteb]
@@ -89,17 +116,21 @@ def spec_from_args(args: argparse.Namespace, _world=None) -> EvalSpec:
 
 # ---------------------------------------------------------------------------------------------------------------
 # encoding
-def embed(enc: Encoder, texts: list[str], pooling: str, batch_size: int, on_batch: Callable[[int], None] | None = None) -> np.ndarray:
-    """Unit-length embeddings, rows in the order of `texts`.
+def embed(enc: Encoder, texts: list[str], pooling: str, batch_size: int, on_batch: Callable[[int], None] | None = None,
+          *, normalize: bool = True) -> np.ndarray:
+    """Unit-length embeddings (normalize=False: the raw pooled vectors, what MTEB scores), rows in the order of `texts`.
 
     Texts are batched longest first so that each batch pads to similar lengths (as sentence-transformers does);
-    with the attention mask and real-token positions the padding does not change an embedding.
+    with the attention mask and real-token positions the padding does not change an embedding. Texts are strings
+    (documents) or textpipe.Text with an instruction; enc's text pipeline builds the string and pools only the
+    text's own tokens.
     """
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    order = sorted(range(len(texts)), key=lambda i: -len(as_text(texts[i]).text))
     out: np.ndarray | None = None
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        e = F.normalize(enc.encode([texts[i] for i in idx], pooling).float(), p=2, dim=-1).cpu().numpy()
+        e = enc.encode([texts[i] for i in idx], pooling).float()
+        e = (F.normalize(e, p=2, dim=-1) if normalize else e).cpu().numpy()
         if out is None:
             out = np.zeros((len(texts), e.shape[1]), dtype=np.float32)
         out[idx] = e
@@ -146,6 +177,7 @@ def run_evaluate(spec: EvalSpec, emit: Callable[..., object], run_dir: Path, *, 
     t0 = time.monotonic()
     enc, info = load_variant(spec.model, spec.keep, spec.adapter, max_length=spec.maxLength, device=device,
                              trust_remote_code=spec.trustRemoteCode)
+    enc.set_chat_template(spec.chatTemplate)  # the text pipeline (textpipe.py) as the spec says
     params = sum(p.numel() for p in enc.model.parameters())
     nbytes = sum(p.numel() * p.element_size() for p in enc.model.parameters())
     emit("model_loaded", **model_loaded_fields(enc.model, num_layers=enc.num_layers, load_seconds=time.monotonic() - t0,
@@ -161,12 +193,14 @@ def run_evaluate(spec: EvalSpec, emit: Callable[..., object], run_dir: Path, *, 
     done = {"batch": 0, "samples": 0}
     t_embed = time.monotonic()
     scores: dict[str, float | None] = {}
+    instructions = dict(spec.instructions)
 
-    def report(key: str, name: str, ttype: str, metric: str, main, fields_: dict, seconds: float, examples: int | None, path: Path) -> None:
+    def report(key: str, name: str, ttype: str, metric: str, main, fields_: dict, seconds: float, examples: int | None, path: Path,
+               engine: str, instruction: str | None) -> None:
         scores[name] = main
         extra = {"examples": examples} if examples is not None else {}
         emit("task_result", task=name, key=key, taskType=ttype, metric=metric, mainScore=main, scores=fields_,
-             seconds=round(seconds, 3), resultPath=str(path), **extra)
+             seconds=round(seconds, 3), resultPath=str(path), scoredBy=engine, instruction=instruction or None, **extra)
 
     for task in tasks:
         t_task = time.monotonic()
@@ -177,18 +211,22 @@ def run_evaluate(spec: EvalSpec, emit: Callable[..., object], run_dir: Path, *, 
             emit("progress", batch=done["batch"], batches=batches, samplesDone=done["samples"], samples=samples,
                  elapsedSeconds=round(time.monotonic() - t_embed, 3), task=_task.name)
 
-        emb = embed(enc, task.texts, spec.pooling, spec.batchSize, on_batch)
-        fields_ = task.score(emb, spec.seed)
+        # Raw embeddings, as MTEB scores a model's output; the task's instruction on its queries (LLM2Vec).
+        inst = instructions.get(task.name)
+        emb = embed(enc, task.inputs(inst), spec.pooling, spec.batchSize, on_batch, normalize=False)
+        fields_, engine = task.score(emb, spec.seed)
         seconds = time.monotonic() - t_task
-        doc = T.task_result_file(task, fields_, seconds)
+        doc = T.task_result_file(task, fields_, seconds, _mteb_version() if engine == T.ENGINE_MTEB else None)
         path = results_dir / f"{task.name}.json"
         write_json_atomic(path, doc)
-        report(task.key, task.name, task.type, task.metric, doc["scores"][T.SPLIT][0]["main_score"], T._round(fields_), seconds, task.examples, path)
+        report(task.key, task.name, task.type, task.metric, doc["scores"][T.SPLIT][0]["main_score"], T._round(fields_), seconds, task.examples, path,
+               engine, T.mteb_instruction(inst or ""))
 
     if mteb_tasks:
         from . import mteb_adapter
 
-        model = mteb_adapter.MtebEncoder(lambda texts: embed(enc, texts, spec.pooling, spec.batchSize))
+        model = mteb_adapter.MtebEncoder(lambda texts: embed(enc, texts, spec.pooling, spec.batchSize, normalize=False),
+                                         instructions=instructions)
         for t in mteb_tasks:
             doc, seconds = mteb_adapter.run_task(t, model, spec.batchSize)
             doc = T._finite(doc)
@@ -198,7 +236,8 @@ def run_evaluate(spec: EvalSpec, emit: Callable[..., object], run_dir: Path, *, 
             main = mteb_adapter.main_score(doc)
             split = doc.get("scores", {}).get("test") or next(iter(doc.get("scores", {}).values()), [{}])
             flat = {k: v for k, v in (split[0] if split else {}).items() if k not in ("hf_subset", "languages")}
-            report(name, name, str(t.metadata.type), str(t.metadata.main_score), main, flat, seconds, None, path)
+            report(name, name, str(t.metadata.type), str(t.metadata.main_score), main, flat, seconds, None, path,
+                   T.ENGINE_MTEB, T.mteb_instruction(instructions.get(name) or ""))
 
     lat_texts = T.latency_texts(data_dir) or [x for t in tasks for x in t.texts] or ["A short sentence to time the encoder."]
     latency_ms, tps = measure_latency(enc, lat_texts, spec.pooling, spec.batchSize, device)
@@ -217,6 +256,12 @@ def run_evaluate(spec: EvalSpec, emit: Callable[..., object], run_dir: Path, *, 
         "seconds": round(time.monotonic() - t_start, 3),
         "resultsDir": str(results_dir.resolve()),
     }
+
+
+def _mteb_version() -> str:
+    from . import mteb_adapter
+
+    return mteb_adapter.version()
 
 
 # ---------------------------------------------------------------------------------------------------------------

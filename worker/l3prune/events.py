@@ -7,6 +7,8 @@ Layout (see protocol/run.schema.json and protocol/events.schema.json):
                 at most the line being written and a tailing reader never needs to re-parse old lines
 
 Every event also goes to stdout as one JSON line, so a caller that only reads the pipe sees the same stream.
+A run folder may come from a cloned repository (resume): one with links in it is refused before anything in it is
+touched, and events.jsonl is only ever opened without following a link (fileio.open_append).
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .fileio import JsonFileError, read_json, write_json_atomic
+from .fileio import (MAX_RUN_JSON_BYTES, JsonFileError, UnsafePathError, cut_torn_tail, open_append, read_json,
+                     run_folder_link_problem, write_json_atomic)
 
 SCHEMA_VERSION = 1
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
@@ -56,10 +59,19 @@ class RunFolder:
             raise RunFolderError(f"cannot create run folder {self.dir}: {e.strerror}; choose a writable --run-dir") from e
         # A folder may be pre-created by the extension (with a spec file in it), but a second run must never
         # append to the history of a first one: that would make the event stream lie.
-        if self.run_json_path.exists() or (self.events_path.exists() and self.events_path.stat().st_size > 0):
-            raise RunFolderError(
-                f"run folder {self.dir} already holds a run (run.json or events.jsonl exists); use a new --run-dir"
-            )
+        # A new run's folder named through a link is the user's choice; links inside it are nobody's we know.
+        problem = run_folder_link_problem(self.dir, itself=False)
+        if problem:
+            raise RunFolderError(problem)
+        held = RunFolderError(f"run folder {self.dir} already holds a run (run.json or events.jsonl exists); use a new --run-dir")
+        if os.path.lexists(self.run_json_path):
+            raise held
+        try:
+            fd = open_append(self.events_path, empty=True)
+        except FileExistsError:
+            raise held from None
+        except UnsafePathError as e:
+            raise RunFolderError(f"cannot use run folder {self.dir}: {e}") from None
         start = now_iso()
         self._state = {
             "schemaVersion": SCHEMA_VERSION,
@@ -74,28 +86,37 @@ class RunFolder:
             "error": None,
             "result": None,
         }
-        self._events_fh = open(self.events_path, "a", encoding="utf-8")
+        self._events_fh = os.fdopen(fd, "a", encoding="utf-8")
         self._write_run_json()
 
     def reopen(self) -> None:
         """Continue the run this folder holds (train --resume): same run.json (startedAt kept), status running
         again, this process's pid, the current spec; events are appended after the old ones."""
+        problem = run_folder_link_problem(self.dir)
+        if problem:
+            raise RunFolderError(f"cannot resume: {problem}")
         try:
-            state = read_json(self.run_json_path)
+            state = read_json(self.run_json_path, limit=MAX_RUN_JSON_BYTES)
         except JsonFileError as e:
             raise RunFolderError(f"cannot resume: {e}") from None
         if not isinstance(state, dict):
             raise RunFolderError(f"cannot resume: {self.run_json_path} does not hold a JSON object")
-        # A kill -9 mid-write can leave a torn last line; cut it so the next event starts on a line of its own.
-        if self.events_path.exists():
-            with open(self.events_path, "rb+") as fh:
-                data = fh.read()
-                if data and not data.endswith(b"\n"):
-                    fh.truncate(data.rfind(b"\n") + 1)
+        try:
+            fd = open_append(self.events_path)
+        except UnsafePathError as e:
+            raise RunFolderError(f"cannot resume: {e}") from None
+        except OSError as e:
+            raise RunFolderError(f"cannot resume: {self.events_path} cannot be opened ({e.strerror or e})") from None
+        try:
+            # A kill -9 mid-write can leave a torn last line; cut it so the next event starts on a line of its own.
+            cut_torn_tail(fd)
+        except OSError:
+            os.close(fd)
+            raise
         t = now_iso()
         state.update(status="running", pid=os.getpid(), heartbeatAt=t, endedAt=None, error=None, result=None, spec=self.spec)
         self._state = state
-        self._events_fh = open(self.events_path, "a", encoding="utf-8")
+        self._events_fh = os.fdopen(fd, "a", encoding="utf-8")
         self._write_run_json()
 
     def start_heartbeat(self, interval_s: float = 5.0) -> None:

@@ -4,11 +4,14 @@
         [--from-run TRAIN_RUN_DIR] [--out OUT_DIR] [--pooling weighted_mean|mean|last_token] [--max-length 512]
         [--opset 17] [--parity-data FILE.jsonl]
 
-The graph takes input_ids and attention_mask (int64, [batch, sequence], both axes dynamic) and returns
+The graph takes input_ids, attention_mask and embed_mask (int64, [batch, sequence], both axes dynamic) and returns
 embedding (float32, [batch, hidden], unit length). Everything between the tokenizer and the vector is inside it:
 position ids (cumsum of the mask, as Encoder.model_inputs computes them, so left and right padding give the same
-vector), the transformer, the trainer's pooling (encoder.pool) and the L2 normalisation. A JavaScript client
-therefore only has to tokenise exactly as the worker does; l3prune-encoder.json next to the graph says how.
+vector), the transformer, the trainer's pooling over the embed mask (encoder.pool) and the L2 normalisation. A
+JavaScript client therefore only has to run the text pipeline exactly as the worker does (textpipe.py: chat user
+turn, instruction prefix, left padding, embed mask = the last k real positions with k the text's own token count);
+l3prune-encoder.json's textPipeline and tokenizer fields say how, and parity-examples.json holds the ids and
+embed masks the worker computed.
 
 Exporter: torch.onnx.export(dynamo=False), the TorchScript tracer. It still ships with torch 2.13, needs only the
 `onnx` package and traces transformers' decoders with dynamic batch and length; the dynamo exporter would add
@@ -40,6 +43,7 @@ from torch import nn
 
 from . import specs
 from .data import DataError, is_text
+from .textpipe import INSTRUCTION_FORMAT, Text, as_text
 from .encoder import Encoder, ModelError, _accepts, check_model_dir, model_loaded_fields, pool
 from .events import now_iso
 from .fileio import fsync_tree, iter_jsonl, write_json_atomic
@@ -56,7 +60,15 @@ DATA_FILE = "model.onnx.data"
 MANIFEST = "l3prune-encoder.json"
 EXAMPLES = "parity-examples.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-QUERY_TEMPLATE = "Instruct: {instruction}\nQuery: {query}"  # data.Triple.query_text
+QUERY_TEMPLATE = INSTRUCTION_FORMAT + "{query}"  # textpipe: a query with an instruction, before any chat wrapper
+INPUTS = ["input_ids", "attention_mask", "embed_mask"]
+# Parity texts with an instruction (queries as the trainer sees them); the text pipeline pools only their own tokens.
+INSTRUCTED = [
+    ("Given a web search query, retrieve relevant passages that answer the query", "Where is the nearest train station?"),
+    ("Retrieve semantically similar text.", "A man is playing a guitar on stage."),
+    ("Given a question, retrieve questions that are semantically equivalent", "Is this vaccine safe for children under five?"),
+    ("Classify the sentiment of the review", "I can't believe it's already Friday 🎉"),
+]
 TEXT_FIELDS = ("sentence1", "sentence2", "query", "positive", "negative", "text", "anchor")
 
 # Real sentences of very different lengths (1 to ~60 tokens), with accents, CJK and an emoji, so the parity
@@ -128,7 +140,8 @@ def spec_from_args(args: argparse.Namespace, _world=None) -> ExportSpec:
 # ---------------------------------------------------------------------------------------------------------------
 # the encoder as one module
 class ExportableEncoder(nn.Module):
-    """input_ids, attention_mask -> unit-length embedding, through the worker's own Encoder code."""
+    """input_ids, attention_mask, embed_mask -> unit-length embedding, through the worker's own Encoder code;
+    pooling is over embed_mask (the text's own tokens, textpipe.py), the attention over attention_mask."""
 
     def __init__(self, enc: Encoder, pooling: str):
         super().__init__()
@@ -137,13 +150,13 @@ class ExportableEncoder(nn.Module):
         self._enc = enc
         self._use_cache = _accepts(enc.model, "use_cache")
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, embed_mask: torch.Tensor) -> torch.Tensor:
         inputs = self._enc.model_inputs({"input_ids": input_ids, "attention_mask": attention_mask})
         out = self.model(**inputs, use_cache=False) if self._use_cache else self.model(**inputs)
-        return F.normalize(pool(out.last_hidden_state, attention_mask, self.pooling), p=2, dim=-1)
+        return F.normalize(pool(out.last_hidden_state, embed_mask, self.pooling), p=2, dim=-1)
 
 
-def reference_embeddings(enc: Encoder, texts: list[str], pooling: str) -> torch.Tensor:
+def reference_embeddings(enc: Encoder, texts: list, pooling: str) -> torch.Tensor:
     """What the worker computes for these texts (Encoder.encode), L2-normalised as the graph does."""
     return F.normalize(enc.encode(texts, pooling).float(), p=2, dim=-1)
 
@@ -152,6 +165,16 @@ def reference_embeddings(enc: Encoder, texts: list[str], pooling: str) -> torch.
 # model: load, prune, merge
 # ---------------------------------------------------------------------------------------------------------------
 # parity sentences and the tokenizer contract
+def parity_extras(tok, max_length: int) -> list[Text]:
+    """Texts every parity check adds: queries with instructions (through the chat wrapper when the model has one),
+    and texts longer than max_length, bare and with an instruction, so truncation is checked too."""
+    base = BUILTIN_SENTENCES[13]
+    long_text = base
+    while len(tok(long_text, add_special_tokens=False)["input_ids"]) <= max_length + 8:
+        long_text += " " + base
+    return [Text(q, i) for i, q in INSTRUCTED] + [Text(long_text), Text(long_text, INSTRUCTED[0][0])]
+
+
 def parity_texts(path: str | None, n: int = PARITY_SENTENCES) -> list[str]:
     """n texts spanning the shortest to the longest of the file (or the built-in list), short and long interleaved
     so every padded batch mixes lengths."""
@@ -235,8 +258,9 @@ def captured_fd2():
         buf.close()
 
 
-def trace_example(enc: Encoder) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two rows, the second padded: tracing records the masked path, with a query longer than one token."""
+def trace_example(enc: Encoder) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Two rows, the second padded: tracing records the masked path, with a query longer than one token; the embed
+    mask leaves the first real tokens out of the pooling, as an instruction would be."""
     ids = list(enc.tokenizer("The quick brown fox jumps over the lazy dog near the river.")["input_ids"])[: max(4, min(enc.max_length, 16))]
     if len(ids) < 4:
         ids = (ids * 4)[:4]
@@ -244,7 +268,8 @@ def trace_example(enc: Encoder) -> tuple[torch.Tensor, torch.Tensor]:
     short = ids[:2] + [pad] * (len(ids) - 2)
     input_ids = torch.tensor([ids, short], dtype=torch.long)
     mask = torch.tensor([[1] * len(ids), [1, 1] + [0] * (len(ids) - 2)], dtype=torch.long)
-    return input_ids, mask
+    embed = torch.tensor([[0, 0] + [1] * (len(ids) - 2), [0, 1] + [0] * (len(ids) - 2)], dtype=torch.long)
+    return input_ids, mask, embed
 
 
 def torch_export(enc: Encoder, pooling: str, path: Path, opset: int) -> None:
@@ -260,9 +285,9 @@ def torch_export(enc: Encoder, pooling: str, path: Path, opset: int) -> None:
                 example,
                 str(path),
                 dynamo=False,
-                input_names=["input_ids", "attention_mask"],
+                input_names=INPUTS,
                 output_names=["embedding"],
-                dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}, "embedding": {0: "batch"}},
+                dynamic_axes={**{name: {0: "batch", 1: "sequence"} for name in INPUTS}, "embedding": {0: "batch"}},
                 opset_version=opset,
                 do_constant_folding=True,
             )
@@ -323,6 +348,7 @@ def run_export(spec: ExportSpec, emit: Callable[..., object], *, sleep_after_loa
     try:
         check_model_dir(spec.model)
         enc, info = load_variant(spec.model, spec.keep, spec.adapter, max_length=spec.maxLength, trust_remote_code=spec.trustRemoteCode)
+        enc.set_chat_template(spec.chatTemplate)  # the text pipeline (textpipe.py) as the spec says
         cfg = enc.model.config
         tokenizer_files = stage_tokenizer(enc.tokenizer, Path(spec.model), stage)
         n = enc.num_layers
@@ -331,7 +357,7 @@ def run_export(spec: ExportSpec, emit: Callable[..., object], *, sleep_after_loa
         if sleep_after_load:
             time.sleep(sleep_after_load)
 
-        texts = parity_texts(spec.parityData)
+        texts = [as_text(t) for t in parity_texts(spec.parityData)] + parity_extras(enc.tokenizer, spec.maxLength)
         batches = [texts[i : i + PARITY_BATCH] for i in range(0, len(texts), PARITY_BATCH)]
         steps = 2 * len(batches) + 2
         step = 0
@@ -346,7 +372,7 @@ def run_export(spec: ExportSpec, emit: Callable[..., object], *, sleep_after_loa
         done = 0
         for b in batches:
             tok = enc.tokenize(b)
-            tokenized.append({k: tok[k].numpy() for k in ("input_ids", "attention_mask")})
+            tokenized.append({k: tok[k].numpy() for k in INPUTS})
             refs.append(reference_embeddings(enc, b, spec.pooling))
             done += len(b)
             progress("reference", samplesDone=done, samples=len(texts))
@@ -391,20 +417,22 @@ def run_export(spec: ExportSpec, emit: Callable[..., object], *, sleep_after_loa
             worst = int(cos.argmin())
             raise ParityError(
                 f"ONNX parity check failed: min cosine {min_cos:.6f} < {spec.minCosine} between ONNX Runtime and torch over "
-                f"{len(texts)} sentences (worst: {texts[worst][:40]!r}); the graph does not reproduce this model, nothing was written"
+                f"{len(texts)} sentences (worst: {texts[worst].text[:40]!r}); the graph does not reproduce this model, nothing was written"
             )
         parity = {"minCosine": min_cos, "meanCosine": mean_cos, "sentences": len(texts), "threshold": spec.minCosine,
                   "batchSize": PARITY_BATCH, "examplesFile": EXAMPLES}
         tok = enc.tokenizer
-        ids_all = [row[m.astype(bool)].tolist() for feed in tokenized for row, m in zip(feed["input_ids"], feed["attention_mask"])]
+        rows = [(row[m.astype(bool)].tolist(), em[m.astype(bool)].tolist()) for feed in tokenized
+                for row, m, em in zip(feed["input_ids"], feed["attention_mask"], feed["embed_mask"])]
         write_json_atomic(stage / EXAMPLES, {
-            "description": "torch reference of the parity check: each text, the ids the worker's tokenizer gives it (no padding) and the "
-                           "unit-length embedding the worker computes; a client that tokenises and runs the graph correctly gets cosine >= "
-                           f"{spec.minCosine} to these",
+            "description": "torch reference of the parity check: each text (and its instruction, or null), the ids the worker's text "
+                           "pipeline gives it (no padding), its embed mask over those ids (1: pooled) and the unit-length embedding the "
+                           f"worker computes; a client that tokenises and runs the graph correctly gets cosine >= {spec.minCosine} to these",
             "pooling": spec.pooling,
             "examples": [
-                {"text": t, "inputIds": ids, "embedding": [float(f"{x:.7g}") for x in e.tolist()]}
-                for t, ids, e in zip(texts, ids_all, torch.cat(refs))
+                {"text": t.text, "instruction": t.instruction, "fullText": enc.pipeline.full_text(t), "inputIds": ids,
+                 "embedMask": em, "embedding": [float(f"{x:.7g}") for x in e.tolist()]}
+                for t, (ids, em), e in zip(texts, rows, torch.cat(refs))
             ],
         })
         manifest = {
@@ -417,9 +445,9 @@ def run_export(spec: ExportSpec, emit: Callable[..., object], *, sleep_after_loa
             "hiddenSize": hidden,
             "numLayers": n,
             "originalNumLayers": info["originalNumLayers"],
-            "inputs": ["input_ids", "attention_mask"],
+            "inputs": INPUTS,
             "output": "embedding",
-            "paddingSide": tok.padding_side,
+            "paddingSide": "left",  # the text pipeline always pads left (textpipe.py)
             "truncationSide": tok.truncation_side,
             "padTokenId": int(tok.pad_token_id),
             "addSpecialTokens": True,
@@ -427,6 +455,7 @@ def run_export(spec: ExportSpec, emit: Callable[..., object], *, sleep_after_loa
             "appendTokenIds": post,
             "tokenizerFiles": tokenizer_files,
             "queryTemplate": QUERY_TEMPLATE,
+            "textPipeline": enc.pipeline.manifest(),
             "modelType": model_type,
             "opset": spec.opset,
             "sourceModel": info["sourceModel"],

@@ -85,9 +85,12 @@ class LayerwiseEncoder:
             )
 
     @torch.no_grad()
-    def encode_all_depths(self, texts: list[str], pooling: str) -> LayerwiseResult:
+    def encode_all_depths(self, texts: list, pooling: str) -> LayerwiseResult:
+        """texts: strings (documents) or textpipe.Text (with an instruction), through the encoder's text pipeline.
+        Pooling is over the embed mask (the text's own tokens); BI and angular distance use every real token."""
         batch = self.enc.tokenize(texts)
         mask = batch["attention_mask"]
+        pooled = batch["embed_mask"]
         captured: dict[str, torch.Tensor] = {}
 
         def hook(_mod, _inp, out):
@@ -112,7 +115,7 @@ class LayerwiseEncoder:
                 rep = out.last_hidden_state
             else:
                 rep = self.final_norm(hs[d]) if self.final_norm is not None else hs[d]
-            embs.append(pool(rep, mask, pooling))
+            embs.append(pool(rep, pooled, pooling))
 
         # Metrics in float64: 1 - cos is a small difference of numbers near 1.
         m = mask.bool()

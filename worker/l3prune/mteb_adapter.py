@@ -1,18 +1,33 @@
-"""Optional: run real MTEB tasks (--mteb-task NAME) with the worker's encoder, when the `mteb` package is installed.
+"""The `mteb` package, where installed: real MTEB tasks (--mteb-task NAME) with the worker's encoder, and mteb's
+own evaluators for the built-in tasks (score_builtin).
 
-mteb is not a dependency of the worker. Data must already be local (the Hugging Face datasets cache): the worker
+mteb is the worker's `eval` extra (scripts/setup-worker.sh installs it); without it --mteb-task is refused and the
+built-in tasks use evaltasks' fallback. Data must already be local (the Hugging Face datasets cache): the worker
 runs offline, so a task whose data is missing fails with one clear sentence instead of trying to download.
 Both mteb APIs are handled: 2.x (`mteb.evaluate`, encode receives a DataLoader of {"text": [...]} batches) and
 1.x (`mteb.MTEB(tasks).run`, encode receives a list of strings).
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import tempfile
+import warnings
 import time
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
+
+# The real MTEB task whose metadata (type, main score, splits, licence fields, ...) each built-in task borrows,
+# under its own name; the task class is mteb's abstract class of that type, so no dataset-specific code runs.
+REFERENCE_TASKS = {
+    "STS": "STSBenchmark",
+    "Retrieval": "SciFact",
+    "Classification": "Banking77Classification",
+    "Clustering": "TwentyNewsgroupsClustering.v2",
+    "PairClassification": "SprintDuplicateQuestions",
+}
 
 
 class MtebUnavailable(ValueError):
@@ -26,6 +41,27 @@ def _import():
     except ImportError:
         raise MtebUnavailable("--mteb-task needs the mteb package, which is not installed; install it (pip install mteb) or leave out --mteb-task") from None
     return mteb
+
+
+def available() -> bool:
+    """Whether mteb imports here (then its evaluators score the built-in tasks)."""
+    try:
+        _import()
+    except MtebUnavailable:
+        return False
+    return True
+
+
+def version() -> str:
+    import mteb
+
+    return str(getattr(mteb, "__version__", None) or _dist_version())
+
+
+def _dist_version() -> str:
+    from importlib.metadata import version as v
+
+    return v("mteb")
 
 
 def get_tasks(names: Sequence[str]) -> list:
@@ -54,32 +90,179 @@ def load_local_data(task) -> None:
         ) from None
 
 
+def _texts(inputs) -> list[str]:
+    if isinstance(inputs, str):
+        return [inputs]
+    if isinstance(inputs, (list, tuple)) and all(isinstance(t, str) for t in inputs):
+        return list(inputs)
+    texts: list[str] = []  # mteb 2.x: a DataLoader of batches {"text": [...], ...}
+    for batch in inputs:
+        texts.extend(str(t) for t in batch["text"])
+    return texts
+
+
+def _cosine(a, b) -> np.ndarray:
+    from .evaltasks import cosine_matrix
+
+    return cosine_matrix(np.asarray(a), np.asarray(b))
+
+
+def _cosine_pairwise(a, b) -> np.ndarray:
+    from .evaltasks import cosine_pairwise
+
+    return cosine_pairwise(a, b)
+
+
+def is_query(task_type: str | None, prompt_type) -> bool:
+    """LLM2Vec's convention (its MTEB wrapper): every text of a task gets the task's instruction except the
+    documents of retrieval and reranking, which get none."""
+    kind = getattr(prompt_type, "value", prompt_type)
+    return not (task_type in ("Retrieval", "Reranking", "InstructionRetrieval", "InstructionReranking") and kind == "document")
+
+
 class MtebEncoder:
-    """The worker's encoder as an MTEB model: unit-length embeddings, cosine similarity."""
+    """The worker's encoder as an MTEB model: raw embeddings, cosine similarity, and the task's instruction
+    (instructions: MTEB task name -> instruction) on its queries (is_query), through evaltasks.format_query."""
 
     # mteb 2.x treats an object without this attribute as a model name to load from its registry.
     mteb_model_meta = None
 
-    def __init__(self, embed: Callable[[list[str]], np.ndarray], name: str = "l3prune-encoder"):
+    def __init__(self, embed: Callable[[list[str]], np.ndarray], name: str = "l3prune-encoder",
+                 instructions: Mapping[str, str] | None = None):
         self._embed = embed
         self.name = name
+        self.instructions = dict(instructions or {})
 
-    def encode(self, inputs, *args, **kwargs) -> np.ndarray:
-        if isinstance(inputs, str):
-            inputs = [inputs]
-        if isinstance(inputs, (list, tuple)) and all(isinstance(t, str) for t in inputs):
-            texts = list(inputs)
-        else:  # mteb 2.x: a DataLoader of batches {"text": [...], ...}
-            texts = []
-            for batch in inputs:
-                texts.extend(str(t) for t in batch["text"])
+    def encode(self, inputs, *args, task_metadata=None, prompt_type=None, **kwargs) -> np.ndarray:
+        from .evaltasks import format_query
+
+        texts = _texts(inputs)
+        name = getattr(task_metadata, "name", None) or kwargs.get("task_name")
+        inst = self.instructions.get(name) if name else None
+        if inst and is_query(getattr(task_metadata, "type", None), prompt_type):
+            texts = [format_query(inst, t) for t in texts]
         return self._embed(texts)
 
     def similarity(self, a, b):
-        return np.asarray(a) @ np.asarray(b).T
+        return _cosine(a, b)
 
     def similarity_pairwise(self, a, b):
-        return np.sum(np.asarray(a) * np.asarray(b), axis=-1)
+        return _cosine_pairwise(a, b)
+
+
+class _Precomputed:
+    """An MTEB model whose 'texts' are row keys ("#12") into embeddings computed beforehand: mteb scores exactly
+    the vectors the fallback would."""
+
+    mteb_model_meta = None
+
+    def __init__(self, emb: np.ndarray):
+        self.emb = np.asarray(emb)
+
+    def encode(self, inputs, *args, **kwargs) -> np.ndarray:
+        return self.emb[[int(t[1:]) for t in _texts(inputs)]]
+
+    def similarity(self, a, b):
+        return _cosine(a, b)
+
+    def similarity_pairwise(self, a, b):
+        return _cosine_pairwise(a, b)
+
+
+def _key(i: int) -> str:
+    return f"#{i}"
+
+
+def builtin_task(task, seed: int):
+    """An mteb task object of task.type holding the built-in task's data (texts as row keys), seeded with seed."""
+    mteb = _import()
+    from datasets import Dataset, DatasetDict
+    from mteb import abstasks
+
+    from .evaltasks import LANGUAGES, SPLIT, seed32
+
+    ref = mteb.get_task(REFERENCE_TASKS[task.type])
+    meta = ref.metadata.model_copy(update={"name": task.name, "eval_splits": [SPLIT], "eval_langs": list(LANGUAGES),
+                                           "main_score": task.metric, "prompt": None,
+                                           "description": f"l3prune built-in task {task.key} (local data)"})
+    base = {"STS": abstasks.AbsTaskSTS, "Retrieval": abstasks.AbsTaskRetrieval, "Classification": abstasks.AbsTaskClassification,
+            "Clustering": abstasks.AbsTaskClustering, "PairClassification": abstasks.AbsTaskPairClassification}[task.type]
+    attrs: dict = {"metadata": meta}
+    d = task.data
+    if task.type == "Clustering":
+        attrs["max_fraction_of_documents_to_embed"] = None  # embed every document (mteb's default is 4 %)
+        attrs["max_document_to_embed"] = None
+    cls = type(f"L3Prune{task.type}Task", (base,), attrs)
+    t = cls(seed=seed32(seed))
+    if task.type == "STS":
+        ds = Dataset.from_dict({"sentence1": [_key(i) for i in d["a"]], "sentence2": [_key(i) for i in d["b"]], "score": d["gold"]})
+        # mteb normalises gold scores by min_score/max_score; correlations do not change, any range is fine.
+        t.min_score, t.max_score = min(d["gold"]), max(d["gold"]) if max(d["gold"]) > min(d["gold"]) else min(d["gold"]) + 1
+        t.dataset = {"default": DatasetDict({SPLIT: ds})}
+    elif task.type == "Retrieval":
+        from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
+
+        qids = [f"q{j}" for j in range(len(d["qi"]))]
+        dids = [f"d{j}" for j in range(len(d["di"]))]
+        split = RetrievalSplitData(
+            corpus=Dataset.from_dict({"id": dids, "text": [_key(i) for i in d["di"]]}),
+            queries=Dataset.from_dict({"id": qids, "text": [_key(i) for i in d["qi"]]}),
+            relevant_docs={qids[j]: {dids[k]: 1 for k in sorted(rel)} for j, rel in enumerate(d["relevant"])},
+            top_ranked=None,
+        )
+        t.dataset = {"default": {SPLIT: split}}
+    elif task.type == "Classification":
+        names = sorted(set(d["ytr"]) | set(d["yte"]))
+        code = {n: i for i, n in enumerate(names)}
+        t.dataset = {"default": DatasetDict({
+            "train": Dataset.from_dict({"text": [_key(i) for i in d["tr"]], "label": [code[y] for y in d["ytr"]]}),
+            SPLIT: Dataset.from_dict({"text": [_key(i) for i in d["te"]], "label": [code[y] for y in d["yte"]]}),
+        })}
+    elif task.type == "Clustering":
+        t.dataset = {"default": DatasetDict({SPLIT: Dataset.from_dict({"sentences": [_key(i) for i in d["idx"]], "labels": list(d["labels"])})})}
+    elif task.type == "PairClassification":
+        t.dataset = {"default": DatasetDict({SPLIT: Dataset.from_dict({"sentence1": [_key(i) for i in d["a"]],
+                                                                        "sentence2": [_key(i) for i in d["b"]], "labels": list(d["y"])})})}
+    else:
+        raise ValueError(f"no mteb task type {task.type!r}")
+    t.data_loaded = True
+    return t
+
+
+@contextlib.contextmanager
+def _quiet():
+    """stderr is the worker's one-sentence error channel: no progress bars or warnings from mteb/datasets."""
+    import datasets
+
+    was = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        if was:
+            datasets.enable_progress_bars()
+
+
+def score_builtin(task, emb: np.ndarray, seed: int) -> dict:
+    """mteb's own scores of a built-in task (evaltasks.LoadedTask) on its raw embeddings (rows of task.texts):
+    mteb's task-type evaluator on an mteb task built from the local data. The fields are mteb's, with one
+    label level's per-bootstrap lists (clustering) flattened to lists as the fallback writes them."""
+    from .evaltasks import SPLIT
+
+    t = builtin_task(task, seed)
+    with _quiet():
+        res = t.evaluate(_Precomputed(emb), SPLIT, encode_kwargs={"batch_size": 64, "show_progress_bar": False})
+    scores = dict(res["default"])
+    scores.pop("main_score", None)
+    scores.pop("hf_subset", None)
+    scores.pop("languages", None)
+    for k in ("v_measures", "ami_scores"):
+        v = scores.get(k)
+        if isinstance(v, dict) and len(v) == 1:
+            scores[k] = list(next(iter(v.values())))
+    return json.loads(json.dumps(scores, default=_json_value))
 
 
 def main_score(result: dict) -> float | None:

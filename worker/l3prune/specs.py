@@ -301,6 +301,12 @@ def from_dict(verb: str, raw: Any, source: str) -> dict:
     return out
 
 
+# Consent to run a model folder's own code belongs to the user and to this invocation: it is the flag and nothing
+# else. A spec file, a run.json or a train run can sit in a cloned repository, so none of them may give it; the
+# field stays in specs and run.json as the record of what this invocation was given.
+CONSENT_FIELDS = ("trustRemoteCode",)
+
+
 def read_spec_file(verb: str, path: str | os.PathLike) -> dict:
     p = Path(path)
     try:
@@ -309,7 +315,20 @@ def read_spec_file(verb: str, path: str | os.PathLike) -> dict:
         if e.missing or e.problem.startswith(("cannot", "is not a regular")):
             raise SpecError(f"spec file {e}; pass an existing JSON file with --spec") from None
         raise SpecError(f"spec file {e}; fix the file") from None
-    return from_dict(verb, raw, f"spec file {p}")
+    values = from_dict(verb, raw, f"spec file {p}")
+    for k in CONSENT_FIELDS:
+        # Refused rather than ignored: a file that asks for it was written by someone expecting it to count.
+        if values.get(k) not in (None, False):
+            raise SpecError(f"spec file {p} sets {k} to {show(values[k])}, but a model folder's own code runs only when "
+                            f"--{kebab(k)} is on the command line; remove the field and pass the flag instead")
+    return values
+
+
+def apply_consent(spec: Any, args: argparse.Namespace) -> None:
+    """Set every consent field of a resolved spec from this invocation's flags, whatever the spec was built from."""
+    for k in CONSENT_FIELDS:
+        if hasattr(spec, k):
+            setattr(spec, k, getattr(args, k, None) is True)
 
 
 def gather(verb: str, args: argparse.Namespace) -> Given:

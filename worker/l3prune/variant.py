@@ -16,7 +16,7 @@ from torch import nn
 
 from . import specs
 from .encoder import Encoder, ModelError, find_layers, load_encoder, prune
-from .fileio import JsonFileError, read_json, read_json_object
+from .fileio import MAX_RUN_JSON_BYTES, JsonFileError, read_json, read_json_object, run_folder_link_problem
 
 # Written by train into its merged model/: how that model was trained (protocol/encoder-info.schema.json).
 ENCODER_INFO = "l3prune_encoder.json"
@@ -37,7 +37,8 @@ class VariantSource:
     model: str
     adapter: str | None = None
     keep: int | None = None
-    # How the variant was trained (pooling, maxLength, trustRemoteCode); flags the user gives win over these.
+    # How the variant was trained (pooling, maxLength); flags the user gives win over these. Never consent: a train
+    # run may have been shipped, so its trustRemoteCode is no reason to run code now (specs.CONSENT_FIELDS).
     trained_with: dict = field(default_factory=dict)
 
 
@@ -49,13 +50,16 @@ def resolve_source(model: str | None, adapter: str | None, keep: int | None, fro
         if adapter:
             raise ValueError("give either --adapter or --from-run, not both (--from-run takes the run's adapter)")
         rd = Path(from_run).expanduser()
-        state = read_json_object(rd / "run.json", "--from-run needs a train run folder")
+        problem = run_folder_link_problem(rd)
+        if problem:
+            raise ValueError(f"--from-run: {problem}")
+        state = read_json_object(rd / "run.json", "--from-run needs a train run folder", limit=MAX_RUN_JSON_BYTES)
         if state.get("verb") != "train" or not isinstance(state.get("spec"), dict):
             raise ValueError(f"--from-run {rd} is not a train run (verb {state.get('verb')!r}); pass the folder of a train run")
         if state.get("status") != "succeeded":
             raise ValueError(f"the train run in {rd} has not finished (status {state.get('status')!r}); {purpose} a run that succeeded")
         tspec = state["spec"]
-        trained_with = {k: tspec.get(k) for k in ("pooling", "maxLength", "trustRemoteCode")}
+        trained_with = {k: tspec.get(k) for k in ("pooling", "maxLength")}
         if model is None and (rd / "model" / "config.json").is_file():
             model = str(rd / "model")
         else:

@@ -230,6 +230,9 @@ def run_verb(verb: Verb, args: argparse.Namespace) -> int:
         except (ValueError, TypeError) as e:
             say(str(e) if isinstance(e, ValueError) else f"invalid spec: {e}")
             return EXIT_USER_ERROR
+        # The one place consent is decided, for every verb and every way its spec was built (flags, spec file,
+        # a resumed run.json, a --from-run train run): this command line's --trust-remote-code.
+        specs.apply_consent(job.spec, args)
         if verb.run_folder and job.world.is_main:
             spec_json = job.spec.to_json()
             job.run = RunFolder(args.run_dir, verb.name, spec_json)

@@ -81,6 +81,27 @@ def make_tiny_llama(path: Path, num_layers: int = 4) -> Path:
     return path
 
 
+def make_remote_code_model(source: Path, dest: Path, marker: Path, *, via: str = "config.json") -> Path:
+    """A copy of a model folder that asks for its own code, as a hostile repository would ship it: `via`'s auto_map
+    names modeling_evil.py, whose import writes `marker`. The marker's absence proves the code never ran."""
+    import shutil
+
+    shutil.copytree(source, dest)
+    (dest / "modeling_evil.py").write_text(
+        "import pathlib\n"
+        f"pathlib.Path({str(marker)!r}).write_text('the model folder\\'s own code ran\\n')\n"
+        "from transformers import LlamaModel, PreTrainedTokenizerFast\n\n\n"
+        "class EvilModel(LlamaModel):\n    pass\n\n\n"
+        "class EvilTokenizer(PreTrainedTokenizerFast):\n    pass\n",
+        encoding="utf-8")
+    f = dest / via
+    cfg = json.loads(f.read_text(encoding="utf-8"))
+    cfg["auto_map"] = ({"AutoModel": "modeling_evil.EvilModel"} if via == "config.json"
+                       else {"AutoTokenizer": [None, "modeling_evil.EvilTokenizer"]})
+    f.write_text(json.dumps(cfg), encoding="utf-8")
+    return dest
+
+
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> Path:
     return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))

@@ -33,17 +33,24 @@ def test_analyze_writes_a_valid_run_folder_and_ends_with_layer_losses(tiny_llama
     assert events[0]["event"] == "started" and events[-1]["event"] == "layer_losses"
     last = events[-1]
     assert len(last["losses"]) == len(last["blockInfluence"]) == len(last["angularDistance"]) == 4
-    assert last["samples"] == 10 and last["pooling"] == "mean"
+    # 10 sampled, cut into full batches of 4 (the paper's sample): 2 batches, the short one dropped, 8 triples used.
+    assert last["samples"] == 8 and last["pooling"] == "mean"
     progress = [e for e in events if e["event"] == "progress"]
-    assert [e["batch"] for e in progress] == [1, 2, 3] and progress[-1]["samplesDone"] == 10
+    assert [e["batch"] for e in progress] == [1, 2] and progress[-1]["samplesDone"] == 8
+    # The cut's uncertainty from the same two batches: a spread per depth and bootstrap shares that back the cuts.
+    stability = last["cutStability"]
+    assert stability["batches"] == 2 and len(stability["lossStd"]) == 4
+    assert abs(sum(stability["smallShare"]) - 1) < 1e-9 and abs(sum(stability["largeShare"]) - 1) < 1e-9
+    assert stability["small"] == stability["smallShare"][last["small"] - 1] > 0
+    assert stability["large"] == stability["largeShare"][last["large"] - 1] > 0
     assert run["status"] == "succeeded" and run["result"]["small"] == last["small"] and run["endedAt"]
-    assert run["spec"]["samples"] == 10 and run["spec"]["pooling"] == "mean"
+    assert run["spec"]["samples"] == 10 and run["spec"]["batchSize"] == 4 and run["spec"]["pooling"] == "mean"
 
 
 def test_a_used_run_folder_is_refused(tiny_llama, tiny_triples, tmp_path):
     run_dir = tmp_path / "run"
-    assert cli("analyze", "--model", str(tiny_llama), "--data", str(tiny_triples), "--run-dir", str(run_dir), "--samples", "2").returncode == 0
-    p = cli("analyze", "--model", str(tiny_llama), "--data", str(tiny_triples), "--run-dir", str(run_dir), "--samples", "2")
+    assert cli("analyze", "--model", str(tiny_llama), "--data", str(tiny_triples), "--run-dir", str(run_dir), "--samples", "2", "--batch-size", "2").returncode == 0
+    p = cli("analyze", "--model", str(tiny_llama), "--data", str(tiny_triples), "--run-dir", str(run_dir), "--samples", "2", "--batch-size", "2")
     assert p.returncode != 0 and "already holds a run" in p.stderr
 
 
@@ -56,7 +63,7 @@ def test_bad_data_line_fails_with_file_and_line(tiny_llama, tmp_path, schemas):
 
 
 def test_missing_model_fails_clearly(tiny_triples, tmp_path, schemas):
-    p = cli("analyze", "--model", str(tmp_path / "no-model"), "--data", str(tiny_triples), "--run-dir", str(tmp_path / "r"))
+    p = cli("analyze", "--model", str(tmp_path / "no-model"), "--data", str(tiny_triples), "--run-dir", str(tmp_path / "r"), "--batch-size", "4")
     assert_failed_cleanly(p, tmp_path / "r", schemas, "does not exist", "--model")
 
 
@@ -65,7 +72,7 @@ def test_pickle_only_model_is_refused(tiny_triples, tmp_path, schemas):
     m.mkdir()
     (m / "config.json").write_text(json.dumps({"model_type": "llama", "num_hidden_layers": 2}))
     (m / "pytorch_model.bin").write_bytes(b"\x80\x02not really a pickle")
-    p = cli("analyze", "--model", str(m), "--data", str(tiny_triples), "--run-dir", str(tmp_path / "r"))
+    p = cli("analyze", "--model", str(m), "--data", str(tiny_triples), "--run-dir", str(tmp_path / "r"), "--batch-size", "4")
     assert_failed_cleanly(p, tmp_path / "r", schemas, "pickle", "safetensors")
 
 
@@ -77,7 +84,7 @@ def test_remote_code_needs_the_explicit_flag(tiny_llama, tiny_triples, tmp_path,
     cfg = json.loads((m / "config.json").read_text())
     cfg["auto_map"] = {"AutoModel": "modeling_evil.EvilModel"}
     (m / "config.json").write_text(json.dumps(cfg))
-    p = cli("analyze", "--model", str(m), "--data", str(tiny_triples), "--run-dir", str(tmp_path / "r"))
+    p = cli("analyze", "--model", str(m), "--data", str(tiny_triples), "--run-dir", str(tmp_path / "r"), "--batch-size", "4")
     assert_failed_cleanly(p, tmp_path / "r", schemas, "--trust-remote-code")
 
 

@@ -3,6 +3,7 @@ import json
 import pytest
 
 from l3prune.data import DataError, read_triples, sample_batches
+from l3prune.textpipe import Text, TextPipeline
 
 
 def write(tmp_path, lines):
@@ -40,19 +41,43 @@ def test_missing_and_empty_files_are_reported(tmp_path):
         read_triples(tmp_path / "empty.jsonl")
 
 
-def test_sampling_is_seeded_and_batches_are_task_homogeneous(tmp_path):
+def test_the_sample_is_the_papers_random_sample_cut_in_order_into_full_batches(tmp_path):
+    import random
+
     rows = [json.dumps({"query": f"q{i}", "positive": "p", "negative": "n", "task": "ab"[i % 2]}) for i in range(40)]
     triples = read_triples(write(tmp_path, rows))
     a = sample_batches(triples, 30, 4, seed=7)
     assert a == sample_batches(triples, 30, 4, seed=7)
     assert a != sample_batches(triples, 30, 4, seed=8)
-    assert sum(len(b) for b in a) == 30
-    assert all(len({t.task for t in b}) == 1 for b in a)
+    # random.sample of 30, chunked in sampled order into batches of exactly 4: 7 batches, the 2 left over dropped.
+    order = [triples[i] for i in random.Random(7).sample(range(40), 30)]
+    assert a == [order[j : j + 4] for j in range(0, 28, 4)]
+    assert all(len(b) == 4 for b in a), "a batch never has fewer than batchSize triples"
+    assert any(len({t.task for t in b}) > 1 for b in a), "batches mix tasks, as the paper's do"
+
+
+def test_task_homogeneous_sampling_is_kept_as_an_option(tmp_path):
+    rows = [json.dumps({"query": f"q{i}", "positive": "p", "negative": "n", "task": "ab"[i % 2]}) for i in range(40)]
+    triples = read_triples(write(tmp_path, rows))
+    h = sample_batches(triples, 30, 4, seed=7, task_homogeneous=True)
+    assert h == sample_batches(triples, 30, 4, seed=7, task_homogeneous=True)
+    assert h and all(len(b) == 4 for b in h) and all(len({t.task for t in b}) == 1 for b in h)
+    with pytest.raises(DataError, match="no task of the sample has 20 triples.*taskHomogeneous"):
+        sample_batches(triples, 30, 20, seed=7, task_homogeneous=True)
+    with pytest.raises(DataError, match="fewer than 64 triples"):
+        sample_batches(triples, 6400, 64, seed=0)
 
 
 def test_instruction_prefixes_only_the_query(tmp_path):
     t = read_triples(write(tmp_path, [json.dumps({"query": "q", "positive": "p", "negative": "n", "instruction": "Find it"})]))[0]
-    assert t.query_text() == "Instruct: Find it\nQuery: q" and t.positive == "p"
+    # The paper's E5 format, "{instruction}; {query}" (the old "Instruct: ...\nQuery: ..." string was not the
+    # paper's); the text pipeline builds the string and pools only the query's own tokens.
+    assert t.query_text() == Text("q", "Find it") and TextPipeline().full_text(t.query_text()) == "Find it; q"
+    assert t.doc_texts() == (Text("p"), Text("n")) and t.positive == "p"
+    sym = read_triples(write(tmp_path, [json.dumps({"query": "q", "positive": "p", "negative": "n", "instruction": "Find it", "symmetric": True})]))[0]
+    assert sym.doc_texts() == (Text("p", "Find it"), Text("n", "Find it"))
+    with pytest.raises(DataError, match="'symmetric' must be true or false"):
+        read_triples(write(tmp_path, [json.dumps({"query": "q", "positive": "p", "negative": "n", "symmetric": "yes"})]))
 
 
 HOSTILE_LINES = [

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 from conftest import DEMO_TRIPLES, ENV, REPO, assert_failed_cleanly, read_events, run_inproc, validate_run, worker_cli
 
 from l3prune import evaltasks as T
+from test_mteb_agreement import _numbers, require_mteb
 
 DATA = REPO / ".demo" / "data"
 EVAL = DATA / "eval"
@@ -149,6 +151,10 @@ def full_run(demo_model, eval_data, tmp_path_factory) -> Path:
 
 
 def test_evaluate_writes_mteb_result_files_and_valid_events(full_run, schemas):
+    from l3prune import mteb_adapter
+
+    require_mteb()
+    mteb_version = mteb_adapter.version()
     run, events = validate_run(full_run, schemas)
     kinds = [e["event"] for e in events]
     assert kinds[:2] == ["started", "model_loaded"] and kinds[-1] == "evaluation_finished"
@@ -171,11 +177,14 @@ def test_evaluate_writes_mteb_result_files_and_valid_events(full_run, schemas):
         assert entry["hf_subset"] == "default" and entry["languages"] == ["eng-Latn"]
         assert entry["main_score"] == e["mainScore"] == entry[e["metric"]] == fin["scores"][e["task"]]
         assert isinstance(e["mainScore"], float) and -1 <= e["mainScore"] <= 1
+        # mteb is installed here (worker[eval]): its evaluators scored every task, and the file says so.
+        assert e["scoredBy"] == "mteb" and doc["mteb_version"] == mteb_version, (e["scoredBy"], doc["mteb_version"])
+        assert e["instruction"] == run["spec"]["instructions"][e["task"]]
     assert fin["averageScore"] == pytest.approx(np.mean(list(fin["scores"].values())), abs=1e-6)
 
 
-def test_result_files_load_in_mteb_when_it_is_installed(full_run):
-    mteb = pytest.importorskip("mteb")
+def test_result_files_load_in_mteb(full_run):
+    mteb = require_mteb()
     TaskResult = getattr(mteb, "TaskResult", None)
     if TaskResult is None:
         from mteb.load_results.task_results import TaskResult  # older layout
@@ -226,7 +235,7 @@ def test_base_plus_adapter_scores_as_the_merged_model(tiny_train_run, demo_model
     assert a["numLayers"] == b["numLayers"] == 2 and a["params"] == b["params"]
     for task in a["scores"]:
         assert b["scores"][task] == pytest.approx(a["scores"][task], abs=1e-4), task
-    per_task = lambda d: {e["task"]: e["scores"] for e in read_events(d) if e["event"] == "task_result"}  # noqa: E731
+    per_task = lambda d: {e["task"]: _numbers(e["scores"]) for e in read_events(d) if e["event"] == "task_result"}  # noqa: E731
     ta, tb, tc = per_task(merged), per_task(adapter), per_task(base)
     for task, s in ta.items():
         for k, v in s.items():
@@ -290,7 +299,7 @@ def test_a_spec_file_takes_the_same_fields_and_flags_override_it(tiny_llama, tmp
     ap = argparse.ArgumentParser()
     add_arguments(ap)
     s = spec_from_args(ap.parse_args(["--run-dir", "r", "--spec", str(spec_file), "--batch-size", "8"]))
-    assert (s.tasks, s.maxExamples, s.batchSize, s.keep, s.pooling, s.maxLength) == (["sts", "clustering"], 12, 8, None, "weighted_mean", 128)
+    assert (s.tasks, s.maxExamples, s.batchSize, s.keep, s.pooling, s.maxLength) == (["sts", "clustering"], 12, 8, None, "weighted_mean", 512)
     assert Path(s.dataDir).is_absolute() and s.model == str(tiny_llama)
     spec_file.write_text(json.dumps({"model": str(tiny_llama), "shots": 3}))
     rc, _, err = run_inproc("evaluate", ["--run-dir", str(tmp_path / "run"), "--spec", str(spec_file)], capsys)
@@ -323,16 +332,30 @@ def test_sigterm_cancels_the_run(tiny_llama, eval_data, tmp_path, schemas):
 
 # ---------------------------------------------------------------------------------------------------------------
 # the optional MTEB adapter
-def test_mteb_task_without_the_mteb_package_is_a_clear_error(tiny_llama, tmp_path, schemas):
-    try:
-        import mteb  # noqa: F401
+def _without_mteb(tmp_path: Path) -> dict:
+    """An environment where `import mteb` fails, as on a machine without the eval extra."""
+    stub = tmp_path / "no-mteb" / "mteb"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text("raise ImportError('mteb is not installed (test stub)')\n")
+    return {**ENV, "PYTHONPATH": os.pathsep.join([str(stub.parent), *filter(None, [ENV.get("PYTHONPATH")])])}
 
-        pytest.skip("mteb is installed")
-    except ImportError:
-        pass
+
+def test_mteb_task_without_the_mteb_package_is_a_clear_error(tiny_llama, tmp_path, schemas):
     run_dir = tmp_path / "run"
-    p = cli("--run-dir", str(run_dir), "--model", str(tiny_llama), "--mteb-task", "STS12")
+    p = worker_cli("evaluate", "--run-dir", str(run_dir), "--model", str(tiny_llama), "--mteb-task", "STS12", env=_without_mteb(tmp_path))
     assert_failed_cleanly(p, run_dir, schemas, "needs the mteb package")
+
+
+def test_without_mteb_the_built_in_tasks_use_the_fallback(tiny_llama, eval_data, tmp_path, schemas):
+    run_dir = tmp_path / "run"
+    p = worker_cli("evaluate", "--run-dir", str(run_dir), "--model", str(tiny_llama), "--tasks", "sts,pair_classification",
+                   "--max-examples", "8", env=_without_mteb(tmp_path))
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    _, events = validate_run(run_dir, schemas)
+    results = [e for e in events if e["event"] == "task_result"]
+    assert [e["scoredBy"] for e in results] == ["l3prune", "l3prune"]
+    for e in results:
+        assert json.loads(Path(e["resultPath"]).read_text())["mteb_version"] == T.MTEB_FORMAT_VERSION
 
 
 def test_the_mteb_wrapper_speaks_both_mteb_encode_apis():
@@ -348,7 +371,7 @@ def test_the_mteb_wrapper_speaks_both_mteb_encode_apis():
 
 
 def test_a_real_mteb_task_with_missing_local_data_is_a_clear_error(tiny_llama, tmp_path, schemas):
-    pytest.importorskip("mteb")
+    require_mteb()
     run_dir = tmp_path / "run"
     env_cache = tmp_path / "empty-hf-cache"
     p = subprocess.run(
@@ -359,7 +382,7 @@ def test_a_real_mteb_task_with_missing_local_data_is_a_clear_error(tiny_llama, t
 
 
 def test_mteb_tasks_run_through_the_real_package_on_local_data(eval_data, tmp_path, monkeypatch, schemas):
-    mteb = pytest.importorskip("mteb")
+    require_mteb()
     from datasets import Dataset, DatasetDict
 
     from l3prune import evaluate as E
@@ -367,6 +390,8 @@ def test_mteb_tasks_run_through_the_real_package_on_local_data(eval_data, tmp_pa
 
     minilm = REPO / ".demo" / "models" / "all-minilm-l6-v2"
     if not (minilm / ".complete").exists():
+        if os.environ.get("CI"):
+            pytest.fail("the demo MiniLM model is absent; CI runs scripts/setup-worker.sh first")
         pytest.skip("the demo MiniLM model is absent")
     real_get_tasks = mteb_adapter.get_tasks
     rows = [json.loads(l) for l in (eval_data / "sts.jsonl").read_text().splitlines()[:16]]

@@ -36,7 +36,7 @@ def session(out: Path):
 
 
 def ort_embed(sess, batch: dict) -> torch.Tensor:
-    feed = {k: batch[k].numpy().astype(np.int64) for k in ("input_ids", "attention_mask")}
+    feed = {k: batch[k].numpy().astype(np.int64) for k in ("input_ids", "attention_mask", "embed_mask")}
     return torch.from_numpy(sess.run(["embedding"], feed)[0])
 
 
@@ -98,8 +98,9 @@ def test_run_folder_events_and_exported_folder_follow_the_contract(demo_export, 
     assert events[0]["verb"] == "export-onnx" and events[0]["spec"] == run["spec"]
     assert events[1]["numLayers"] == 2 and events[1]["originalNumLayers"] == 30 and events[1]["hiddenSize"] == 576
     stages = [e["stage"] for e in events if e["event"] == "progress"]
-    assert stages == ["reference", "reference", "export", "save", "parity", "parity"]
-    assert [e["batch"] for e in events if e["event"] == "progress"] == list(range(1, 7))
+    # 16 built-in sentences + 4 queries with instructions + 2 texts past maxLength = 22 texts, 3 batches of 8.
+    assert stages == ["reference"] * 3 + ["export", "save"] + ["parity"] * 3
+    assert [e["batch"] for e in events if e["event"] == "progress"] == list(range(1, 9))
 
     out = run_dir / "onnx"
     done = events[-1]
@@ -114,9 +115,13 @@ def test_run_folder_events_and_exported_folder_follow_the_contract(demo_export, 
     check_manifest(m, schemas)
     assert m["format"] == 1 and m["pooling"] == "weighted_mean" and m["normalize"] is True and m["maxLength"] == 512
     assert m["hiddenSize"] == 576 and m["numLayers"] == 2 and m["originalNumLayers"] == 30
-    assert m["inputs"] == ["input_ids", "attention_mask"] and m["output"] == "embedding" and m["model"] == "model.onnx"
-    # SmolLM2's tokenizer adds no BOS/EOS, pads on the right with <|im_end|> (id 2).
-    assert m["paddingSide"] == "right" and m["truncationSide"] == "right" and m["padTokenId"] == 2
+    assert m["inputs"] == ["input_ids", "attention_mask", "embed_mask"] and m["output"] == "embedding" and m["model"] == "model.onnx"
+    # SmolLM2's tokenizer adds no BOS/EOS; the text pipeline pads on the left (with <|im_end|>, id 2) and wraps texts in
+    # the user turn of its chat template, without the template's default system prompt.
+    assert m["paddingSide"] == "left" and m["truncationSide"] == "right" and m["padTokenId"] == 2
+    assert m["textPipeline"] == {"instructionFormat": "{instruction}; ", "chatPrefix": "<|im_start|>user\n", "chatSuffix": "<|im_end|>",
+                                 "embedMask": "last-k", "paddingSide": "left"}
+    assert m["queryTemplate"] == "{instruction}; {query}"
     assert m["addSpecialTokens"] is True and m["prependTokenIds"] == [] and m["appendTokenIds"] == []
     assert m["externalData"] is None and m["opset"] == 17 and m["sourceModel"] == str(demo_model.absolute())
     assert m["parity"]["sentences"] >= 16 and m["parity"]["minCosine"] == done["parityMinCosine"] >= 0.9999
@@ -124,6 +129,16 @@ def test_run_folder_events_and_exported_folder_follow_the_contract(demo_export, 
     ex = json.loads((out / "parity-examples.json").read_text(encoding="utf-8"))["examples"]
     assert len(ex) == m["parity"]["sentences"] and len({len(e["inputIds"]) for e in ex}) > 8, "varied lengths"
     assert all(len(e["embedding"]) == 576 and abs(np.linalg.norm(e["embedding"]) - 1) < 1e-5 for e in ex)
+    # Each example carries its ids and embed mask: the last k ids are pooled, k = the text's own token count.
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(demo_model)
+    assert sum(1 for e in ex if e["instruction"]) == 5 and sum(1 for e in ex if len(e["inputIds"]) == 512) == 2
+    for e in ex:
+        assert len(e["embedMask"]) == len(e["inputIds"]) and e["fullText"].startswith("<|im_start|>user\n")
+        k = min(len(tok(e["text"], add_special_tokens=False)["input_ids"]), 512)
+        assert e["embedMask"] == [0] * (len(e["inputIds"]) - k) + [1] * k, e["text"][:30]
+        assert tok(e["fullText"], truncation=True, max_length=512)["input_ids"] == e["inputIds"]
 
 
 def test_graph_has_dynamic_batch_and_length_and_matches_the_worker_encode(demo_export, demo_encoder):
@@ -133,7 +148,8 @@ def test_graph_has_dynamic_batch_and_length_and_matches_the_worker_encode(demo_e
     g = onnx.load(str(out / "model.onnx"), load_external_data=False).graph
     shape = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]  # noqa: E731
     assert [(i.name, shape(i), i.type.tensor_type.elem_type) for i in g.input] == [
-        ("input_ids", ["batch", "sequence"], onnx.TensorProto.INT64), ("attention_mask", ["batch", "sequence"], onnx.TensorProto.INT64)]
+        ("input_ids", ["batch", "sequence"], onnx.TensorProto.INT64), ("attention_mask", ["batch", "sequence"], onnx.TensorProto.INT64),
+        ("embed_mask", ["batch", "sequence"], onnx.TensorProto.INT64)]
     assert [(o.name, shape(o), o.type.tensor_type.elem_type) for o in g.output] == [("embedding", ["batch", 576], onnx.TensorProto.FLOAT)]
 
     from l3prune.export_onnx import reference_embeddings
@@ -148,13 +164,10 @@ def test_graph_has_dynamic_batch_and_length_and_matches_the_worker_encode(demo_e
         assert got.shape == (len(texts), 576)
         assert cos(got, reference_embeddings(enc, texts, "weighted_mean")).min() >= 0.9999
         assert torch.allclose(got.norm(dim=-1), torch.ones(len(texts)), atol=1e-5)
-    # Positions come from the mask inside the graph, so left padding gives the same vectors.
-    enc.tokenizer.padding_side = "left"
-    try:
-        left = ort_embed(sess, enc.tokenize(TEXTS))
-    finally:
-        enc.tokenizer.padding_side = "right"
-    assert cos(left, got).min() >= 0.9999
+    # Positions come from the mask inside the graph, so a text alone (no padding) gives the vector it gets in a
+    # left-padded batch.
+    alone = torch.cat([ort_embed(sess, enc.tokenize([t])) for t in TEXTS])
+    assert cos(alone, got).min() >= 0.9999
 
 
 # ---------------------------------------------------------------------------------------------------------------

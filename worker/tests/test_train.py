@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -56,8 +57,22 @@ def test_run_folder_events_and_checkpoints_follow_the_protocol(reference_run, sc
     steps = [e for e in events if e["event"] == "step"]
     assert [e["step"] for e in steps] == list(range(1, 9)) and all(e["totalSteps"] == 8 for e in steps)
     assert all(e["gpuMemoryBytes"] is None and e["tokensPerSecond"] > 0 for e in steps)
-    # transformers' linear warm-up then linear decay: step s (0-based) runs at lr * min(s/w, (T-s)/(T-w)).
-    assert [e["learningRate"] for e in steps] == pytest.approx([1e-3 * x for x in (0, 0.5, 1, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6)])
+    # transformers' own get_linear_schedule_with_warmup, over the paper's horizon (3 epochs of the data), not the
+    # stop step: the rate of step s is what the reference scheduler gives after s of its steps.
+    from transformers import get_linear_schedule_with_warmup
+
+    state0 = json.loads((reference_run / "checkpoints" / "step-00000003" / "state.json").read_text())
+    horizon = math.ceil(3 * state0["batchesPerEpoch"])
+    assert loaded["scheduleSteps"] == horizon and horizon > 8, "the schedule runs past the stop step"
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    ref = get_linear_schedule_with_warmup(opt, num_warmup_steps=2, num_training_steps=horizon)
+    expected = []
+    for _ in steps:
+        expected.append(ref.get_last_lr()[0])
+        opt.step()
+        ref.step()
+    assert [e["learningRate"] for e in steps] == pytest.approx(expected, abs=1e-12, rel=0)
+    assert steps[-1]["learningRate"] > 0.5e-3, "after warm-up the rate stays near its peak"
     assert [e["step"] for e in events if e["event"] == "checkpoint"] == [3, 6]
     ck = sorted(p.name for p in (reference_run / "checkpoints").iterdir())
     assert ck == ["step-00000003", "step-00000006"], "the last two complete checkpoints, no temp folders"
@@ -181,10 +196,11 @@ def test_torchrun_two_processes_match_one_process_with_the_double_batch(tiny_lla
     # One process, batch 4, from a spec.json as the extension writes it (PAPER_RECIPE + model/keep/data, folder pre-made).
     one = tmp_path / "one"
     one.mkdir()
-    spec = {"steps": 3, "batchSize": 4, "learningRate": 1e-3, "warmupSteps": 1, "maxLength": 24, "loraR": 16, "loraAlpha": 32,
+    spec = {"steps": 3, "batchSize": 4, "learningRate": 1e-3, "warmupSteps": 1, "scheduleEpochs": 3, "scheduleSteps": None,
+            "maxLength": 24, "loraR": 16, "loraAlpha": 32,
             "loraDropout": 0, "targetModules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
             "scale": 50, "pooling": "weighted_mean", "checkpointEvery": 2, "seed": 0, "device": "auto", "precision": "auto",
-            "gradientCheckpointing": "auto", "taskHomogeneous": True, "mergeAtEnd": False, "trustRemoteCode": False,
+            "gradientCheckpointing": "auto", "taskHomogeneous": True, "mergeAtEnd": False, "trustRemoteCode": False, "chatTemplate": "auto",
             "model": str(tiny_llama), "keep": 2, "data": str(data40)}
     (one / "spec.json").write_text(json.dumps(spec, indent=2))
     p = train(one, "--spec", str(one / "spec.json"))
@@ -249,6 +265,30 @@ def test_bad_spec_file_is_refused_with_one_clear_sentence(tiny_llama, data40, tm
     rc, _, err = run_inproc("train", ["--run-dir", str(tmp_path / "r"), "--spec", str(spec)], capsys)
     assert rc == 2 and err.strip().count("\n") == 0 and needle in err, err
     assert not (tmp_path / "r" / "run.json").exists()
+
+
+def test_lora_alpha_is_twice_the_rank_unless_set_and_the_horizon_is_the_trainers(tiny_llama, data40):
+    from transformers import get_linear_schedule_with_warmup
+
+    from l3prune.train import make_spec
+    from l3prune.train.loop import linear_warmup_decay, schedule_horizon
+
+    base = {"model": str(tiny_llama), "data": str(data40), "keep": 2}
+    s = make_spec(base, source="x")
+    assert (s.loraR, s.loraAlpha, s.scheduleEpochs, s.scheduleSteps) == (16, 32, 3, None)
+    assert make_spec({**base, "lora_r": 8}, source="x").loraAlpha == 16
+    assert make_spec({**base, "loraR": 8, "loraAlpha": None}, source="x").loraAlpha == 16
+    assert make_spec({**base, "loraR": 8, "loraAlpha": 5}, source="x").loraAlpha == 5
+    # HF Trainer: max_steps = ceil(num_train_epochs * batches per epoch); scheduleSteps, when set, wins.
+    assert schedule_horizon(None, 3, 10) == 30 and schedule_horizon(None, 2.5, 3) == 8 and schedule_horizon(500, 3, 10) == 500
+    assert schedule_horizon(None, 3, 2_000) == 6_000, "the paper's case: far past the stop step 1000"
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=2e-4)
+    ref = get_linear_schedule_with_warmup(opt, num_warmup_steps=5, num_training_steps=30)
+    f = linear_warmup_decay(5, 30)
+    for step in range(40):
+        assert 2e-4 * f(step) == pytest.approx(ref.get_last_lr()[0], abs=1e-12, rel=0), step
+        opt.step()
+        ref.step()
 
 
 def test_snake_case_spec_fields_are_accepted_and_stored_camel_case(tiny_llama, data40):

@@ -5,11 +5,25 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from conftest import DEMO_TRIPLES, write_triples
+from conftest import DEMO_TRIPLES, TRIPLES, write_triples
+from paper_reference import make_tiny_variant, paper_inputs, paper_pool, real_positions
 from l3prune.analyze import AnalyzeSpec, batch_texts, run_analyze
 from l3prune.data import read_triples, sample_batches
-from l3prune.encoder import pool
 from l3prune.losses import HardNegativeInfoNCE
+
+# The demo model (SmolLM2-Instruct) has a ChatML template; the paper wraps such a model's texts in its user turn
+# (PAPER.md's Qwen2 row), and the worker's chatTemplate "auto" does too.
+CHATML_USER = ("<|im_start|>user\n", "<|im_end|>")
+
+
+def reference_embeddings(model, tok, batch, max_length: int, pooling: str, wrapper=None) -> torch.Tensor:
+    """The paper's text pipeline and pooling (paper_reference.py, written from PAPER.md, none of our code): queries
+    with "{instruction}; ", documents bare, pooled over the last k positions (k = the text's own tokens)."""
+    items = [(t.instruction, t.query) for t in batch] + [(None, t.positive) for t in batch] + [(None, t.negative) for t in batch]
+    enc = paper_inputs(tok, items, max_length, wrapper)
+    kwargs = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "position_ids": real_positions(enc["attention_mask"])}
+    out = model(**kwargs, use_cache=False) if "use_cache" in model.forward.__code__.co_varnames else model(**kwargs)
+    return paper_pool(out.last_hidden_state, enc["embed_mask"], pooling)
 
 
 def truncated_loss(model_dir, n: int, spec: AnalyzeSpec) -> float:
@@ -26,10 +40,7 @@ def truncated_loss(model_dir, n: int, spec: AnalyzeSpec) -> float:
     with torch.no_grad():
         for batch in batches:
             b = len(batch)
-            enc = tok(batch_texts(batch), padding=True, truncation=True, max_length=spec.maxLength, return_tensors="pt")
-            pos = (enc["attention_mask"].cumsum(1) - 1).clamp_min(0)
-            out = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], position_ids=pos, use_cache=False)
-            emb = pool(out.last_hidden_state, enc["attention_mask"], spec.pooling)
+            emb = reference_embeddings(model, tok, batch, spec.maxLength, spec.pooling)
             total += loss_fn(emb[:b], emb[b : 2 * b], emb[2 * b :], reduction="sum").item()
             count += b
     return total / count
@@ -68,10 +79,7 @@ def test_demo_model_reports_the_same_loss_as_a_truly_pruned_model(demo_model, tm
         with torch.no_grad():
             for batch in batches:
                 b = len(batch)
-                enc = tok(batch_texts(batch), padding=True, truncation=True, max_length=spec.maxLength, return_tensors="pt")
-                pos = (enc["attention_mask"].cumsum(1) - 1).clamp_min(0)
-                out = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], position_ids=pos, use_cache=False)
-                emb = pool(out.last_hidden_state, enc["attention_mask"], spec.pooling)
+                emb = reference_embeddings(model, tok, batch, spec.maxLength, spec.pooling, CHATML_USER)
                 total += loss_fn(emb[:b], emb[b : 2 * b], emb[2 * b :], reduction="sum").item()
         assert res["losses"][n - 1] == pytest.approx(total / 8, abs=1e-5), f"depth {n}"
 
@@ -129,8 +137,40 @@ def test_bert_without_final_norm_matches_truncation_too(tmp_path):
         with torch.no_grad():
             for batch in batches:
                 b = len(batch)
-                enc = tok(batch_texts(batch), padding=True, truncation=True, max_length=spec.maxLength, return_tensors="pt")
-                out = model(**enc)
-                emb = pool(out.last_hidden_state, enc["attention_mask"], "mean")
+                emb = reference_embeddings(model, tok, batch, spec.maxLength, "mean")
                 total += loss_fn(emb[:b], emb[b : 2 * b], emb[2 * b :], reduction="sum").item()
         assert res["losses"][n - 1] == pytest.approx(total / 12, abs=1e-5), f"depth {n}"
+
+
+def test_instructions_and_bos_per_depth_loss_equals_truly_pruned_model(tmp_path):
+    """Reference test (a): queries with instructions, a tokenizer that adds BOS; depth d's loss from analyze's one pass
+    equals the loss of a fresh load pruned with the paper's lines, pooled over the text's own tokens only (the
+    reference's embed mask is paper_reference.py's, not ours)."""
+    import json
+
+    model_dir = make_tiny_variant(tmp_path / "bos", bos=True)
+    data = tmp_path / "t.jsonl"
+    with open(data, "w", encoding="utf-8") as fh:
+        for i, (q, pos, neg) in enumerate(TRIPLES):
+            fh.write(json.dumps({"query": q, "positive": pos, "negative": neg, "instruction": "Retrieve a sentence that the premise entails"
+                                 if i % 2 == 0 else "Find a paraphrase of the sentence"}) + "\n")
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    assert tok("A dog.")["input_ids"][0] == 2, "the tokenizer adds BOS"
+    for pooling in ("weighted_mean", "last_token"):
+        spec = AnalyzeSpec(model=str(model_dir), data=str(data), samples=12, batchSize=4, pooling=pooling, maxLength=40)
+        res = analyze(spec)
+        loss_fn = HardNegativeInfoNCE(spec.scale)
+        batches = sample_batches(read_triples(spec.data), spec.samples, spec.batchSize, spec.seed)
+        for n in (1, 2, 3, 4):
+            model = AutoModel.from_pretrained(model_dir, dtype=torch.float32, use_safetensors=True).eval()
+            model.layers = model.layers[:n]
+            model.config.num_hidden_layers = n
+            total, count = 0.0, 0
+            with torch.no_grad():
+                for batch in batches:
+                    b = len(batch)
+                    emb = reference_embeddings(model, tok, batch, spec.maxLength, pooling)
+                    total += loss_fn(emb[:b], emb[b : 2 * b], emb[2 * b :], reduction="sum").item()
+                    count += b
+            assert res["losses"][n - 1] == pytest.approx(total / count, abs=1e-5), f"{pooling} depth {n}"
+        assert max(res["losses"]) - min(res["losses"]) > 1e-3

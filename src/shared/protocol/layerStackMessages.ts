@@ -1,4 +1,5 @@
 import type { LayerStack } from '../model/stack';
+import type { CutStabilityView } from '../prune/cutStability';
 import { firstMatch, isFiniteNumber, isInteger, isMessage, type Check } from './validate';
 
 /** The layer-stack panel's contract, imported by the host (src/views) and the page (webview/layerStack). */
@@ -8,6 +9,8 @@ export interface InitialLossView {
   large: number;
   blockInfluence?: number[];
   angularDistance?: number[];
+  /** Absent for analyses made before the worker reported it. */
+  cutStability?: CutStabilityView;
   runDir?: string;
 }
 

@@ -48,12 +48,26 @@ export function planKeep(stack: LayerStack, keep: number): PrunePlan {
   };
 }
 
-/** Prune p% of the layers, rounding to the nearest layer and always keeping at least one. */
+/**
+ * Prune p % of the layers: keep floor(N · (100 − p) / 100), the paper's `int(N * (1 - p))` in exact integer
+ * arithmetic (32 layers at 10 % keep 28, at 20 % keep 25), never fewer than 1. p may carry up to two decimals; it
+ * is read as a whole number of hundredths. The same rule as worker/l3prune/cutrule.py, both tested against
+ * protocol/keep-rule-vectors.json.
+ */
 export function keepForPrunePercent(numLayers: number, percent: number): number {
+  if (!Number.isInteger(numLayers) || numLayers < 1) {
+    throw new PlanError(`the layer count must be a whole number of at least 1; got ${numLayers}`);
+  }
   if (!Number.isFinite(percent) || percent < 0 || percent >= 100) {
     throw new PlanError(`prune percent must be at least 0 and below 100; got ${percent}`);
   }
-  return Math.max(1, numLayers - Math.round((numLayers * percent) / 100));
+  const hundredths = Math.round(percent * 100);
+  if (Math.abs(percent * 100 - hundredths) > 1e-6) {
+    throw new PlanError(`prune percent takes at most two decimals; got ${percent}`);
+  }
+  // Integers throughout (BigInt: no rounding however large N is).
+  const kept = (BigInt(numLayers) * BigInt(10_000 - hundredths)) / 10_000n;
+  return Math.max(1, Number(kept));
 }
 
 export function planPrunePercent(stack: LayerStack, percent: number): PrunePlan {

@@ -1,13 +1,17 @@
 """The training loop: prune a decoder to its first n layers and train it as a text encoder (LoRA + InfoNCE).
 
 The recipe is the paper's (L³Prune, after LLM2Vec's supervised contrastive script, which runs on the Hugging Face
-Trainer): LoRA r 16 / alpha 32 / dropout 0.05 on every attention and MLP projection, weighted-mean pooling,
+Trainer): LoRA r 16 / alpha 2·r / dropout 0.05 on every attention and MLP projection, weighted-mean pooling,
 hard-negative InfoNCE with scale 50, AdamW (lr 2e-4, betas 0.9/0.999, eps 1e-8, no weight decay), gradient
 clipping at norm 1.0 (the Trainer's default max_grad_norm), and the Trainer's default schedule,
-`get_linear_schedule_with_warmup`: the learning rate of optimizer step s (0-based) is
+`get_linear_schedule_with_warmup(opt, warmupSteps, H)`: the learning rate of optimizer step s (0-based) is
     lr * s / warmupSteps                                   for s < warmupSteps
-    lr * max(0, (steps - s) / (steps - warmupSteps))       afterwards
-so, exactly as there, the very first step runs at lr 0 when warm-up is on.
+    lr * max(0, (H - s) / (H - warmupSteps))               afterwards
+where the horizon H is not the stop step: as in the paper's configs (num_train_epochs 3, a callback stopping at
+step 1000), H = scheduleSteps, or ceil(scheduleEpochs x batches per epoch at the global batch size) as the Trainer
+derives max_steps from num_train_epochs, and training stops at `steps`. On a large data set H is far past 1000,
+so after warm-up the rate stays near its peak. As in the Trainer, the very first step runs at lr 0 when warm-up
+is on (docs/fidelity.md lists every choice against the paper's).
 
 Determinism: batch k of the run is a pure function of (data, seed, global batch size, k) (batches.py), so a
 resumed run sees the batches an uninterrupted one would; with the RNG states restored too (checkpoints.py), the
@@ -23,7 +27,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import shutil
 import signal
 import time
 from contextlib import nullcontext
@@ -35,10 +38,10 @@ import torch
 
 from .. import distributed as D
 from .. import specs
-from ..data import Triple, read_triples
+from ..data import Triple, batch_texts, read_triples
 from ..encoder import Encoder, load_encoder, model_loaded_fields, pool, prune, resolve_device
 from ..events import now_iso
-from ..fileio import discard_dir, fsync_dir, fsync_tree, write_json_atomic
+from ..fileio import discard_dir, fsync_dir, fsync_tree, make_fresh_dir, write_json_atomic
 from ..losses import HardNegativeInfoNCE
 from ..variant import ENCODER_INFO
 from ..verbs import StopFlag
@@ -48,8 +51,27 @@ from .checkpoints import apply_checkpoint, list_checkpoints, read_checkpoint, rn
 MAX_GRAD_NORM = 1.0
 
 
+def schedule_horizon(schedule_steps: int | None, schedule_epochs: float, batches_per_epoch: int) -> int:
+    """The decay's horizon in optimizer steps: scheduleSteps, else the Trainer's max_steps for num_train_epochs
+    (transformers Trainer: num_update_steps_per_epoch = max(len(dataloader) // grad_accum, 1), max_steps =
+    ceil(num_train_epochs * that); our batches are global batches, so there is no accumulation)."""
+    if schedule_steps is not None:
+        return int(schedule_steps)
+    return max(1, math.ceil(schedule_epochs * max(batches_per_epoch, 1)))
+
+
+def forward_embeddings(enc: Encoder, fwd, texts: list, pooling: str, amp=None) -> tuple[torch.Tensor, dict]:
+    """Training's forward: tokenise through enc's text pipeline, run fwd (the LoRA/DDP-wrapped model), pool over
+    the embed mask in float32. Returns the (un-normalised) embeddings and the tokenised batch."""
+    tok = enc.tokenize(texts)
+    inputs = enc.model_inputs(tok)
+    with amp if amp is not None else nullcontext():
+        out = fwd(**inputs, use_cache=False)
+    return pool(out.last_hidden_state.float(), tok["embed_mask"], pooling), tok
+
 def linear_warmup_decay(warmup: int, total: int) -> Callable[[int], float]:
-    """transformers.get_linear_schedule_with_warmup's multiplier (the schedule of the paper's Trainer run)."""
+    """transformers.get_linear_schedule_with_warmup's multiplier (the schedule of the paper's Trainer run); total
+    is the horizon (schedule_horizon), not the stop step."""
 
     def f(s: int) -> float:
         if s < warmup:
@@ -110,7 +132,8 @@ class Trainer:
         random.seed(spec.seed)
         np.random.seed(spec.seed % 2**32)
         torch.manual_seed(spec.seed)
-        enc = load_encoder(spec.model, device=self.device, max_length=spec.maxLength, trust_remote_code=spec.trustRemoteCode, dtype=dtype)
+        enc = load_encoder(spec.model, device=self.device, max_length=spec.maxLength, trust_remote_code=spec.trustRemoteCode, dtype=dtype,
+                           chat_template=spec.chatTemplate)
         original = enc.num_layers
         if spec.keep > original:
             raise ValueError(f"keep is {spec.keep} but the model has only {original} layers; choose 1..{original}")
@@ -132,11 +155,12 @@ class Trainer:
         self.enc: Encoder = enc
         self.params = [p for p in self.peft_model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(self.params, lr=spec.learningRate, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, linear_warmup_decay(spec.warmupSteps, spec.steps))
+        self.horizon = schedule_horizon(spec.scheduleSteps, spec.scheduleEpochs, self.plan.per_epoch)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, linear_warmup_decay(spec.warmupSteps, self.horizon))
         self.loss_fn = HardNegativeInfoNCE(spec.scale)
         self.emit("model_loaded", **model_loaded_fields(
             self.peft_model, num_layers=spec.keep, load_seconds=time.monotonic() - t0, originalNumLayers=original,
-            trainableParams=sum(p.numel() for p in self.params), totalParams=sum(p.numel() for p in self.peft_model.parameters()),
+            trainableParams=sum(p.numel() for p in self.params), scheduleSteps=self.horizon, totalParams=sum(p.numel() for p in self.peft_model.parameters()),
             device=self.device, precision=self.precision, gradientCheckpointing=self.grad_ckpt, targetModules=targets,
             worldSize=world.size,
         ))
@@ -253,14 +277,9 @@ class Trainer:
     def train_step(self, batch: list[Triple]) -> tuple[float, int]:
         """One optimizer step on one process's triples; returns the (global) loss and this process's real tokens."""
         b = len(batch)
-        texts = [t.query_text() for t in batch] + [t.positive for t in batch] + [t.negative for t in batch]
-        tok = self.enc.tokenize(texts)
-        inputs = self.enc.model_inputs(tok)
-        # forward
+        # forward: the text pipeline's strings, pooled over the embed mask (the texts' own tokens)
         amp = torch.autocast(device_type=self.device.split(":")[0], dtype=torch.bfloat16) if self.precision == "bf16" else nullcontext()
-        with amp:
-            out = self.fwd(**inputs, use_cache=False)
-        emb = pool(out.last_hidden_state.float(), tok["attention_mask"], self.spec.pooling)
+        emb, tok = forward_embeddings(self.enc, self.fwd, batch_texts(batch), self.spec.pooling, amp)
         # loss: hard-negative InfoNCE over the global batch (other ranks' embeddings arrive as constants)
         q, p, n = (D.gather_with_grad(x, self.world) for x in (emb[:b], emb[b : 2 * b], emb[2 * b :]))
         loss = self.loss_fn(q, p, n)
@@ -281,14 +300,15 @@ class Trainer:
         if self.world.is_main:
             adapter = self.run_dir / "adapter"
             tmp = self.run_dir / f".adapter.tmp-{os.getpid()}"
-            shutil.rmtree(tmp, ignore_errors=True)
+            # save_pretrained writes into whatever is there: a link under the name must fail, not be followed.
+            make_fresh_dir(tmp)
             self.peft_model.save_pretrained(str(tmp), safe_serialization=True)
             self._install(tmp, adapter)
             out["adapterPath"] = str(adapter)
             if self.spec.mergeAtEnd:
                 model_dir = self.run_dir / "model"
                 tmp = self.run_dir / f".model.tmp-{os.getpid()}"
-                shutil.rmtree(tmp, ignore_errors=True)
+                make_fresh_dir(tmp)
                 merged = self.peft_model.merge_and_unload()
                 if self.grad_ckpt and hasattr(merged, "gradient_checkpointing_disable"):
                     merged.gradient_checkpointing_disable()

@@ -6,14 +6,16 @@ import type { ExportOnnxSpec } from './specs/export-onnx';
 import type { TrainSpec } from './specs/train';
 
 /** analyze: the `default`s of protocol/specs/analyze.schema.json. */
-export const ANALYZE_DEFAULTS: Readonly<Required<Pick<AnalyzeSpec, 'samples' | 'batchSize' | 'pooling' | 'scale' | 'maxLength' | 'seed' | 'device' | 'trustRemoteCode'>>> = {
-  samples: 256,
-  batchSize: 16,
+export const ANALYZE_DEFAULTS: Readonly<Required<Pick<AnalyzeSpec, 'samples' | 'batchSize' | 'taskHomogeneous' | 'pooling' | 'scale' | 'maxLength' | 'seed' | 'device' | 'chatTemplate' | 'trustRemoteCode'>>> = {
+  samples: null,
+  batchSize: null,
+  taskHomogeneous: false,
   pooling: 'weighted_mean',
   scale: 50,
-  maxLength: 128,
+  maxLength: 512,
   seed: 0,
   device: 'auto',
+  chatTemplate: 'auto',
   trustRemoteCode: false,
 };
 
@@ -22,24 +24,26 @@ export const CONVERT_SAFETENSORS_DEFAULTS: Readonly<Required<Pick<ConvertSafeten
 };
 
 /** evaluate: the `default`s of protocol/specs/evaluate.schema.json. */
-export const EVALUATE_DEFAULTS: Readonly<Required<Pick<EvaluateSpec, 'keep' | 'adapter' | 'fromRun' | 'tasks' | 'mtebTasks' | 'dataDir' | 'pooling' | 'maxLength' | 'batchSize' | 'maxExamples' | 'seed' | 'device' | 'trustRemoteCode'>>> = {
+export const EVALUATE_DEFAULTS: Readonly<Required<Pick<EvaluateSpec, 'keep' | 'adapter' | 'fromRun' | 'tasks' | 'mtebTasks' | 'dataDir' | 'instructions' | 'pooling' | 'maxLength' | 'batchSize' | 'maxExamples' | 'seed' | 'device' | 'chatTemplate' | 'trustRemoteCode'>>> = {
   keep: null,
   adapter: null,
   fromRun: null,
   tasks: ['sts', 'retrieval', 'classification', 'clustering', 'pair_classification'],
   mtebTasks: [],
   dataDir: null,
+  instructions: { "LeeDocumentSTS": 'Retrieve semantically similar text:', "WordNetWordToGlossRetrieval": 'Given a word, retrieve its dictionary definition:', "WordNetLexnameClassification": 'Classify the given dictionary definition into its WordNet lexical category:', "WordNetLexnameClustering": 'Identify the WordNet lexical category of the given dictionary definitions:', "WordNetSensePairClassification": 'Retrieve the dictionary entry that matches the sense of the word used in the given text:', "ClimateFEVER": 'Given a claim about climate change, retrieve documents that support or refute the claim:', "HotpotQA": 'Given a multi-hop question, retrieve documents that can help answer the question:', "FEVER": 'Given a claim, retrieve documents that support or refute the claim:', "MSMARCO": 'Given a web search query, retrieve relevant passages that answer the query:', "DBPedia": 'Given a query, retrieve relevant entity descriptions from DBPedia:', "NQ": 'Given a question, retrieve Wikipedia passages that answer the question:', "QuoraRetrieval": 'Given a question, retrieve questions that are semantically equivalent to the given question:', "SCIDOCS": 'Given a scientific paper title, retrieve paper abstracts that are cited by the given paper:', "TRECCOVID": 'Given a query on COVID-19, retrieve documents that answer the query:', "Touche2020": 'Given a question, retrieve detailed and persuasive arguments that answer the question:', "SciFact": 'Given a scientific claim, retrieve documents that support or refute the claim:', "NFCorpus": 'Given a question, retrieve relevant documents that best answer the question:', "ArguAna": 'Given a claim, find documents that refute the claim:', "CQADupstackTexRetrieval": 'Given a question, retrieve detailed question descriptions from Stackexchange that are duplicates to the given question:', "CQADupstackWebmastersRetrieval": 'Given a question, retrieve detailed question descriptions from Stackexchange that are duplicates to the given question:', "CQADupstackEnglishRetrieval": 'Given a question, retrieve detailed question descriptions from Stackexchange that are duplicates to the given question:', "CQADupstackGamingRetrieval": 'Given a question, retrieve detailed question descriptions from Stackexchange that are duplicates to the given question:', "CQADupstackGisRetrieval": 'Given a question, retrieve detailed question descriptions from Stackexchange that are duplicates to the given question:', "CQADupstackUnixRetrieval": 'Given a question, retrieve detailed question descriptions from Stackexchange that are duplicates to the given question:', "CQADupstackMathematicaRetrieval": 'Given a question, retrieve detailed question descriptions from Stackexchange that are duplicates to the given question:', "CQADupstackStatsRetrieval": 'Given a question, retrieve detailed question descriptions from Stackexchange that are duplicates to the given question:', "CQADupstackPhysicsRetrieval": 'Given a question, retrieve detailed question descriptions from Stackexchange that are duplicates to the given question:', "CQADupstackProgrammersRetrieval": 'Given a question, retrieve detailed question descriptions from Stackexchange that are duplicates to the given question:', "CQADupstackAndroidRetrieval": 'Given a question, retrieve detailed question descriptions from Stackexchange that are duplicates to the given question:', "CQADupstackWordpressRetrieval": 'Given a question, retrieve detailed question descriptions from Stackexchange that are duplicates to the given question:', "FiQA2018": 'Given a financial question, retrieve user replies that best answer the question:', "AskUbuntuDupQuestions": 'Retrieve duplicate questions from AskUbuntu forum:', "StackOverflowDupQuestions": 'Retrieve duplicate questions from StackOverflow forum:', "SciDocsRR": 'Given a title of a scientific paper, retrieve the titles of other relevant papers:', "MindSmallReranking": 'Retrieve relevant news articles based on user browsing history:', "Banking77Classification": 'Given a online banking query, find the corresponding intents:', "EmotionClassification": 'Classify the emotion expressed in the given Twitter message into one of the six emotions: anger, fear, joy, love, sadness, and surprise:', "TweetSentimentExtractionClassification": 'Classify the sentiment of a given tweet as either positive, negative, or neutral:', "AmazonCounterfactualClassification": 'Classify a given Amazon customer review text as either counterfactual or notcounterfactual:', "ImdbClassification": 'Classify the sentiment expressed in the given movie review text from the IMDB dataset:', "MassiveIntentClassification": 'Given a user utterance as query, find the user intents:', "MassiveScenarioClassification": 'Given a user utterance as query, find the user scenarios:', "MTOPDomainClassification": 'Classify the intent domain of the given utterance in task-oriented conversation:', "MTOPIntentClassification": 'Classify the intent of the given utterance in task-oriented conversation:', "ToxicConversationsClassification": 'Classify the given comments as either toxic or not toxic:', "AmazonPolarityClassification": 'Classify Amazon reviews into positive or negative sentiment:', "AmazonReviewsClassification": 'Classify the given Amazon review into its appropriate rating category:', "TwentyNewsgroupsClustering": 'Identify the topic or theme of the given news articles:', "BiorxivClusteringS2S": 'Identify the main category of Biorxiv papers based on the titles:', "MedrxivClusteringS2S": 'Identify the main category of Medrxiv papers based on the titles:', "ArxivClusteringP2P": 'Identify the main and secondary category of Arxiv papers based on the titles and abstracts:', "ArxivClusteringS2S": 'Identify the main and secondary category of Arxiv papers based on the titles:', "BiorxivClusteringP2P": 'Identify the main category of Biorxiv papers based on the titles and abstracts:', "MedrxivClusteringP2P": 'Identify the main category of Medrxiv papers based on the titles and abstracts:', "RedditClustering": 'Identify the topic or theme of Reddit posts based on the titles:', "RedditClusteringP2P": 'Identify the topic or theme of Reddit posts based on the titles and posts:', "StackExchangeClustering": 'Identify the topic or theme of StackExchange posts based on the titles:', "StackExchangeClusteringP2P": 'Identify the topic or theme of StackExchange posts based on the given paragraphs:', "TwitterSemEval2015": 'Retrieve tweets that are semantically similar to the given tweet:', "TwitterURLCorpus": 'Retrieve tweets that are semantically similar to the given tweet:', "SprintDuplicateQuestions": 'Retrieve duplicate questions from Sprint forum:', "STS12": 'Retrieve semantically similar text:', "STS13": 'Retrieve semantically similar text:', "STS14": 'Retrieve semantically similar text:', "STS15": 'Retrieve semantically similar text:', "STS16": 'Retrieve semantically similar text:', "STS17": 'Retrieve semantically similar text:', "STS22": 'Retrieve semantically similar text:', "BIOSSES": 'Retrieve semantically similar text:', "SICK-R": 'Retrieve semantically similar text:', "STSBenchmark": 'Retrieve semantically similar text:', "SummEval": 'Given a news summary, retrieve other semantically similar summaries:' },
   pooling: 'weighted_mean',
-  maxLength: 128,
+  maxLength: 512,
   batchSize: 16,
   maxExamples: null,
   seed: 0,
   device: 'auto',
+  chatTemplate: 'auto',
   trustRemoteCode: false,
 };
 
 /** export-onnx: the `default`s of protocol/specs/export-onnx.schema.json. */
-export const EXPORT_ONNX_DEFAULTS: Readonly<Required<Pick<ExportOnnxSpec, 'out' | 'keep' | 'adapter' | 'fromRun' | 'pooling' | 'maxLength' | 'opset' | 'parityData' | 'minCosine' | 'trustRemoteCode'>>> = {
+export const EXPORT_ONNX_DEFAULTS: Readonly<Required<Pick<ExportOnnxSpec, 'out' | 'keep' | 'adapter' | 'fromRun' | 'pooling' | 'maxLength' | 'opset' | 'parityData' | 'minCosine' | 'chatTemplate' | 'trustRemoteCode'>>> = {
   out: null,
   keep: null,
   adapter: null,
@@ -49,18 +53,21 @@ export const EXPORT_ONNX_DEFAULTS: Readonly<Required<Pick<ExportOnnxSpec, 'out' 
   opset: 17,
   parityData: null,
   minCosine: 0.9999,
+  chatTemplate: 'auto',
   trustRemoteCode: false,
 };
 
 /** train: the `default`s of protocol/specs/train.schema.json, the paper's recipe. */
-export const TRAIN_DEFAULTS: Readonly<Required<Pick<TrainSpec, 'steps' | 'batchSize' | 'learningRate' | 'warmupSteps' | 'maxLength' | 'loraR' | 'loraAlpha' | 'loraDropout' | 'targetModules' | 'scale' | 'pooling' | 'checkpointEvery' | 'seed' | 'device' | 'precision' | 'gradientCheckpointing' | 'taskHomogeneous' | 'mergeAtEnd' | 'trustRemoteCode'>>> = {
+export const TRAIN_DEFAULTS: Readonly<Required<Pick<TrainSpec, 'steps' | 'batchSize' | 'learningRate' | 'warmupSteps' | 'scheduleEpochs' | 'scheduleSteps' | 'maxLength' | 'loraR' | 'loraAlpha' | 'loraDropout' | 'targetModules' | 'scale' | 'pooling' | 'checkpointEvery' | 'seed' | 'device' | 'precision' | 'gradientCheckpointing' | 'taskHomogeneous' | 'mergeAtEnd' | 'chatTemplate' | 'trustRemoteCode'>>> = {
   steps: 1000,
   batchSize: 64,
   learningRate: 0.0002,
   warmupSteps: 300,
+  scheduleEpochs: 3,
+  scheduleSteps: null,
   maxLength: 512,
   loraR: 16,
-  loraAlpha: 32,
+  loraAlpha: null,
   loraDropout: 0.05,
   targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
   scale: 50,
@@ -72,5 +79,6 @@ export const TRAIN_DEFAULTS: Readonly<Required<Pick<TrainSpec, 'steps' | 'batchS
   gradientCheckpointing: 'auto',
   taskHomogeneous: true,
   mergeAtEnd: true,
+  chatTemplate: 'auto',
   trustRemoteCode: false,
 };

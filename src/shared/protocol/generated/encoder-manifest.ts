@@ -40,7 +40,7 @@ export interface EncoderManifest {
    */
   originalNumLayers: Positive;
   /**
-   * graph inputs, int64 [batch, sequence]; input_ids and attention_mask at least
+   * graph inputs, int64 [batch, sequence]; input_ids and attention_mask at least; embed_mask (1 on the pooled positions, textPipeline) in exports with a text pipeline
    *
    * @minItems 1
    */
@@ -78,9 +78,35 @@ export interface EncoderManifest {
    */
   tokenizerFiles?: FileName[];
   /**
-   * how a query with an instruction is written: {instruction} and {query} are replaced
+   * how a query with an instruction is written before any chat wrapper: {instruction} and {query} are replaced (textPipeline says the rest)
    */
   queryTemplate?: string;
+  /**
+   * how the worker builds the string the model sees and which tokens it pools (worker/l3prune/textpipe.py), so a client can rebuild it: string = chatPrefix + (instructionFormat with {instruction} replaced, when the text has an instruction) + text + chatSuffix (the chat parts only when chatPrefix is not null); tokenised with the tokenizer's special tokens, truncated at maxLength, left-padded; embedMask last-k: k = the number of tokens of the text alone (no special tokens, truncated at maxLength), clamped to 1..the row's real length, and the pooled positions are the row's last k real positions (the paper's rule: instruction, BOS and chat prefix are attended to but not pooled; a chat suffix is pooled). Absent in exports made before the text pipeline: those graphs pool every real token and take no embed_mask
+   */
+  textPipeline?: {
+    /**
+     * the instruction prefix put before a query's text: {instruction} is replaced ("{instruction}; ")
+     */
+    instructionFormat: string;
+    /**
+     * the user turn of the model's own chat template before the text (no system prompt), or null: no wrapper
+     */
+    chatPrefix: string | null;
+    /**
+     * the user turn after the text (the end-of-turn marker), or null
+     */
+    chatSuffix: string | null;
+    /**
+     * the pooling rule above
+     */
+    embedMask: 'last-k';
+    /**
+     * the pipeline pads left
+     */
+    paddingSide?: 'left';
+    [k: string]: unknown;
+  };
   /**
    * config.json model_type of the exported model
    */

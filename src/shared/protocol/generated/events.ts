@@ -80,6 +80,10 @@ export interface ModelLoadedEvent {
    */
   trainableParams?: number;
   /**
+   * train: the learning-rate schedule's horizon in optimizer steps (the spec's scheduleSteps, or derived from scheduleEpochs and the data)
+   */
+  scheduleSteps?: number;
+  /**
    * train: all parameters of the pruned model with LoRA; evaluate: of the evaluated (pruned, merged) model
    */
   totalParams?: number;
@@ -160,6 +164,33 @@ export interface LayerLossesEvent {
    * Gromov et al. angular distance of layer d (n=1): arccos(cos)/pi between its input and output at each text's last real token, averaged
    */
   angularDistance: PerDepth;
+  /**
+   * How sure the cuts are, from the same batches (worker/l3prune/cutstability.py): the spread of each depth's loss over batches and a seeded bootstrap over batches of where each half's minimum falls. Absent in runs made before it existed.
+   */
+  cutStability?: {
+    /**
+     * sample standard deviation over batches of each depth's batch loss (0 for one batch)
+     */
+    lossStd: PerDepth;
+    batches: number;
+    resamples: number;
+    /**
+     * share of resamples in which depth d (index d-1) was the small cut
+     */
+    smallShare: number[];
+    /**
+     * share of resamples in which depth d (index d-1) was the large cut
+     */
+    largeShare: number[];
+    /**
+     * share of the reported small cut
+     */
+    small: number;
+    /**
+     * share of the reported large cut
+     */
+    large: number;
+  };
   /**
    * N, the length of losses, blockInfluence and angularDistance
    */
@@ -294,7 +325,7 @@ export interface TaskResultEvent {
    */
   taskType: string;
   /**
-   * name of the main score: cosine_spearman, ndcg_at_10, accuracy, v_measure, cosine_ap, ...
+   * name of the main score: cosine_spearman, ndcg_at_10, accuracy, v_measure, max_ap, ...
    */
   metric: string;
   /**
@@ -319,6 +350,14 @@ export interface TaskResultEvent {
    * absolute path of <run-dir>/results/<task>.json
    */
   resultPath: string;
+  /**
+   * what computed the scores (the worker always writes it; absent in runs of older workers): mteb (the installed mteb package's evaluators; the result file's mteb_version is mteb's) or l3prune (the worker's fallback of the same procedures, used where mteb is not installed; mteb_version 1.12.48+l3prune)
+   */
+  scoredBy?: 'mteb' | 'l3prune';
+  /**
+   * the instruction the task's queries were embedded with (spec instructions, colon-terminated), null: none
+   */
+  instruction?: string | null;
 }
 /**
  * Last event of a successful evaluate run; run.json result holds the same fields.

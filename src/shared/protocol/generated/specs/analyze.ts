@@ -12,13 +12,17 @@ export interface AnalyzeSpec {
    */
   data: string;
   /**
-   * triples drawn (seeded) from the file; the paper uses 6400, 256 keeps a CPU run to minutes and the curve's shape stable
+   * triples drawn (seeded random.sample) from the file, cut in sampled order into batches of batchSize, a short last batch dropped; null: the paper's 6400 (64 x 100) on CUDA, 256 (16 x 16) on a CPU; run.json stores the number used
    */
-  samples?: number;
+  samples?: number | null;
   /**
-   * triples per forward pass (all depths at once)
+   * triples per batch and forward pass (all depths at once); the loss of a depth is the mean over batches of the batch's mean loss; null: the paper's 64 on CUDA, 16 on a CPU; run.json stores the number used
    */
-  batchSize?: number;
+  batchSize?: number | null;
+  /**
+   * false (the paper): batches mix tasks in sampled order; true: the sample is grouped by the data's task field first, so each batch holds one task
+   */
+  taskHomogeneous?: boolean;
   /**
    * how token states become one embedding; weighted_mean weights the k-th real token by k
    */
@@ -28,7 +32,7 @@ export interface AnalyzeSpec {
    */
   scale?: number;
   /**
-   * tokens per text after truncation
+   * tokens per text after truncation (the paper's 512)
    */
   maxLength?: number;
   /**
@@ -40,7 +44,11 @@ export interface AnalyzeSpec {
    */
   device?: string;
   /**
-   * allow a model folder's own Python code (config.json auto_map)
+   * auto: when the tokenizer has a chat template, every text goes inside the model's own user turn (no default system prompt; the paper wraps its Instruct models' texts so), pooled over the text's own tokens only; off: no wrapper
+   */
+  chatTemplate?: 'auto' | 'off';
+  /**
+   * allow a model folder's own Python code (config.json auto_map); set only by --trust-remote-code on this command line: a spec file that sets it true is refused, and neither run.json (--resume) nor a --from-run train run gives it; run.json records the value used
    */
   trustRemoteCode?: boolean;
 }
@@ -52,7 +60,18 @@ export type AnalyzeSpecResolved = AnalyzeSpec &
   Required<
     Pick<
       AnalyzeSpec,
-      'model' | 'data' | 'samples' | 'batchSize' | 'pooling' | 'scale' | 'maxLength' | 'seed' | 'device' | 'trustRemoteCode'
+      | 'model'
+      | 'data'
+      | 'samples'
+      | 'batchSize'
+      | 'taskHomogeneous'
+      | 'pooling'
+      | 'scale'
+      | 'maxLength'
+      | 'seed'
+      | 'device'
+      | 'chatTemplate'
+      | 'trustRemoteCode'
     >
   >;
 

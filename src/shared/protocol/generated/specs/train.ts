@@ -16,7 +16,7 @@ export interface TrainSpec {
    */
   data: string;
   /**
-   * optimizer steps
+   * optimizer steps: training stops here (the paper stops at step 1000 by a callback), whatever the schedule's horizon
    */
   steps?: number;
   /**
@@ -28,9 +28,17 @@ export interface TrainSpec {
    */
   learningRate?: number;
   /**
-   * linear warm-up from 0, then linear decay to 0 at the last step
+   * linear warm-up from 0, then linear decay that reaches 0 at the schedule's horizon (scheduleSteps), not at the last step
    */
   warmupSteps?: number;
+  /**
+   * the schedule's horizon in epochs of the data when scheduleSteps is null: ceil(scheduleEpochs x batches per epoch at the global batch size), as the Hugging Face Trainer derives max_steps from num_train_epochs (the paper's 3)
+   */
+  scheduleEpochs?: number;
+  /**
+   * the schedule's horizon in optimizer steps: step s runs at learningRate x transformers.get_linear_schedule_with_warmup(warmupSteps, scheduleSteps)(s); null: derived from scheduleEpochs
+   */
+  scheduleSteps?: number | null;
   /**
    * tokens per text after truncation
    */
@@ -40,9 +48,9 @@ export interface TrainSpec {
    */
   loraR?: number;
   /**
-   * LoRA alpha (the update is scaled by alpha / r)
+   * LoRA alpha (the update is scaled by alpha / r); null: 2 x loraR, the paper's rule (run.json stores the number)
    */
-  loraAlpha?: number;
+  loraAlpha?: number | null;
   /**
    * dropout on the LoRA input
    */
@@ -90,7 +98,11 @@ export interface TrainSpec {
    */
   mergeAtEnd?: boolean;
   /**
-   * allow a model folder's own Python code (config.json auto_map)
+   * auto: when the tokenizer has a chat template, every text goes inside the model's own user turn (no default system prompt; the paper wraps its Instruct models' texts so), pooled over the text's own tokens only; off: no wrapper
+   */
+  chatTemplate?: 'auto' | 'off';
+  /**
+   * allow a model folder's own Python code (config.json auto_map); set only by --trust-remote-code on this command line: a spec file that sets it true is refused, and neither run.json (--resume) nor a --from-run train run gives it; run.json records the value used
    */
   trustRemoteCode?: boolean;
 }
@@ -109,6 +121,8 @@ export type TrainSpecResolved = TrainSpec &
       | 'batchSize'
       | 'learningRate'
       | 'warmupSteps'
+      | 'scheduleEpochs'
+      | 'scheduleSteps'
       | 'maxLength'
       | 'loraR'
       | 'loraAlpha'
@@ -123,6 +137,7 @@ export type TrainSpecResolved = TrainSpec &
       | 'gradientCheckpointing'
       | 'taskHomogeneous'
       | 'mergeAtEnd'
+      | 'chatTemplate'
       | 'trustRemoteCode'
     >
   >;
