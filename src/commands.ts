@@ -31,6 +31,16 @@ const ANY_RUN = (action: string, many: boolean): RunPurpose => ({ action, applie
  * Command ids → handlers, one table. Keyed by CommandId, so the type checker refuses a handler without an
  * id or an id without a handler; test/unit/commandTable.test.ts checks the ids against package.json.
  */
+/**
+ * The runs a tree command was invoked on: VS Code passes the clicked row and the view's selection, and the
+ * selection can be empty or not hold the clicked row (a right-click on an unselected row); then the row alone.
+ */
+function invokedOn(arg: unknown, many: unknown): unknown {
+  if (!Array.isArray(many) || many.length === 0) return arg;
+  const dir = (r: unknown) => (r as { runDir?: unknown } | undefined)?.runDir;
+  return arg === undefined || many.some((r) => dir(r) === dir(arg)) ? many : arg;
+}
+
 export const COMMANDS: Record<CommandId, Handler> = {
   'l3prune.openModelFolder': (s, arg) => openModel(s, arg, 'folder'),
   'l3prune.openOnnxModel': (s, arg) => openModel(s, arg, 'onnx'),
@@ -40,14 +50,14 @@ export const COMMANDS: Record<CommandId, Handler> = {
   'l3prune.pruneAtSmallCut': (s, arg) => pruneAtCut(s, arg, 'small'),
   'l3prune.pruneAtLargeCut': (s, arg) => pruneAtCut(s, arg, 'large'),
   'l3prune.pruneAndFinetune': (s, arg) => pruneAndFinetune(s, arg),
-  'l3prune.openRun': async (s, arg, many) => openRuns(s, await chooseRuns(s, many ?? arg, s.runsView.selection, ANY_RUN('open', true))),
-  'l3prune.compareRuns': async (s, arg, many) => openRuns(s, await chooseRuns(s, many ?? arg, s.runsView.selection, ANY_RUN('compare', true))),
+  'l3prune.openRun': async (s, arg, many) => openRuns(s, await chooseRuns(s, invokedOn(arg, many), s.runsView.selection, ANY_RUN('open', true))),
+  'l3prune.compareRuns': async (s, arg, many) => openRuns(s, await chooseRuns(s, invokedOn(arg, many), s.runsView.selection, ANY_RUN('compare', true))),
   'l3prune.cancelRun': async (s, arg, many) =>
-    cancelRuns(await chooseRuns(s, many ?? arg, s.runsView.selection, { action: 'cancel', applies: (r) => r.status === 'running', many: true })),
+    cancelRuns(await chooseRuns(s, invokedOn(arg, many), s.runsView.selection, { action: 'cancel', applies: (r) => r.status === 'running', many: true })),
   'l3prune.resumeRun': async (s, arg) =>
     resumeRun(s, (await chooseRuns(s, arg, s.runsView.selection, { action: 'resume', applies: isResumable, many: false }))[0]),
   'l3prune.deleteRun': async (s, arg, many) =>
-    deleteRuns(s, await chooseRuns(s, many ?? arg, s.runsView.selection, { action: 'delete', applies: (r) => r.status !== 'running', many: true })),
+    deleteRuns(s, await chooseRuns(s, invokedOn(arg, many), s.runsView.selection, { action: 'delete', applies: (r) => r.status !== 'running', many: true })),
   'l3prune.evaluate': (s, arg) => evaluateVariant(s, arg),
   'l3prune.exportOnnx': (s, arg) => exportVariantOnnx(s, arg),
   'l3prune.compareVariants': (s, arg) => void compareVariants(s, arg),
