@@ -200,10 +200,15 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
       await h.runCommand('L³Prune: Compute Initial Loss…');
       // Data file: the configured demo triples are offered first.
       await h.quickInputRows.filter({ hasText: 'triples.jsonl' }).first().click();
-      // Sample size: a small sample keeps the run short on a CPU.
-      await h.quickInput.waitFor({ state: 'visible' });
-      await h.quickInput.fill('32');
-      await h.page.keyboard.press('Enter');
+      // Sample: a custom small one (32 triples, 2 batches of 16) keeps the run short on a CPU.
+      await h.quickInputRows.filter({ hasText: 'Custom' }).first().click();
+      // Two input boxes follow; typed into whichever has the focus, each replacing its proposed value.
+      for (const value of ['32', '16']) {
+        await h.page.waitForTimeout(1_000);
+        await h.page.keyboard.press('ControlOrMeta+A');
+        await h.page.keyboard.type(value);
+        await h.page.keyboard.press('Enter');
+      }
       web = await h.webview('#loss-chart', 200_000);
       await web.locator(`#loss-chart[data-points="${model.numLayers}"]`).waitFor({ state: 'attached', timeout: 30_000 });
     });
