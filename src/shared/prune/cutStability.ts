@@ -1,19 +1,11 @@
+import type { LayerLossesEvent } from '../protocol/generated/events';
+
 /**
  * How sure each L³Prune cut is, from the bootstrap that `analyze` runs over its batches
  * (worker/l3prune/cutstability.py): the band drawn around the curve and the sentence under each cut.
  */
-export interface CutStabilityView {
-  /** Spread of each depth's loss over the analysis batches (sample standard deviation). */
-  lossStd: number[];
-  batches: number;
-  resamples: number;
-  /** How often each depth won its half across the resamples (length N, each half summing to 1). */
-  smallShare: number[];
-  largeShare: number[];
-  /** The shares of the reported cuts. */
-  small: number;
-  large: number;
-}
+/** The layer_losses event's cutStability (protocol/events.schema.json): per-depth spread, resample count, win shares. */
+export type CutStabilityView = NonNullable<LayerLossesEvent['cutStability']>;
 
 /** Below this share the winner is not settled and more samples are suggested. */
 export const SURE_SHARE = 0.8;
