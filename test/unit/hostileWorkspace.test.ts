@@ -15,6 +15,7 @@ import { escapeMarkdown } from '../../src/views/markdownText';
 import { isWellFormedPid, OwnProcesses, readProcLinux, workerCommand, type Kill, type StateStore } from '../../src/worker/ownProcesses';
 import { RemoteCodeConsent, reviewModelCode, TRUSTED_CODE_KEY, type CodeReview } from '../../src/worker/remoteCode';
 import { pipInstallArgs, workerCwd, workerEnv } from '../../src/worker/workerEnv';
+import { iso, writeRunFolder as writeRun } from '../fixtures/runFolders';
 import { subdir, useTempDir } from '../fixtures/tmp';
 
 /**
@@ -23,24 +24,8 @@ import { subdir, useTempDir } from '../fixtures/tmp';
  * yes, no write follows a link, no read is unbounded. docs/reliability.md ("Hostile workspace") lists them.
  */
 
-const iso = (ms: number) => new Date(ms).toISOString();
 const linux = process.platform === 'linux';
 
-function writeRun(root: string, id: string, fields: Record<string, unknown> = {}, events = ''): string {
-  const runDir = path.join(root, id);
-  mkdirSync(runDir, { recursive: true });
-  const now = Date.now();
-  writeFileSync(
-    path.join(runDir, 'run.json'),
-    JSON.stringify({
-      schemaVersion: 1, runId: id, verb: 'train', spec: { model: '/models/m', keep: 4, data: '/d.jsonl', steps: 10 },
-      status: 'running', pid: process.pid, startedAt: iso(now - 60_000), heartbeatAt: iso(now), endedAt: null, error: null, result: null,
-      ...fields,
-    }),
-  );
-  writeFileSync(path.join(runDir, 'events.jsonl'), events);
-  return runDir;
-}
 
 /** A kill(2) that only records: what an attack would have signalled. */
 function recordingKill(): { kill: Kill; signalled: Array<[number, NodeJS.Signals | 0]> } {

@@ -1,29 +1,14 @@
 import * as assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { TRAIN_DEFAULTS } from '../../src/shared/protocol/generated/defaults';
 import { checkDefinition, specFromDefinition, type TrainTaskDefinition } from '../../src/runs/trainDefinition';
 import { etaSeconds, isResumable, RunStore } from '../../src/runs/runStore';
+import { iso, writeRunFolder as writeRun } from '../fixtures/runFolders';
 import { subdir, useTempDir } from '../fixtures/tmp';
 
-const iso = (ms: number) => new Date(ms).toISOString();
 
-function writeRun(root: string, id: string, fields: Record<string, unknown>, events: Array<Record<string, unknown>> = []): string {
-  const runDir = path.join(root, id);
-  mkdirSync(runDir, { recursive: true });
-  const now = Date.now();
-  writeFileSync(
-    path.join(runDir, 'run.json'),
-    JSON.stringify({
-      schemaVersion: 1, runId: id, verb: 'train', spec: { model: '/models/m', keep: 10, data: '/d.jsonl', steps: 100 },
-      status: 'running', pid: process.pid, startedAt: iso(now - 60_000), heartbeatAt: iso(now), endedAt: null, error: null, result: null,
-      ...fields,
-    }),
-  );
-  writeFileSync(path.join(runDir, 'events.jsonl'), events.map((e) => `${JSON.stringify({ time: iso(now), ...e })}\n`).join(''));
-  return runDir;
-}
 
 describe('run store', () => {
   const dir = useTempDir();
