@@ -36,7 +36,7 @@ from .encoder import Encoder, ModelError, model_loaded_fields, resolve_device
 from .fileio import write_json_atomic
 from .textpipe import as_text
 from .variant import load_variant, resolve_source
-from .verbs import Advice, Job, Outcome, Verb, disk_full_in, main_for
+from .verbs import Advice, Job, Outcome, Verb, add_pause_after_load, disk_full_in, main_for
 
 LATENCY_WARMUP = 1
 LATENCY_REPEATS = 5
@@ -271,11 +271,6 @@ def _work(spec: EvalSpec, job: Job) -> Outcome:
     return Outcome("evaluation_finished", result, result)
 
 
-def _add_arguments(p: argparse.ArgumentParser) -> None:
-    # Test hook: a pause after loading gives SIGTERM a deterministic target.
-    p.add_argument("--debug-sleep-after-load", type=float, default=0.0, help=argparse.SUPPRESS)
-
-
 VERB = Verb(
     name="evaluate",
     help="MTEB-style evaluation (STS, retrieval, classification, clustering, pair classification) of a pruned/trained encoder",
@@ -283,7 +278,7 @@ VERB = Verb(
     work=_work,
     advice=lambda job: Advice(out_of_memory="ran out of memory; lower --batch-size or --max-length",
                               disk_full=disk_full_in(job.args.run_dir, "free some space and evaluate again")),
-    add_arguments=_add_arguments,
+    add_arguments=add_pause_after_load,
     spec_flags=SPEC_FLAGS,
     # mteb_adapter.MtebUnavailable is a ValueError: a missing package or task data is bad input too.
     user_errors=(DataError, ModelError, ValueError),

@@ -48,7 +48,7 @@ from .encoder import Encoder, ModelError, _accepts, check_model_dir, model_loade
 from .events import now_iso
 from .fileio import fsync_tree, iter_jsonl, write_json_atomic
 from .variant import load_variant, resolve_source
-from .verbs import Advice, Job, Outcome, Verb, main_for
+from .verbs import Advice, Job, Outcome, Verb, add_pause_after_load, main_for
 
 FORMAT = 1
 PARITY_BATCH = 8
@@ -500,11 +500,6 @@ def _work(spec: ExportSpec, job: Job) -> Outcome:
     return Outcome("exported", {k: result[k] for k in fields}, result)
 
 
-def _add_arguments(p: argparse.ArgumentParser) -> None:
-    # Test hook: a pause after loading gives SIGTERM a target.
-    p.add_argument("--debug-sleep-after-load", type=float, default=0.0, help=argparse.SUPPRESS)
-
-
 VERB = Verb(
     name="export-onnx",
     help="export the (pruned, LoRA-merged) encoder with pooling and L2 norm as one ONNX graph, parity-checked",
@@ -515,7 +510,7 @@ VERB = Verb(
         disk_full=(f"the disk holding {Path(job.spec.out).parent} is full (no space left on device); nothing was exported, "
                    "free some space or choose another --out"),
     ),
-    add_arguments=_add_arguments,
+    add_arguments=add_pause_after_load,
     spec_flags=SPEC_FLAGS,
     user_errors=(DataError, ModelError, ValueError),
     cancelled=lambda job: ("; nothing was written to the output folder", {}),

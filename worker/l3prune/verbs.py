@@ -204,6 +204,12 @@ class Verb:
     cancelled: Callable[[Job], tuple[str, dict]] = _no_cancel_detail
 
 
+def add_pause_after_load(p: argparse.ArgumentParser) -> None:
+    """Test hook of the verbs that load a model and then work (evaluate, export-onnx): a pause after loading gives
+    SIGTERM and kill -9 a deterministic target."""
+    p.add_argument("--debug-sleep-after-load", type=float, default=0.0, help=argparse.SUPPRESS)
+
+
 def add_arguments(p: argparse.ArgumentParser, verb: Verb) -> None:
     """The verb's flags: --run-dir and --spec, one per spec field, then its own."""
     if verb.run_folder:
