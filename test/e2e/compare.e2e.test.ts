@@ -83,9 +83,7 @@ describe('Evaluate and compare variants in VS Code (code-server)', function () {
     await h.runCommand('L³Prune: Evaluate…');
     await h.quickInputRows.filter({ hasText: model.name }).first().click();
     await chooseLayers();
-    await h.quickInput.waitFor({ state: 'visible' });
-    await h.quickInput.fill(EXAMPLES_PER_TASK);
-    await h.page.keyboard.press('Enter');
+    await h.answerInput(/Examples per task/, EXAMPLES_PER_TASK);
     const done = toast(new RegExp(`${variant}.*average score`));
     // Well under a minute on an idle machine; the e2e suite shares two cores with whatever else runs.
     await done.waitFor({ state: 'visible', timeout: 540_000 }).catch(async () => {
@@ -120,9 +118,7 @@ describe('Evaluate and compare variants in VS Code (code-server)', function () {
     const text = await timed(`evaluate keep ${SMALL_KEEP}`, () =>
       evaluate(`${model.name} · keep ${SMALL_KEEP} of ${model.numLayers}`, async () => {
         await h.quickInputRows.filter({ hasText: 'Another number of layers' }).first().click();
-        await h.quickInput.waitFor({ state: 'visible' });
-        await h.quickInput.fill(String(SMALL_KEEP));
-        await h.page.keyboard.press('Enter');
+        await h.answerInput(/layers to keep \(the first n\)/, String(SMALL_KEEP));
       }),
     );
     assert.match(text, /average score/);
@@ -201,9 +197,7 @@ describe('Evaluate and compare variants in VS Code (code-server)', function () {
       await h.runCommand('L³Prune: Export ONNX…');
       await h.quickInputRows.filter({ hasText: model.name }).first().click();
       await h.quickInputRows.filter({ hasText: 'Another number of layers' }).first().click();
-      await h.quickInput.waitFor({ state: 'visible' });
-      await h.quickInput.fill(String(SMALL_KEEP));
-      await h.page.keyboard.press('Enter');
+      await h.answerInput(/layers to keep \(the first n\)/, String(SMALL_KEEP));
       await toast(/Exported .*ONNX Runtime matches torch/).waitFor({ state: 'visible', timeout: 540_000 });
     });
     await h.runCommand('L³Prune: Try Encoder…');

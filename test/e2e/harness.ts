@@ -274,6 +274,22 @@ export class CodeServerHarness {
     return this.page.locator('.quick-input-widget .quick-input-list .monaco-list-row');
   }
 
+  /**
+   * Answers the input box titled `title` with `value`. Waits for that title first: a command's next box
+   * opens in the same widget moments after the last one closes, and text typed in between is lost.
+   */
+  async answerInput(title: RegExp, value: string): Promise<void> {
+    const titleBar = this.page.locator('.quick-input-widget .quick-input-title');
+    await titleBar.filter({ hasText: title }).waitFor({ state: 'visible', timeout: 30_000 }).catch(async () => {
+      throw new Error(`no input box titled ${title}; shown: "${await titleBar.innerText().catch(() => 'none')}"`);
+    });
+    await this.quickInput.fill(value);
+    await this.page.waitForFunction((v) => document.querySelector<HTMLInputElement>('.quick-input-widget .quick-input-box input')?.value === v, value);
+    await this.page.keyboard.press('Enter');
+    // Accepted once that box is gone (hidden, or replaced by the next step's box).
+    await titleBar.filter({ hasText: title }).waitFor({ state: 'hidden', timeout: 15_000 });
+  }
+
   /** Opens the command palette; F1 is retried because the first key press can land before focus. */
   async openPalette(): Promise<void> {
     for (let attempt = 1; ; attempt++) {

@@ -268,17 +268,15 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
       await web.locator('#prune-small').click();
       await h.page.locator('.notifications-toasts .monaco-button', { hasText: 'Prune and Finetune…' }).first().click();
       await h.quickInputRows.filter({ hasText: 'triples.jsonl' }).first().click();
-      const answer = async (value: string) => {
-        await h.quickInput.waitFor({ state: 'visible' });
-        await h.quickInput.fill(value);
-        await h.page.keyboard.press('Enter');
-      };
-      await h.quickInput.waitFor({ state: 'visible' });
-      await h.page.keyboard.press('Enter'); // keep: pre-filled with the small cut
-      await answer('20'); // steps
+      // keep: pre-filled with the small cut
+      const keepTitle = h.page.locator('.quick-input-widget .quick-input-title').filter({ hasText: /layers to keep/ });
+      await keepTitle.waitFor({ state: 'visible', timeout: 30_000 });
+      const smallCut = await h.quickInput.inputValue();
+      await h.answerInput(/layers to keep/, smallCut);
+      await h.answerInput(/^Training steps/, '20');
       for (const [field, value] of [['Batch size per device', '8'], ['Max length (tokens)', '48'], ['Warm-up steps', '2'], ['Checkpoint every (steps)', '4']]) {
         await h.quickInputRows.filter({ hasText: field }).first().click();
-        await answer(value);
+        await h.answerInput(new RegExp(`^${field.replace(/[()]/g, '\\$&')}`), value);
       }
       await h.quickInputRows.filter({ hasText: 'Start training' }).first().click();
       await h.openSidebar('L³Prune');
