@@ -60,7 +60,13 @@ export class RunPlotFeed implements vscode.Disposable {
 
   private push(): void {
     if (!this.ready) return;
-    for (const run of this.runs()) {
+    const runs = this.runs();
+    // A run deleted, or another one now shown (the sidebar follows the newest run): the page gets the new set.
+    if (runs.length !== this.sent.size || runs.some((run) => !this.sent.has(run.runDir))) {
+      void this.sendAll();
+      return;
+    }
+    for (const run of runs) {
       const sent = this.sent.get(run.runDir);
       // A resumed run rewrites its tail and a long one thins its older points: anything but growth of the
       // same series gets the whole series again.

@@ -142,6 +142,7 @@ describe('A hostile workspace in VS Code (code-server)', function () {
   const runRow = (text: RegExp) => runsPane().locator('.monaco-list-row[role="treeitem"]').filter({ hasText: text });
   const toast = (text: RegExp) => h.page.locator('.notifications-toasts .notification-list-item').filter({ hasText: text });
   const contextMenu = () => h.page.locator('.context-view .monaco-menu');
+  const menuItem = (label: string) => contextMenu().locator('.action-item .action-label', { hasText: new RegExp(`^\\s*${label}\\s*$`) });
 
   /** Drags the sidebar's edge so a run's whole status fits in the screenshots. */
   async function widenSidebar(by: number): Promise<void> {
@@ -198,6 +199,47 @@ describe('A hostile workspace in VS Code (code-server)', function () {
     assert.ok(alive(sleeper.pid!), 'the unrelated sleep process named by a shipped run is alive');
     assert.equal(sleeper.signalCode, null, 'and was never signalled');
     clearInterval(heartbeat);
+  });
+
+  it('deletes the pid-1 run from its context menu and the other from the palette; the host keeps working', async function () {
+    this.timeout(120_000);
+    const dialog = h.page.locator('.monaco-dialog-box');
+    const confirmDelete = async (what: RegExp) => {
+      await dialog.waitFor({ state: 'visible', timeout: 15_000 }).catch(async () => {
+        throw new Error(`no delete confirmation; notifications: ${JSON.stringify(await h.notifications())}`);
+      });
+      assert.match(await dialog.innerText(), what);
+      await dialog.locator('.monaco-button', { hasText: /^Delete$/ }).click();
+      await dialog.waitFor({ state: 'hidden' });
+    };
+    const pid1Row = runRow(/keep 2.*unknown — not started here/);
+    const labels = await contextMenuOf(pid1Row);
+    assert.ok(labels.includes('Delete Run'), labels.join(', '));
+    // A menu item takes a click as a person makes it: pointed at first, then pressed. Playwright's instant
+    // click on a menu that has just opened is not taken (the menu stays open and nothing runs).
+    await menuItem('Delete Run').hover();
+    await h.page.waitForTimeout(300);
+    await menuItem('Delete Run').click({ delay: 50 });
+    await confirmDelete(/Delete run shipped-pid-1 /);
+    await pid1Row.waitFor({ state: 'detached', timeout: 20_000 });
+    assert.ok(!fs.existsSync(path.join(runsDir, 'shipped-pid-1')), 'the pid-1 run folder was deleted');
+
+    // From the palette, with nothing selected in the Runs view: a pick among the runs that can be deleted.
+    await h.runCommand('L³Prune: Delete Run');
+    const choice = h.quickInputRows.filter({ hasText: 'shipped-foreign-pid' });
+    await choice.first().waitFor({ state: 'visible', timeout: 15_000 });
+    await choice.first().locator('input[type="checkbox"], .monaco-checkbox, .quick-input-list-checkbox').first().click();
+    await h.page.keyboard.press('Enter');
+    await confirmDelete(/Delete run shipped-foreign-pid /);
+    await runRow(/keep 3.*unknown — not started here/).waitFor({ state: 'detached', timeout: 20_000 });
+    assert.ok(!fs.existsSync(path.join(runsDir, 'shipped-foreign-pid')), 'the foreign-pid run folder was deleted');
+    assert.ok(alive(sleeper.pid!) && sleeper.signalCode === null, 'the sleep process still lives, never signalled');
+    // The sidebar Loss view forgets the deleted runs instead of linking to them.
+    const lossView = await h.webview('#app');
+    await lossView.locator('.run-links a').first().waitFor({ state: 'detached', timeout: 15_000 }).catch(async () => {
+      throw new Error(`the Loss view still links to ${JSON.stringify(await lossView.locator('.run-links a').allInnerTexts())}`);
+    });
+    await h.screenshot('hostile-runs-deleted');
   });
 
   it('converts a shipped pickle-only model after consent without writing through its planted links', async function () {
