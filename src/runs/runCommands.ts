@@ -44,9 +44,11 @@ export async function startTraining(s: RunServices, choice: TrainChoice): Promis
   await vscode.tasks.executeTask(createTrainTask(definition, s.trainTasks));
 }
 
-const EDITABLE: Array<{ field: keyof TrainRecipe; label: string; kind: 'int' | 'float' }> = [
+const EDITABLE: Array<{ field: keyof TrainRecipe; label: string; kind: 'int' | 'float' | 'optionalInt' }> = [
   { field: 'batchSize', label: 'Batch size per device', kind: 'int' },
   { field: 'maxLength', label: 'Max length (tokens)', kind: 'int' },
+  // The gradient cache: the batch's gradient at the activation memory of this many texts (64 × 512 on one GPU).
+  { field: 'miniBatchSize', label: 'Gradient cache: texts per chunk', kind: 'optionalInt' },
   { field: 'learningRate', label: 'Learning rate', kind: 'float' },
   { field: 'warmupSteps', label: 'Warm-up steps', kind: 'int' },
   { field: 'loraR', label: 'LoRA rank', kind: 'int' },
@@ -59,18 +61,25 @@ async function editRecipe(): Promise<TrainRecipe | undefined> {
     const current = { ...TRAIN_DEFAULTS, ...recipe };
     const start = { label: '$(play) Start training', description: 'with the values below', field: undefined as keyof TrainRecipe | undefined };
     const picked = await vscode.window.showQuickPick(
-      [start, ...EDITABLE.map((e) => ({ label: e.label, description: String(current[e.field]), field: e.field as keyof TrainRecipe | undefined }))],
+      [start, ...EDITABLE.map((e) => ({ label: e.label, description: current[e.field] === null ? 'off' : String(current[e.field]), field: e.field as keyof TrainRecipe | undefined }))],
       { title: 'Recipe (the paper’s defaults; every field can also be set in tasks.json)' },
     );
     if (!picked) return undefined;
     if (!picked.field) return recipe;
     const editable = EDITABLE.find((e) => e.field === picked.field)!;
+    const optional = editable.kind === 'optionalInt';
     const value = await vscode.window.showInputBox({
       title: editable.label,
-      value: String(current[editable.field]),
-      validateInput: (v) => (editable.kind === 'int' ? (isWhole(v, 1, 1e9) ? undefined : 'a positive whole number') : Number(v) > 0 ? undefined : 'a positive number'),
+      prompt: optional ? 'empty: off, the whole batch at once' : undefined,
+      value: current[editable.field] === null ? '' : String(current[editable.field]),
+      validateInput: (v) => {
+        if (optional && v.trim() === '') return undefined;
+        if (editable.kind === 'float') return Number(v) > 0 ? undefined : 'a positive number';
+        return isWhole(v, 1, 1e9) ? undefined : optional ? 'a positive whole number, or empty for off' : 'a positive whole number';
+      },
     });
-    if (value) (recipe as Record<string, number>)[editable.field] = Number(value);
+    if (value === undefined || (!optional && !value)) continue;
+    (recipe as Record<string, number | null>)[editable.field] = optional && value.trim() === '' ? null : Number(value);
   }
 }
 

@@ -21,7 +21,7 @@ from .cutrule import cut_points
 from .cutstability import cut_stability
 from .data import DataError, Triple, read_triples, sample_batches
 from .data import batch_texts as data_batch_texts
-from .encoder import Encoder, ModelError, load_encoder, model_loaded_fields, resolve_device
+from .encoder import Encoder, ModelError, load_encoder, model_loaded_fields, resolve_device, resolve_precision
 from .layerwise import LayerwiseEncoder, MetricAccumulator
 from .losses import HardNegativeInfoNCE
 from .verbs import Advice, Job, Outcome, Verb, disk_full_in, main_for
@@ -46,8 +46,8 @@ def resolve_sample(spec: AnalyzeSpec, device: str) -> AnalyzeSpec:
 
 
 def batch_texts(batch: list[Triple]) -> list:
-    """Queries, then positives, then negatives: one padded forward for the whole triple batch (data.batch_texts:
-    queries carry their instruction, which the text pipeline puts in the input but out of the pooling)."""
+    """Queries, then positives, then negatives (data.batch_texts: queries carry their instruction, which the text
+    pipeline puts in the input but out of the pooling); encoded as three groups, one forward pass or more each."""
     return data_batch_texts(batch)
 
 
@@ -71,11 +71,13 @@ def run_analyze(
     batches = sample_batches(triples, spec.samples, spec.batchSize, spec.seed, spec.taskHomogeneous)
     total = sum(len(b) for b in batches)
 
-    enc = encoder or load_encoder(spec.model, device=device, max_length=spec.maxLength, trust_remote_code=spec.trustRemoteCode)
+    precision = resolve_precision(spec.precision, device)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    enc = encoder or load_encoder(spec.model, device=device, max_length=spec.maxLength, trust_remote_code=spec.trustRemoteCode, dtype=dtype)
     enc.set_chat_template(spec.chatTemplate)
     lw = LayerwiseEncoder(enc)
     n = lw.num_layers
-    emit("model_loaded", **model_loaded_fields(enc.model, num_layers=n, load_seconds=time.monotonic() - t0, device=device))
+    emit("model_loaded", **model_loaded_fields(enc.model, num_layers=n, load_seconds=time.monotonic() - t0, device=device, precision=precision))
 
     loss_fn = HardNegativeInfoNCE(spec.scale)
     per_batch: list[list[float]] = []
@@ -84,7 +86,7 @@ def run_analyze(
     t1 = time.monotonic()
     for i, batch in enumerate(batches, start=1):
         b = len(batch)
-        res = lw.encode_all_depths(batch_texts(batch), spec.pooling)
+        res = lw.encode_all_depths(batch_texts(batch), spec.pooling, groups=3, chunk_size=spec.miniBatchSize)
         per_batch.append([batch_loss(res.embeddings[d], b, loss_fn) for d in range(n)])
         metrics.add(res)
         done += b

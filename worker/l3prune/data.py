@@ -61,6 +61,16 @@ def batch_texts(batch: list[Triple]) -> list[Text]:
     return [t.query_text() for t in batch] + [t.doc_texts()[0] for t in batch] + [t.doc_texts()[1] for t in batch]
 
 
+def text_chunks(texts: list, groups: int, size: int | None) -> list[list]:
+    """texts cut into `groups` equal groups (batch_texts: queries, positives, negatives), each cut into chunks of
+    at most `size` texts (None: the whole group): the forward passes of one batch, in order."""
+    g = len(texts) // max(groups, 1)
+    if g * groups != len(texts):
+        raise ValueError(f"{len(texts)} texts do not split into {groups} equal groups")
+    m = size or g or 1
+    return [texts[k * g + i : k * g + min(i + m, g)] for k in range(groups) for i in range(0, g, m)]
+
+
 def read_triples(path: str | Path) -> list[Triple]:
     p = Path(path)
     if not p.is_file():

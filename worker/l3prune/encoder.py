@@ -58,6 +58,13 @@ def resolve_device(device: str, *, local_rank: int | None = None) -> str:
     return device
 
 
+def resolve_precision(precision: str, device: str) -> str:
+    """A spec's precision: auto is bf16 on a CUDA device that supports it (the paper's weights), else fp32."""
+    if precision == "auto":
+        return "bf16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "fp32"
+    return precision
+
+
 def model_loaded_fields(model: nn.Module, *, num_layers: int, load_seconds: float, **extra) -> dict:
     """The model_loaded event's fields (protocol/events.schema.json), the same for every verb; extra adds the
     verb's own (originalNumLayers, device, precision, ...)."""

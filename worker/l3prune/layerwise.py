@@ -4,11 +4,10 @@ Why this equals truncation: a model truncated to its first d layers computes exa
 full model (the layers after d never influence earlier ones) and then applies its final norm. So depth d's
 embedding is pool(final_norm(hidden_states[d])). Two details make that exact:
 
-* Hugging Face overwrites hidden_states[N] with last_hidden_state, which already went through the final norm.
-  Depth N therefore uses last_hidden_state as is (norming it again would be wrong); depths < N are raw
-  residual-stream states and get the model's own final-norm module.
-* Block Influence and angular distance need the raw output of layer N, which hidden_states no longer holds,
-  so a forward hook on the last block captures it.
+* A forward hook on every layer takes its raw output (the residual stream, hidden_states[d] of the full model)
+  through the model's own final-norm module and pools it at once, so no stack of N hidden states is ever held.
+  Depth N uses the model's last_hidden_state, which already went through the final norm (norming it again would
+  be wrong); each batch checks that norm(raw output of layer N) reproduces it.
 
 Per-layer similarity metrics from the same pass (layer d maps x_{d-1} -> x_d, raw residual states):
 * Block Influence (ShortGPT, Men et al. 2024): BI_d = 1 - mean over non-pad tokens of cos(x_{d-1}, x_d).
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from .data import text_chunks
 from .encoder import Encoder, ModelError, find_final_norm, find_layers, pool
 
 
@@ -85,55 +85,69 @@ class LayerwiseEncoder:
             )
 
     @torch.no_grad()
-    def encode_all_depths(self, texts: list, pooling: str) -> LayerwiseResult:
+    def encode_all_depths(self, texts: list, pooling: str, *, groups: int = 1, chunk_size: int | None = None) -> LayerwiseResult:
         """texts: strings (documents) or textpipe.Text (with an instruction), through the encoder's text pipeline.
-        Pooling is over the embed mask (the text's own tokens); BI and angular distance use every real token."""
+        Pooling is over the embed mask (the text's own tokens); BI and angular distance use every real token.
+
+        texts holds `groups` equal groups (analyze: queries, positives, negatives), each encoded on its own and
+        padded to its own longest text, as the paper's code does, in forward passes of at most chunk_size texts;
+        the embeddings come back in the order of texts, so the loss is that of the whole batch either way."""
+        parts = [self._encode(chunk, pooling) for chunk in text_chunks(texts, groups, chunk_size)]
+        return LayerwiseResult(
+            embeddings=torch.cat([r.embeddings for r in parts], dim=1),
+            bi_sum=sum((r.bi_sum for r in parts), torch.zeros(self.num_layers, dtype=torch.float64)),
+            bi_count=sum(r.bi_count for r in parts),
+            ang_sum=sum((r.ang_sum for r in parts), torch.zeros(self.num_layers, dtype=torch.float64)),
+            ang_count=sum(r.ang_count for r in parts),
+        )
+
+    def _encode(self, texts: list, pooling: str) -> LayerwiseResult:
+        """One forward pass. Every depth is pooled the moment its layer has run (forward hooks), and only the
+        (B, D) pooled vectors are kept, never the stack of N hidden states: memory grows with one layer's states."""
         batch = self.enc.tokenize(texts)
         mask = batch["attention_mask"]
         pooled = batch["embed_mask"]
-        captured: dict[str, torch.Tensor] = {}
-
-        def hook(_mod, _inp, out):
-            captured["last"] = out[0] if isinstance(out, (tuple, list)) else out
-
-        h = self.layers[-1].register_forward_hook(hook)
-        try:
-            kwargs = self.enc.model_inputs(batch)
-            out = self.model(**kwargs, output_hidden_states=True, use_cache=False)
-        finally:
-            h.remove()
-        hs = out.hidden_states
         n = self.num_layers
-        if hs is None or len(hs) != n + 1:
-            raise RuntimeError(f"expected {n + 1} hidden states from the model, got {None if hs is None else len(hs)}")
-        raw = list(hs[:n]) + [captured["last"]]
-        self._check_final_norm(raw[n], out.last_hidden_state)
-
-        embs = []
-        for d in range(1, n + 1):
-            if d == n:
-                rep = out.last_hidden_state
-            else:
-                rep = self.final_norm(hs[d]) if self.final_norm is not None else hs[d]
-            embs.append(pool(rep, pooled, pooling))
-
-        # Metrics in float64: 1 - cos is a small difference of numbers near 1.
-        m = mask.bool()
-        rank = torch.cumsum(mask.long(), 1) * mask.long()
-        last_idx = rank.argmax(1)
+        real = mask.bool()
+        last_idx = (torch.cumsum(mask.long(), 1) * mask.long()).argmax(1)
         rows = torch.arange(mask.shape[0], device=mask.device)
+        embs: list[torch.Tensor | None] = [None] * n
         bi = torch.zeros(n, dtype=torch.float64)
         ang = torch.zeros(n, dtype=torch.float64)
-        for d in range(1, n + 1):
-            a, b = raw[d - 1].double(), raw[d].double()
-            cos = F.cosine_similarity(a, b, dim=-1)  # (B, T)
-            bi[d - 1] = (1.0 - cos[m]).sum().cpu()
-            c_last = cos[rows, last_idx].clamp(-1.0, 1.0)
-            ang[d - 1] = (torch.arccos(c_last) / math.pi).sum().cpu()
+        state: dict[str, torch.Tensor] = {}
+
+        def layer_input(_mod, args, kwargs):
+            state["prev"] = args[0] if args else kwargs["hidden_states"]
+
+        def layer_output(d: int):
+            def hook(_mod, _inp, out):
+                raw = out[0] if isinstance(out, (tuple, list)) else out
+                rep = self.final_norm(raw) if self.final_norm is not None else raw
+                embs[d] = pool(rep.float(), pooled, pooling)
+                # Metrics in float64: 1 - cos is a small difference of numbers near 1.
+                cos = F.cosine_similarity(state["prev"].double(), raw.double(), dim=-1)  # (B, T)
+                bi[d] = (1.0 - cos[real]).sum().cpu()
+                ang[d] = (torch.arccos(cos[rows, last_idx].clamp(-1.0, 1.0)) / math.pi).sum().cpu()
+                state["prev"] = raw
+
+            return hook
+
+        handles = [self.layers[0].register_forward_pre_hook(layer_input, with_kwargs=True)]
+        handles += [layer.register_forward_hook(layer_output(d)) for d, layer in enumerate(self.layers)]
+        try:
+            out = self.model(**self.enc.model_inputs(batch), use_cache=False)
+        finally:
+            for h in handles:
+                h.remove()
+        if any(e is None for e in embs):
+            raise RuntimeError(f"only {sum(e is not None for e in embs)} of {n} layers ran in the forward pass")
+        self._check_final_norm(state["prev"], out.last_hidden_state)
+        # Depth N is the model's own output (already normed), as a model truncated to N layers gives it.
+        embs[n - 1] = pool(out.last_hidden_state.float(), pooled, pooling)
         return LayerwiseResult(
-            embeddings=torch.stack(embs, 0),
+            embeddings=torch.stack(embs, 0),  # type: ignore[arg-type]
             bi_sum=bi,
-            bi_count=int(m.sum()),
+            bi_count=int(real.sum()),
             ang_sum=ang,
             ang_count=int(mask.shape[0]),
         )

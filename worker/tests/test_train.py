@@ -197,7 +197,7 @@ def test_torchrun_two_processes_match_one_process_with_the_double_batch(tiny_lla
     one = tmp_path / "one"
     one.mkdir()
     spec = {"steps": 3, "batchSize": 4, "learningRate": 1e-3, "warmupSteps": 1, "scheduleEpochs": 3, "scheduleSteps": None,
-            "maxLength": 24, "loraR": 16, "loraAlpha": 32,
+            "maxLength": 24, "miniBatchSize": None, "loraR": 16, "loraAlpha": 32,
             "loraDropout": 0, "targetModules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
             "scale": 50, "pooling": "weighted_mean", "checkpointEvery": 2, "seed": 0, "device": "auto", "precision": "auto",
             "gradientCheckpointing": "auto", "taskHomogeneous": True, "mergeAtEnd": False, "trustRemoteCode": False, "chatTemplate": "auto",
@@ -226,6 +226,17 @@ def test_torchrun_two_processes_match_one_process_with_the_double_batch(tiny_lla
         assert b[s] == pytest.approx(a[s], abs=1e-4, rel=1e-5), (s, a, b)
     assert json.loads((two / "checkpoints" / "step-00000002" / "state.json").read_text())["worldSize"] == 2
     assert len(json.loads((two / "checkpoints" / "step-00000002" / "rng.json").read_text())["ranks"]) == 2
+    # The gradient cache under torchrun: gathered cached embeddings, one gradient sync per step, the same curve.
+    cached = tmp_path / "two-cached"
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *MODULE_ARGS,
+                        "--run-dir", str(cached), "--spec", str(one / "spec.json"), "--batch-size", "2", "--mini-batch-size", "1",
+                        "--device", "cpu"], capture_output=True, text=True, timeout=300, cwd=WORKER, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    run, events = validate_run(cached, schemas)
+    assert run["spec"]["miniBatchSize"] == 1
+    c = loss_curve(events)
+    for s in a:
+        assert c[s] == pytest.approx(a[s], abs=1e-4, rel=1e-5), (s, a, c)
 
 
 @pytest.mark.parametrize(

@@ -38,8 +38,8 @@ import torch
 
 from .. import distributed as D
 from .. import specs
-from ..data import Triple, batch_texts, read_triples
-from ..encoder import Encoder, load_encoder, model_loaded_fields, pool, prune, resolve_device
+from ..data import Triple, batch_texts, read_triples, text_chunks
+from ..encoder import Encoder, load_encoder, model_loaded_fields, pool, prune, resolve_device, resolve_precision
 from ..events import now_iso
 from ..fileio import discard_dir, fsync_dir, fsync_tree, make_fresh_dir, write_json_atomic
 from ..losses import HardNegativeInfoNCE
@@ -69,6 +69,17 @@ def forward_embeddings(enc: Encoder, fwd, texts: list, pooling: str, amp=None) -
         out = fwd(**inputs, use_cache=False)
     return pool(out.last_hidden_state.float(), tok["embed_mask"], pooling), tok
 
+def _rng_snapshot(device: str) -> tuple:
+    """The generator states dropout draws from (CPU, and the device's on CUDA)."""
+    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.startswith("cuda") else None
+
+
+def _rng_restore(state: tuple, device: str) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
 def linear_warmup_decay(warmup: int, total: int) -> Callable[[int], float]:
     """transformers.get_linear_schedule_with_warmup's multiplier (the schedule of the paper's Trainer run); total
     is the horizon (schedule_horizon), not the stop step."""
@@ -84,12 +95,6 @@ def linear_warmup_decay(warmup: int, total: int) -> Callable[[int], float]:
 def train_device(device: str, world: D.World) -> str:
     """The spec's device as every verb resolves it; under torchrun each process takes its own GPU."""
     return resolve_device(device, local_rank=world.local_rank if world.distributed else None)
-
-
-def resolve_precision(precision: str, device: str) -> str:
-    if precision == "auto":
-        return "bf16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "fp32"
-    return precision
 
 
 def present_targets(model: torch.nn.Module, wanted: list[str]) -> list[str]:
@@ -276,22 +281,72 @@ class Trainer:
 
     def train_step(self, batch: list[Triple]) -> tuple[float, int]:
         """One optimizer step on one process's triples; returns the (global) loss and this process's real tokens."""
-        b = len(batch)
-        # forward: the text pipeline's strings, pooled over the embed mask (the texts' own tokens)
-        amp = torch.autocast(device_type=self.device.split(":")[0], dtype=torch.bfloat16) if self.precision == "bf16" else nullcontext()
-        emb, tok = forward_embeddings(self.enc, self.fwd, batch_texts(batch), self.spec.pooling, amp)
-        # loss: hard-negative InfoNCE over the global batch (other ranks' embeddings arrive as constants)
-        q, p, n = (D.gather_with_grad(x, self.world) for x in (emb[:b], emb[b : 2 * b], emb[2 * b :]))
-        loss = self.loss_fn(q, p, n)
-        # backward: DDP averages gradients over ranks; each rank's is its share of the full-batch loss's gradient
-        (loss * self.world.size).backward()
+        loss, tokens = self.accumulate_gradients(batch)
         # clip
         torch.nn.utils.clip_grad_norm_(self.params, MAX_GRAD_NORM)
         # step
         self.opt.step()
         self.sched.step()
         self.opt.zero_grad(set_to_none=True)
-        return float(loss.detach()), int(tok["attention_mask"].sum())
+        return loss, tokens
+
+    def accumulate_gradients(self, batch: list[Triple]) -> tuple[float, int]:
+        """Forward, loss and backward of one step: the LoRA parameters' .grad holds the full-batch gradient.
+
+        Queries, positives and negatives are encoded as three groups, each padded to its own longest text (as the
+        paper's code and sentence-transformers do), so short queries do not pay for long documents. With
+        miniBatchSize M below the batch, the gradient cache (Gao et al. 2021, "Scaling Deep Contrastive Learning
+        Batch Size under Memory Limited Setup"): every chunk of M texts is embedded without a graph, the loss and
+        its gradient with respect to the embeddings are computed over the whole batch, then each chunk is encoded
+        again with its graph and back-propagates its slice of that gradient. Each chunk's RNG state is replayed, so
+        LoRA dropout draws the same masks in both passes and the gradient is the one of the whole batch at once.
+        Peak activation memory is then that of M texts, whatever the batch."""
+        b = len(batch)
+        m = self.spec.miniBatchSize or b
+        chunks = text_chunks(batch_texts(batch), 3, m)
+        amp = torch.autocast(device_type=self.device.split(":")[0], dtype=torch.bfloat16) if self.precision == "bf16" else nullcontext()
+        pooling = self.spec.pooling
+        if m >= b:
+            # Without a cache: one graph per group, kept until the loss's backward.
+            embs, tokens = [], 0
+            for chunk in chunks:
+                e, tok = forward_embeddings(self.enc, self.fwd, chunk, pooling, amp)
+                embs.append(e)
+                tokens += int(tok["attention_mask"].sum())
+            loss = self._loss_backward(torch.cat(embs))
+            return float(loss.detach()), tokens
+        # pass 1: every chunk's embeddings without a graph, and the RNG state each chunk started from
+        states, embs, tokens = [], [], 0
+        with torch.no_grad():
+            for chunk in chunks:
+                states.append(_rng_snapshot(self.device))
+                # the bare model: no gradient flows here, so DDP has nothing to synchronise
+                e, tok = forward_embeddings(self.enc, self.peft_model, chunk, pooling, amp)
+                embs.append(e)
+                tokens += int(tok["attention_mask"].sum())
+        after = _rng_snapshot(self.device)
+        cached = torch.cat(embs).requires_grad_(True)
+        loss = self._loss_backward(cached)
+        grads = cached.grad.split([len(c) for c in chunks])
+        # pass 2: each chunk again, with its graph, back-propagating its slice of d(loss)/d(embeddings); DDP
+        # averages the gradients once, on the last chunk.
+        for i, (chunk, grad) in enumerate(zip(chunks, grads)):
+            _rng_restore(states[i], self.device)
+            sync = self.world.distributed and i < len(chunks) - 1
+            with self.fwd.no_sync() if sync else nullcontext():
+                e, _ = forward_embeddings(self.enc, self.fwd, chunk, pooling, amp)
+                e.backward(grad)
+        _rng_restore(after, self.device)
+        return float(loss.detach()), tokens
+
+    def _loss_backward(self, emb: torch.Tensor) -> torch.Tensor:
+        """Hard-negative InfoNCE over the global batch of (queries; positives; negatives) embeddings, and its
+        backward; other ranks' embeddings arrive as constants, and DDP averages gradients over ranks, so the loss is
+        scaled by the world size: each rank's gradient is its share of the full-batch loss's gradient."""
+        q, p, n = (D.gather_with_grad(x, self.world) for x in emb.chunk(3))
+        loss = self.loss_fn(q, p, n)
+        (loss * self.world.size).backward()
+        return loss
 
     # -- the result: adapter/ and, with mergeAtEnd, model/ -----------------------------------------------------
     def finish(self) -> dict:

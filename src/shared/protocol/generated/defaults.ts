@@ -6,9 +6,11 @@ import type { ExportOnnxSpec } from './specs/export-onnx';
 import type { TrainSpec } from './specs/train';
 
 /** analyze: the `default`s of protocol/specs/analyze.schema.json. */
-export const ANALYZE_DEFAULTS: Readonly<Required<Pick<AnalyzeSpec, 'samples' | 'batchSize' | 'taskHomogeneous' | 'pooling' | 'scale' | 'maxLength' | 'seed' | 'device' | 'chatTemplate' | 'trustRemoteCode'>>> = {
+export const ANALYZE_DEFAULTS: Readonly<Required<Pick<AnalyzeSpec, 'samples' | 'batchSize' | 'miniBatchSize' | 'precision' | 'taskHomogeneous' | 'pooling' | 'scale' | 'maxLength' | 'seed' | 'device' | 'chatTemplate' | 'trustRemoteCode'>>> = {
   samples: null,
   batchSize: null,
+  miniBatchSize: null,
+  precision: 'auto',
   taskHomogeneous: false,
   pooling: 'weighted_mean',
   scale: 50,
@@ -58,7 +60,7 @@ export const EXPORT_ONNX_DEFAULTS: Readonly<Required<Pick<ExportOnnxSpec, 'out' 
 };
 
 /** train: the `default`s of protocol/specs/train.schema.json, the paper's recipe. */
-export const TRAIN_DEFAULTS: Readonly<Required<Pick<TrainSpec, 'steps' | 'batchSize' | 'learningRate' | 'warmupSteps' | 'scheduleEpochs' | 'scheduleSteps' | 'maxLength' | 'loraR' | 'loraAlpha' | 'loraDropout' | 'targetModules' | 'scale' | 'pooling' | 'checkpointEvery' | 'seed' | 'device' | 'precision' | 'gradientCheckpointing' | 'taskHomogeneous' | 'mergeAtEnd' | 'chatTemplate' | 'trustRemoteCode'>>> = {
+export const TRAIN_DEFAULTS: Readonly<Required<Pick<TrainSpec, 'steps' | 'batchSize' | 'learningRate' | 'warmupSteps' | 'scheduleEpochs' | 'scheduleSteps' | 'maxLength' | 'miniBatchSize' | 'loraR' | 'loraAlpha' | 'loraDropout' | 'targetModules' | 'scale' | 'pooling' | 'checkpointEvery' | 'seed' | 'device' | 'precision' | 'gradientCheckpointing' | 'taskHomogeneous' | 'mergeAtEnd' | 'chatTemplate' | 'trustRemoteCode'>>> = {
   steps: 1000,
   batchSize: 64,
   learningRate: 0.0002,
@@ -66,6 +68,7 @@ export const TRAIN_DEFAULTS: Readonly<Required<Pick<TrainSpec, 'steps' | 'batchS
   scheduleEpochs: 3,
   scheduleSteps: null,
   maxLength: 512,
+  miniBatchSize: null,
   loraR: 16,
   loraAlpha: null,
   loraDropout: 0.05,

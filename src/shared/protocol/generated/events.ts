@@ -92,7 +92,7 @@ export interface ModelLoadedEvent {
    */
   device?: string;
   /**
-   * train: the resolved precision; evaluate: fp32
+   * train and analyze: the resolved precision; evaluate: fp32
    */
   precision?: 'bf16' | 'fp32';
   gradientCheckpointing?: boolean;

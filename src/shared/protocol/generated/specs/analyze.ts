@@ -20,6 +20,14 @@ export interface AnalyzeSpec {
    */
   batchSize?: number | null;
   /**
+   * texts per forward pass: each batch's queries, positives and negatives are encoded as three groups (each padded to its own length, as the paper's code does), in chunks of at most this many texts, while the loss is still that of the whole batch; null: a whole group per pass. Lowers peak memory, not the result
+   */
+  miniBatchSize?: number | null;
+  /**
+   * weights and activations: auto is bf16 on a CUDA device that supports it (the paper's), else fp32; pooling and the loss are always computed in fp32
+   */
+  precision?: 'auto' | 'fp32' | 'bf16';
+  /**
    * false (the paper): batches mix tasks in sampled order; true: the sample is grouped by the data's task field first, so each batch holds one task
    */
   taskHomogeneous?: boolean;
@@ -64,6 +72,8 @@ export type AnalyzeSpecResolved = AnalyzeSpec &
       | 'data'
       | 'samples'
       | 'batchSize'
+      | 'miniBatchSize'
+      | 'precision'
       | 'taskHomogeneous'
       | 'pooling'
       | 'scale'

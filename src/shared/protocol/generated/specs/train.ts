@@ -44,6 +44,10 @@ export interface TrainSpec {
    */
   maxLength?: number;
   /**
+   * gradient cache: encode the batch in chunks of this many texts, first without a graph to get the loss's gradient with respect to the embeddings, then again chunk by chunk with it (RNG replayed, so dropout masks match), so activation memory is that of one chunk and the gradient that of the whole batch; null: no cache, the whole batch at once
+   */
+  miniBatchSize?: number | null;
+  /**
    * LoRA rank
    */
   loraR?: number;
@@ -124,6 +128,7 @@ export type TrainSpecResolved = TrainSpec &
       | 'scheduleEpochs'
       | 'scheduleSteps'
       | 'maxLength'
+      | 'miniBatchSize'
       | 'loraR'
       | 'loraAlpha'
       | 'loraDropout'
