@@ -174,3 +174,53 @@ def test_instructions_and_bos_per_depth_loss_equals_truly_pruned_model(tmp_path)
                     count += b
             assert res["losses"][n - 1] == pytest.approx(total / count, abs=1e-5), f"{pooling} depth {n}"
         assert max(res["losses"]) - min(res["losses"]) > 1e-3
+
+
+def test_streamed_depths_and_metrics_equal_the_stack_of_hidden_states(tiny_llama, tiny_triples):
+    """Each depth is pooled by a hook as its layer runs; the reference is Hugging Face's own stack of hidden states
+    (output_hidden_states) with the metrics' definitions written out here, for one pass and for chunked groups."""
+    import math
+
+    import torch.nn.functional as F
+
+    from l3prune.encoder import load_encoder, pool
+    from l3prune.layerwise import LayerwiseEncoder
+
+    enc = load_encoder(tiny_llama, max_length=24)
+    lw = LayerwiseEncoder(enc)
+    triples = read_triples(tiny_triples)[:6]
+    texts = batch_texts(triples)
+    # Reference: one padded pass over every text, all N+1 hidden states held at once.
+    tok = enc.tokenize(texts)
+    with torch.no_grad():
+        out = enc.model(**enc.model_inputs(tok), output_hidden_states=True, use_cache=False)
+    hs, n = out.hidden_states, lw.num_layers
+    norm = enc.model.norm
+    raw_last = None
+    captured = {}
+    h = enc.model.layers[-1].register_forward_hook(lambda m, i, o: captured.setdefault("raw", o[0] if isinstance(o, tuple) else o))
+    with torch.no_grad():
+        enc.model(**enc.model_inputs(tok), use_cache=False)
+    h.remove()
+    raw_last = captured["raw"]
+    raws = list(hs[:n]) + [raw_last]
+    want = torch.stack([pool(norm(hs[d]) if d < n else out.last_hidden_state, tok["embed_mask"], "weighted_mean") for d in range(1, n + 1)])
+    real = tok["attention_mask"].bool()
+    last = real.long().cumsum(1).argmax(1)
+    bi = [float((1 - F.cosine_similarity(raws[d - 1].double(), raws[d].double(), dim=-1)[real]).sum()) for d in range(1, n + 1)]
+    ang = [float((torch.arccos(F.cosine_similarity(raws[d - 1].double(), raws[d].double(), dim=-1)[torch.arange(len(texts)), last].clamp(-1, 1)) / math.pi).sum())
+           for d in range(1, n + 1)]
+    for groups, chunk in ((1, None), (3, None), (3, 4), (3, 1)):
+        r = lw.encode_all_depths(texts, "weighted_mean", groups=groups, chunk_size=chunk)
+        torch.testing.assert_close(r.embeddings, want, rtol=1e-5, atol=1e-5, msg=f"groups {groups}, chunk {chunk}")
+        assert r.bi_count == int(real.sum()) and r.ang_count == len(texts)
+        assert r.bi_sum.tolist() == pytest.approx(bi, rel=1e-6, abs=1e-8), (groups, chunk)
+        assert r.ang_sum.tolist() == pytest.approx(ang, rel=1e-6, abs=1e-8), (groups, chunk)
+
+
+def test_analyze_in_chunks_gives_the_whole_batch_losses(tiny_llama, tiny_triples):
+    """miniBatchSize changes the forward passes, not the result: the loss is still over the whole batch."""
+    whole = analyze(AnalyzeSpec(model=str(tiny_llama), data=str(tiny_triples), samples=6, batchSize=6, maxLength=24))
+    chunked = analyze(AnalyzeSpec(model=str(tiny_llama), data=str(tiny_triples), samples=6, batchSize=6, maxLength=24, miniBatchSize=2))
+    assert chunked["losses"] == pytest.approx(whole["losses"], abs=1e-5)
+    assert (chunked["small"], chunked["large"]) == (whole["small"], whole["large"])
