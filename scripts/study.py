@@ -54,18 +54,16 @@ def worker(verb: str, run_dir: Path, *args: str) -> dict:
     return json.loads(state.read_text())
 
 
-def keep_for(percent: int, num_layers: int) -> int:
-    # Same rounding as the extension's keepForPrunePercent: keep at least one layer.
-    return max(1, num_layers - math.floor(num_layers * percent / 100 + 0.5))
-
-
 def study(out_runs: Path, args: argparse.Namespace) -> dict:
     print("analyze", flush=True)
     analysis = worker("analyze", out_runs / "analyze", "--model", str(MODEL), "--data", str(DATA),
                       "--samples", str(args.samples), "--batch-size", "16")["result"]
     curve = next(e for e in map(json.loads, (out_runs / "analyze" / "events.jsonl").read_text().splitlines()) if e["event"] == "layer_losses")
     n = analysis["numLayers"]
-    variants: list[dict] = [{"name": f"prune {p}%", "keep": keep_for(p, n), "percent": p} for p in PRUNE_PERCENTS]
+    # The paper's keep rule, the one the extension and the worker share (protocol/keep-rule-vectors.json).
+    from l3prune.cutrule import keep_for_prune_percent
+
+    variants: list[dict] = [{"name": f"prune {p}%", "keep": keep_for_prune_percent(n, p), "percent": p} for p in PRUNE_PERCENTS]
     variants.append({"name": "L³Prune small", "keep": analysis["small"], "percent": None})
     variants.append({"name": "L³Prune large", "keep": analysis["large"], "percent": None})
     rows = []
@@ -76,7 +74,7 @@ def study(out_runs: Path, args: argparse.Namespace) -> dict:
                        "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
                        "--warmup-steps", str(max(1, args.steps // 10)), "--checkpoint-every", str(args.steps), "--seed", "0")
         evaluation = worker("evaluate", out_runs / f"evaluate-{slug}", "--from-run", str(out_runs / f"train-{slug}"),
-                            "--max-examples", str(args.max_examples))["result"]
+                            "--max-examples", str(args.max_examples), "--data-dir", str(DATA.parent))["result"]
         rows.append({
             **v,
             "slug": slug,
