@@ -69,6 +69,7 @@ def forward_embeddings(enc: Encoder, fwd, texts: list, pooling: str, amp=None) -
         out = fwd(**inputs, use_cache=False)
     return pool(out.last_hidden_state.float(), tok["embed_mask"], pooling), tok
 
+
 def _rng_snapshot(device: str) -> tuple:
     """The generator states dropout draws from (CPU, and the device's on CUDA)."""
     return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.startswith("cuda") else None
@@ -306,24 +307,21 @@ class Trainer:
         chunks = text_chunks(batch_texts(batch), 3, m)
         amp = torch.autocast(device_type=self.device.split(":")[0], dtype=torch.bfloat16) if self.precision == "bf16" else nullcontext()
         pooling = self.spec.pooling
-        if m >= b:
-            # Without a cache: one graph per group, kept until the loss's backward.
-            embs, tokens = [], 0
+        cache = m < b
+        # Without a cache: one graph per group, kept until the loss's backward. With it, pass 1: every chunk's
+        # embeddings without a graph (through the bare model: no gradient flows, so DDP has nothing to
+        # synchronise), and the RNG state each chunk started from.
+        states, embs, tokens = [], [], 0
+        with torch.no_grad() if cache else nullcontext():
             for chunk in chunks:
-                e, tok = forward_embeddings(self.enc, self.fwd, chunk, pooling, amp)
+                if cache:
+                    states.append(_rng_snapshot(self.device))
+                e, tok = forward_embeddings(self.enc, self.peft_model if cache else self.fwd, chunk, pooling, amp)
                 embs.append(e)
                 tokens += int(tok["attention_mask"].sum())
+        if not cache:
             loss = self._loss_backward(torch.cat(embs))
             return float(loss.detach()), tokens
-        # pass 1: every chunk's embeddings without a graph, and the RNG state each chunk started from
-        states, embs, tokens = [], [], 0
-        with torch.no_grad():
-            for chunk in chunks:
-                states.append(_rng_snapshot(self.device))
-                # the bare model: no gradient flows here, so DDP has nothing to synchronise
-                e, tok = forward_embeddings(self.enc, self.peft_model, chunk, pooling, amp)
-                embs.append(e)
-                tokens += int(tok["attention_mask"].sum())
         after = _rng_snapshot(self.device)
         cached = torch.cat(embs).requires_grad_(True)
         loss = self._loss_backward(cached)
