@@ -6,6 +6,7 @@
 export const COMMAND_IDS = [
   'l3prune.openModelFolder',
   'l3prune.openOnnxModel',
+  'l3prune.openHuggingFaceModel',
   'l3prune.showLayerStack',
   'l3prune.removeModel',
   'l3prune.computeInitialLoss',

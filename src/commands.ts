@@ -6,11 +6,13 @@ import { compareVariants, evaluateVariant, exportVariantOnnx } from './compare/v
 import { runAnalyze } from './runs/analyzeRun';
 import { newRunDir, runsRoot } from './runs/runLocation';
 import { formatBytes, formatParams, formatShare } from './shared/format/units';
+import { cachedRepoOf, findCachedSnapshot, hubCacheDir, parseRepoRef } from './model/hfCache';
 import { LayerStackPanel } from './views/layerStackPanel';
 import type { ModelsNode } from './views/modelsTree';
 import { findPython, WorkspaceNotTrustedError } from './worker/python';
 import { refusedCode } from './worker/remoteCodeDialog';
 import { convertPickleWeights } from './worker/convertWeights';
+import { downloadIntoCache } from './worker/modelDownloadDialog';
 import { ensureWorkerPackage } from './worker/workerPackage';
 import { runWithProgress } from './worker/workerProgress';
 import { tryEncoder } from './inference/tryEncoderCommand';
@@ -44,6 +46,7 @@ function invokedOn(arg: unknown, many: unknown): unknown {
 export const COMMANDS: Record<CommandId, Handler> = {
   'l3prune.openModelFolder': (s, arg) => openModel(s, arg, 'folder'),
   'l3prune.openOnnxModel': (s, arg) => openModel(s, arg, 'onnx'),
+  'l3prune.openHuggingFaceModel': (s, arg) => openHuggingFaceModel(s, arg),
   'l3prune.showLayerStack': (s, arg) => showLayerStack(s, arg),
   'l3prune.removeModel': (s, arg) => removeModel(s, arg),
   'l3prune.computeInitialLoss': (s, arg) => computeInitialLoss(s, arg),
@@ -96,6 +99,7 @@ function pathFromArg(arg: unknown): string | undefined {
   const node = arg as ModelsNode | undefined;
   if (node?.kind === 'model') return node.model.path;
   if (node?.kind === 'group' || node?.kind === 'cut') return node.modelPath;
+  if (node?.kind === 'hfModel') return node.model.snapshotDir;
   return undefined;
 }
 
@@ -132,6 +136,37 @@ async function openModel(s: Services, arg: unknown, kind: 'folder' | 'onnx'): Pr
   return stack;
 }
 
+/**
+ * A model by its Hugging Face repo id: the cache's snapshot opens at once; a model the cache lacks is
+ * downloaded first if the user says yes in a modal dialog (the only place that consent comes from).
+ */
+async function openHuggingFaceModel(s: Services, arg: unknown): Promise<LayerStack | undefined> {
+  const repoIdProblem = (text: string): string | undefined => {
+    try {
+      return parseRepoRef(text.trim()) ? undefined : 'a repo id: org/name, or org/name@revision (a branch, tag or commit)';
+    } catch (e) {
+      return (e as Error).message;
+    }
+  };
+  const text =
+    typeof arg === 'string' && arg.trim()
+      ? arg.trim()
+      : (
+          await vscode.window.showInputBox({
+            title: 'Open a Hugging Face model',
+            prompt: `org/name or org/name@revision; a model in ${hubCacheDir()} opens at once, any other can be downloaded`,
+            placeHolder: 'HuggingFaceTB/SmolLM2-135M',
+            validateInput: repoIdProblem,
+          })
+        )?.trim();
+  if (!text) return undefined;
+  const problem = repoIdProblem(text);
+  if (problem) throw new Error(`${text}: ${problem}.`);
+  const ref = parseRepoRef(text)!;
+  const snapshot = (await findCachedSnapshot(ref)) ?? (await downloadIntoCache(ref, s.extensionUri, s.log));
+  return snapshot ? openModel(s, snapshot, 'folder') : undefined;
+}
+
 async function pickFolder(title: string): Promise<string | undefined> {
   const picked = await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: false, canSelectMany: false, openLabel: 'Select', title });
   return picked?.[0]?.fsPath;
@@ -149,7 +184,7 @@ async function pickModel(s: Services, arg: unknown): Promise<string | undefined>
     return undefined;
   }
   const picked = await vscode.window.showQuickPick(
-    models.map((m) => ({ label: path.basename(m.path), description: m.path, modelPath: m.path })),
+    models.map((m) => ({ label: cachedRepoOf(m.path)?.repoId ?? path.basename(m.path), description: m.path, modelPath: m.path })),
     { title: 'Pick a model' },
   );
   return picked?.modelPath;

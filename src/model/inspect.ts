@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { readCheckpointTensors, INDEX_FILE } from './checkpoint';
 import { readModelConfig } from './config';
 import { ModelReadError } from './errors';
+import { cachedRepoOf } from './hfCache';
 import { inspectOnnx } from './onnx';
 import { fileOpenError, readSafetensorsHeader } from './safetensors';
 import type { LayerStack } from '../shared/model/stack';
@@ -47,7 +48,8 @@ async function inspectHuggingFaceFolder(folder: string): Promise<LayerStack> {
     {
       source: 'safetensors',
       path: folder,
-      name: path.basename(folder),
+      // A cache snapshot's folder is a commit hash; its repo id is the name people know it by.
+      name: cachedRepoOf(folder)?.repoId ?? path.basename(folder),
       family: config.family,
       numLayers: config.numLayers,
       hiddenSize: config.hiddenSize,

@@ -68,9 +68,10 @@ export function checkDefinition(definition: { [key: string]: unknown }): string 
 
 /**
  * Spec fields that are consent, not configuration: a tasks.json is the workspace's (a cloned repository's)
- * text, so a recipe cannot grant them; the dialog does (worker/remoteCode), and the flag carries its answer.
+ * text, so a recipe cannot grant them; a dialog does (worker/remoteCode), and the flag carries its answer.
+ * (allowDownload: a model named by a repo id the cache lacks is downloaded only with --allow-download.)
  */
-export const CONSENT_FIELDS = ['trustRemoteCode'] as const;
+export const CONSENT_FIELDS = ['trustRemoteCode', 'allowDownload'] as const;
 
 /** The consent fields a definition tried to set, to say in the log that they were dropped. */
 export function consentFieldsIn(d: Pick<TrainTaskDefinition, 'recipe'>): string[] {
@@ -88,6 +89,7 @@ export function specFromDefinition(d: TrainTaskDefinition, workspaceRoot?: strin
     keep: d.keep,
     data: resolve(d.data),
     trustRemoteCode: false,
+    allowDownload: false,
   };
 }
 

@@ -33,7 +33,7 @@ export async function launchTrain(python: string, runDir: string, spec: TrainSpe
   const args = ['-m', 'l3prune', 'train', '--run-dir', runDir];
   if (spec) {
     // Consent travels on the command line only; the file says false whatever the spec object held.
-    createExclusive(path.join(runDir, SPEC_FILE), `${JSON.stringify({ ...spec, trustRemoteCode: false }, null, 2)}\n`);
+    createExclusive(path.join(runDir, SPEC_FILE), `${JSON.stringify({ ...spec, trustRemoteCode: false, allowDownload: false }, null, 2)}\n`);
     args.push('--spec', path.join(runDir, SPEC_FILE));
   }
   if (options.resume) args.push('--resume');

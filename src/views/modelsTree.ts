@@ -1,4 +1,6 @@
+import { stat } from 'node:fs/promises';
 import * as vscode from 'vscode';
+import { cachedRepoOf, hubCacheDir, listCachedModels, type CachedModel } from '../model/hfCache';
 import { formatBytes, formatParams } from '../shared/format/units';
 import type { LayerStack, ParamGroup, TensorSummary } from '../shared/model/stack';
 import { planKeep } from '../shared/prune/plan';
@@ -10,23 +12,46 @@ import { escapeMarkdown, untrustedMarkdown } from './untrustedMarkdown';
 export type ModelsNode =
   | { kind: 'model'; model: OpenedModel }
   | { kind: 'cut'; modelPath: string; variant: 'small' | 'large'; stack: LayerStack; analysis: InitialLossView }
-  | { kind: 'group'; modelPath: string; label: string; group: ParamGroup; layerIndex?: number };
+  | { kind: 'group'; modelPath: string; label: string; group: ParamGroup; layerIndex?: number }
+  | { kind: 'hfCache'; cacheDir: string }
+  | { kind: 'hfModel'; cacheDir: string; model: CachedModel }
+  | { kind: 'hfNote'; cacheDir: string; label: string };
 
-/** Models tree: each opened model, then its embedding, layers, final norm, head and anything unmatched. */
+/** A listing of the cache is reused this long: the tree asks again on every change of the opened models. */
+const CACHE_LISTING_MS = 10_000;
+
+/**
+ * Models tree: each opened model, then its embedding, layers, final norm, head and anything unmatched; last,
+ * when the user has a Hugging Face hub cache, a group listing its models (read only when it is expanded).
+ */
 export class ModelsTreeProvider implements vscode.TreeDataProvider<ModelsNode>, vscode.Disposable {
   private readonly changed = new vscode.EventEmitter<ModelsNode | undefined>();
   readonly onDidChangeTreeData = this.changed.event;
   private readonly subscriptions: vscode.Disposable[];
+  private listing?: { cacheDir: string; at: number; models: Promise<CachedModel[]> };
 
   constructor(
     private readonly registry: ModelRegistry,
     private readonly analyses: AnalysisStore,
+    private readonly cacheDir: () => string = () => hubCacheDir(),
   ) {
-    this.subscriptions = [registry.onDidChange(() => this.changed.fire(undefined)), analyses.onDidChange(() => this.changed.fire(undefined))];
+    this.subscriptions = [
+      // A model just opened may have just been downloaded into the cache: its group is listed afresh.
+      registry.onDidChange(() => {
+        this.listing = undefined;
+        this.changed.fire(undefined);
+      }),
+      analyses.onDidChange(() => this.changed.fire(undefined)),
+    ];
   }
 
-  getChildren(node?: ModelsNode): ModelsNode[] {
-    if (!node) return this.registry.list().map((model) => ({ kind: 'model', model }));
+  async getChildren(node?: ModelsNode): Promise<ModelsNode[]> {
+    if (!node) {
+      const opened: ModelsNode[] = this.registry.list().map((model) => ({ kind: 'model', model }));
+      const cacheDir = this.cacheDir();
+      return (await isFolder(cacheDir)) ? [...opened, { kind: 'hfCache', cacheDir }] : opened;
+    }
+    if (node.kind === 'hfCache') return this.cachedModels(node.cacheDir);
     if (node.kind !== 'model' || node.model.state !== 'ready') return [];
     const { stack } = node.model;
     const analysis = this.analyses.get(stack.path);
@@ -38,7 +63,8 @@ export class ModelsTreeProvider implements vscode.TreeDataProvider<ModelsNode>, 
   }
 
   getParent(node: ModelsNode): ModelsNode | undefined {
-    if (node.kind === 'model') return undefined;
+    if (node.kind === 'model' || node.kind === 'hfCache') return undefined;
+    if (node.kind === 'hfModel' || node.kind === 'hfNote') return { kind: 'hfCache', cacheDir: node.cacheDir };
     const model = this.registry.get(node.modelPath);
     return model ? { kind: 'model', model } : undefined;
   }
@@ -46,7 +72,20 @@ export class ModelsTreeProvider implements vscode.TreeDataProvider<ModelsNode>, 
   getTreeItem(node: ModelsNode): vscode.TreeItem {
     if (node.kind === 'model') return modelItem(node.model);
     if (node.kind === 'cut') return cutItem(node);
+    if (node.kind === 'hfCache') return cacheGroupItem(node.cacheDir);
+    if (node.kind === 'hfModel') return cachedModelItem(node.model);
+    if (node.kind === 'hfNote') return new vscode.TreeItem(node.label, vscode.TreeItemCollapsibleState.None);
     return groupItem(node);
+  }
+
+  private async cachedModels(cacheDir: string): Promise<ModelsNode[]> {
+    const now = Date.now();
+    if (!this.listing || this.listing.cacheDir !== cacheDir || now - this.listing.at > CACHE_LISTING_MS) {
+      this.listing = { cacheDir, at: now, models: listCachedModels(cacheDir) };
+    }
+    const models = await this.listing.models;
+    if (!models.length) return [{ kind: 'hfNote', cacheDir, label: 'No models in the cache yet (hf download org/name adds one)' }];
+    return models.map((model) => ({ kind: 'hfModel', cacheDir, model }));
   }
 
   dispose(): void {
@@ -67,8 +106,51 @@ function stackGroups(stack: LayerStack): ModelsNode[] {
   return nodes;
 }
 
+async function isFolder(dir: string): Promise<boolean> {
+  try {
+    return (await stat(dir)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function cacheGroupItem(cacheDir: string): vscode.TreeItem {
+  const item = new vscode.TreeItem('Hugging Face cache', vscode.TreeItemCollapsibleState.Collapsed);
+  item.id = 'hfCache';
+  item.description = cacheDir;
+  item.tooltip = untrustedMarkdown(`Models downloaded with huggingface_hub, in ${escapeMarkdown(cacheDir)} ($HF_HUB_CACHE, else $HF_HOME/hub). Open one to read its layer stack.`);
+  item.iconPath = new vscode.ThemeIcon('library');
+  item.contextValue = 'l3prune.hfCache';
+  return item;
+}
+
+function cachedModelItem(model: CachedModel): vscode.TreeItem {
+  const item = new vscode.TreeItem(model.repoId, vscode.TreeItemCollapsibleState.None);
+  item.id = `hfModel:${model.snapshotDir}`;
+  const usable = !model.problem && model.hasConfig && model.hasSafetensors;
+  const why = model.problem ? 'not read' : !model.hasConfig ? 'no config.json' : !model.hasSafetensors ? 'no safetensors weights' : undefined;
+  item.description = [model.refs.length ? model.refs.join(', ') : 'no branch', model.commit.slice(0, 7), formatBytes(model.bytes), why].filter(Boolean).join(' · ');
+  // Repo ids, ref names and paths come from folder and file names in the cache: the model's own text.
+  const e = escapeMarkdown;
+  item.tooltip = untrustedMarkdown(
+    [
+      `**${e(model.repoId)}** at ${e(model.commit)}${model.refs.length ? ` (${e(model.refs.join(', '))})` : ''}`,
+      '',
+      e(model.snapshotDir),
+      '',
+      `${model.files} files, ${formatBytes(model.bytes)} on disk`,
+      ...(model.problem ? ['', `⚠ ${e(model.problem)}`] : usable ? [] : ['', `⚠ ${e(why ?? '')}: L³Prune reads config.json and safetensors weights`]),
+    ].join('\n'),
+  );
+  item.iconPath = new vscode.ThemeIcon(model.problem ? 'error' : usable ? 'layers' : 'warning');
+  item.contextValue = 'l3prune.hfModel';
+  if (!model.problem) item.command = { command: 'l3prune.openModelFolder', title: 'Open Model', arguments: [model.snapshotDir] };
+  return item;
+}
+
 function modelItem(model: OpenedModel): vscode.TreeItem {
-  const label = model.path.split(/[\\/]/).pop() || model.path;
+  // A cache snapshot's folder is named by its commit; the repo id says which model it is.
+  const label = cachedRepoOf(model.path)?.repoId ?? (model.path.split(/[\\/]/).pop() || model.path);
   const item = new vscode.TreeItem(label, vscode.TreeItemCollapsibleState.Collapsed);
   item.id = `model:${model.path}`;
   item.resourceUri = vscode.Uri.file(model.path);

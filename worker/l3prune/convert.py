@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import specs
+from . import hfcache, specs
 from .encoder import ModelError
 from .fileio import JsonFileError, read_json, write_json_atomic
 from .verbs import Advice, Job, Outcome, Verb, disk_full, main_for
@@ -124,6 +124,17 @@ def convert(model_dir: str | os.PathLike) -> dict:
 ConvertSpec = specs.spec_class("convert-safetensors", "ConvertSpec", __name__)
 
 
+def _resolve(args) -> ConvertSpec:
+    spec = ConvertSpec(**specs.resolve("convert-safetensors", specs.gather("convert-safetensors", args)))
+    ref = hfcache.parse(spec.model)
+    if ref is not None:
+        # The cache is huggingface_hub's: its snapshots are links into blobs, and L³Prune writes into none of it.
+        raise ValueError(f"convert-safetensors writes safetensors files into a model folder, and {ref} is a Hugging Face "
+                         "repo id, not a folder (L³Prune never writes into the Hugging Face cache); copy the model into a "
+                         "folder of your own and convert that")
+    return spec
+
+
 def _work(spec: ConvertSpec, job: Job) -> Outcome:
     try:
         result = convert(spec.model)
@@ -137,7 +148,7 @@ def _work(spec: ConvertSpec, job: Job) -> Outcome:
 VERB = Verb(
     name="convert-safetensors",
     help="opt-in: read a model's pickle weights with the weights-only unpickler and write safetensors next to them",
-    resolve=lambda args, _world: ConvertSpec(**specs.resolve("convert-safetensors", specs.gather("convert-safetensors", args))),
+    resolve=lambda args, _world: _resolve(args),
     work=_work,
     advice=lambda job: Advice(out_of_memory="ran out of memory while converting; free memory and try again",
                               disk_full=f"the disk holding {job.spec.model} is full; nothing was converted, free some space and try again"),

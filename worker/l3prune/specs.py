@@ -24,6 +24,7 @@ import jsonschema
 from jsonschema import validators
 from referencing import Registry, Resource
 
+from . import hfcache
 from .fileio import JsonFileError, read_json, show
 
 PROTOCOL_DIR = Path(__file__).with_name("protocol")
@@ -301,10 +302,11 @@ def from_dict(verb: str, raw: Any, source: str) -> dict:
     return out
 
 
-# Consent to run a model folder's own code belongs to the user and to this invocation: it is the flag and nothing
-# else. A spec file, a run.json or a train run can sit in a cloned repository, so none of them may give it; the
-# field stays in specs and run.json as the record of what this invocation was given.
-CONSENT_FIELDS = ("trustRemoteCode",)
+# Consent to run a model folder's own code, or to download a model, belongs to the user and to this invocation: it
+# is the flag and nothing else. A spec file, a run.json or a train run can sit in a cloned repository, so none of
+# them may give it; the field stays in specs and run.json as the record of what this invocation was given.
+CONSENT_FIELDS = ("trustRemoteCode", "allowDownload")
+CONSENT_GRANTS = {"trustRemoteCode": "a model folder's own code runs", "allowDownload": "a model is downloaded"}
 
 
 def read_spec_file(verb: str, path: str | os.PathLike) -> dict:
@@ -319,7 +321,7 @@ def read_spec_file(verb: str, path: str | os.PathLike) -> dict:
     for k in CONSENT_FIELDS:
         # Refused rather than ignored: a file that asks for it was written by someone expecting it to count.
         if values.get(k) not in (None, False):
-            raise SpecError(f"spec file {p} sets {k} to {show(values[k])}, but a model folder's own code runs only when "
+            raise SpecError(f"spec file {p} sets {k} to {show(values[k])}, but {CONSENT_GRANTS[k]} only when "
                             f"--{kebab(k)} is on the command line; remove the field and pass the flag instead")
     return values
 
@@ -374,16 +376,30 @@ def resolve(verb: str, given: Given, *, derive: Callable[[dict], dict] | None = 
     run.json is read later by processes with another working directory."""
     check(verb, given.values, given, partial=True)
     values = dict(given.values)
+    models = "model" in paths
+    if models:
+        # Before derive, which reads the model folder (a trained variant's l3prune_encoder.json).
+        _cached_model(values)
     if derive is not None:
         values.update(derive(dict(values)))
+        if models:
+            _cached_model(values)  # a --from-run train run's base model
     for k, d in defaults(verb).items():
         values.setdefault(k, d)
     check(verb, values, given)
     _coerce(verb, values)
     for k in paths:
-        if isinstance(values.get(k), str):
+        if isinstance(values.get(k), str) and not (k == "model" and hfcache.pending(values[k])):
             values[k] = absolute(values[k], resolve_links=resolve_links)
     return values
+
+
+def _cached_model(values: dict) -> None:
+    """A model named by a Hugging Face repo id (org/name[@revision]) becomes its snapshot folder in the hub cache;
+    one the cache lacks stays a repo id only when this invocation allows the download (verbs.run_verb fetches it
+    once the run folder is open), and is refused in one sentence otherwise."""
+    if isinstance(values.get("model"), str):
+        values["model"] = hfcache.resolve_model(values["model"], allow_download=values.get("allowDownload") is True)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ how it resolves its spec, and its work. Everything around the work is here, once
 
   1. the spec is resolved and checked before the folder exists: run.json must always hold a valid spec;
   2. the run folder opens (or, for a resumed train run, reopens), "started" is written, the heartbeat begins,
-     and the device is locked for verbs that hold one (one run per device);
+     a model named by a repo id the cache lacks is downloaded if the user allowed it (hfcache.fetch), and the
+     device is locked for verbs that hold one (one run per device);
   3. the work runs; every way out leaves one terminal state: "succeeded" with the verb's final event, "failed"
      with one sentence (stderr too), or "cancelled" on SIGTERM/SIGINT.
 Under torchrun only global rank 0 writes (run folder, stdout, stderr). What train needs beyond the others are
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import specs
+from . import hfcache, specs
 from .events import RunFolder, RunFolderError
 
 EXIT_USER_ERROR = 2
@@ -252,6 +253,8 @@ def run_verb(verb: Verb, args: argparse.Namespace) -> int:
                 job.run.emit("started", verb=verb.name, pid=os.getpid(), spec=spec_json)
             job.run.start_heartbeat(args.heartbeat_seconds)
         try:
+            # A model named by a repo id the cache lacked, with --allow-download: fetched now, with events.
+            hfcache.fetch(job)
             device = verb.device(job) if job.world.is_main else None
             if device is not None:
                 from .devicelock import DeviceLock

@@ -4,7 +4,7 @@
  */
 export interface AnalyzeSpec {
   /**
-   * local Hugging Face model folder with safetensors weights
+   * local Hugging Face model folder with safetensors weights, or the repo id of a model in the Hugging Face cache (org/name, org/name@revision)
    */
   model: string;
   /**
@@ -59,6 +59,10 @@ export interface AnalyzeSpec {
    * allow a model folder's own Python code (config.json auto_map); set only by --trust-remote-code on this command line: a spec file that sets it true is refused, and neither run.json (--resume) nor a --from-run train run gives it; run.json records the value used
    */
   trustRemoteCode?: boolean;
+  /**
+   * download the model when model is a Hugging Face repo id (org/name[@revision]) that the hub cache lacks: only its safetensors, JSON and tokenizer files, never while the environment says offline (HF_HUB_OFFLINE=1); set only by --allow-download on this command line: a spec file that sets it true is refused, and neither run.json (--resume) nor a --from-run train run gives it; run.json records the value used
+   */
+  allowDownload?: boolean;
 }
 
 /**
@@ -82,6 +86,7 @@ export type AnalyzeSpecResolved = AnalyzeSpec &
       | 'device'
       | 'chatTemplate'
       | 'trustRemoteCode'
+      | 'allowDownload'
     >
   >;
 

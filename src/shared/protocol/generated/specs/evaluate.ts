@@ -12,7 +12,7 @@ export type EvaluateSpec = (
     }
 ) & {
   /**
-   * local Hugging Face model folder with safetensors weights; with fromRun: the run's base model, if it moved (required unless fromRun is given)
+   * local Hugging Face model folder with safetensors weights, or the repo id of a model in the Hugging Face cache (org/name, org/name@revision); with fromRun: the run's base model, if it moved (required unless fromRun is given)
    */
   model?: string;
   /**
@@ -77,6 +77,10 @@ export type EvaluateSpec = (
    * allow a model folder's own Python code (config.json auto_map); set only by --trust-remote-code on this command line: a spec file that sets it true is refused, and neither run.json (--resume) nor a --from-run train run gives it; run.json records the value used
    */
   trustRemoteCode?: boolean;
+  /**
+   * download the model when model is a Hugging Face repo id (org/name[@revision]) that the hub cache lacks: only its safetensors, JSON and tokenizer files, never while the environment says offline (HF_HUB_OFFLINE=1); set only by --allow-download on this command line: a spec file that sets it true is refused, and neither run.json (--resume) nor a --from-run train run gives it; run.json records the value used
+   */
+  allowDownload?: boolean;
 };
 
 /**
@@ -102,6 +106,7 @@ export type EvaluateSpecResolved = EvaluateSpec &
       | 'device'
       | 'chatTemplate'
       | 'trustRemoteCode'
+      | 'allowDownload'
     >
   >;
 
