@@ -2,6 +2,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { Services } from '../services';
 import { formatBytes, formatParams } from '../shared/format/units';
+import { EXPORT_ONNX_DEFAULTS } from '../shared/protocol/generated/defaults';
 import type { LayerStack } from '../shared/model/stack';
 import { planKeep } from '../shared/prune/plan';
 import { newRunDir, runsRoot } from '../runs/runLocation';
@@ -12,7 +13,7 @@ import { findPython, WorkspaceNotTrustedError } from '../worker/python';
 import { refusedCode } from '../worker/remoteCodeDialog';
 import { ensureWorkerPackage } from '../worker/workerPackage';
 import { runWithProgress } from '../worker/workerProgress';
-import { runEvaluate, runExportOnnx, variantLabel, variantModelFolders, type Variant } from './variantRuns';
+import { runEvaluate, runExportOnnx, variantLabel, variantModelFolders, type ExportPrecision, type Variant } from './variantRuns';
 
 const MAX_EXAMPLES_KEY = 'l3prune.evaluate.maxExamples';
 
@@ -208,20 +209,40 @@ export async function evaluateVariant(s: Services, arg: unknown): Promise<void> 
   if (choice === compare) await vscode.commands.executeCommand('l3prune.compareVariants', outcome.runDir);
 }
 
+const PRECISION_DETAILS: Record<ExportPrecision, string> = {
+  fp32: 'float32 weights; ONNX Runtime matches torch to a cosine of 0.9999',
+  fp16: 'float16 weights and matmuls, half the bytes, for serving on a GPU; float32 input and output; parity to a cosine of 0.999',
+};
+
+/** fp32 (the worker's default, first, so Enter takes it) or fp16. */
+async function askExportPrecision(): Promise<ExportPrecision | undefined> {
+  const items = (['fp32', 'fp16'] as const).map((precision) => ({
+    label: precision,
+    description: precision === EXPORT_ONNX_DEFAULTS.precision ? 'default' : undefined,
+    detail: PRECISION_DETAILS[precision],
+    precision,
+  }));
+  const picked = await vscode.window.showQuickPick(items, { title: 'Precision of the ONNX export' });
+  return picked?.precision;
+}
+
 export async function exportVariantOnnx(s: Services, arg: unknown): Promise<void> {
   if (!vscode.workspace.isTrusted) throw new WorkspaceNotTrustedError();
   const chosen = await chooseVariant(s, arg, 'export');
   if (!chosen) return;
+  const precision = await askExportPrecision();
+  if (!precision) return;
+  const label = precision === 'fp32' ? chosen.label : `${chosen.label} · ${precision}`;
   const python = await workerPython(s, chosen.variant);
   if (!python) return;
   const trust = await s.consent.decide(variantModelFolders(chosen.variant));
   if (trust === 'refused') return refusedCode(chosen.variant.model);
   const runDir = await newRunDir(runsRoot(s.globalStorageUri), 'export-onnx');
-  s.log.info(`export-onnx ${chosen.label} → ${runDir}`);
+  s.log.info(`export-onnx ${label} → ${runDir}`);
   const outcome = await runWithProgress({
-    title: `Exporting ${chosen.label} to ONNX`,
+    title: `Exporting ${label} to ONNX`,
     what: 'ONNX export',
-    start: (onEvent, token) => runExportOnnx({ python, runDir, variant: chosen.variant, trustRemoteCode: trust === 'trusted' }, onEvent, token),
+    start: (onEvent, token) => runExportOnnx({ python, runDir, variant: chosen.variant, precision, trustRemoteCode: trust === 'trusted' }, onEvent, token),
     progressOf: (event) => {
       if (event.event === 'model_loaded') return { message: 'model loaded' };
       if (event.event === 'progress' && typeof event.batch === 'number' && typeof event.batches === 'number' && event.batches > 0) {
@@ -237,7 +258,7 @@ export async function exportVariantOnnx(s: Services, arg: unknown): Promise<void
   const open = 'Open ONNX Model';
   const reveal = 'Reveal Folder';
   const choice = await vscode.window.showInformationMessage(
-    `Exported ${chosen.label}: ${formatBytes(result.bytes)}, opset ${result.opset}, ${result.numLayers} layers; ` +
+    `Exported ${label}: ${formatBytes(result.bytes)}, opset ${result.opset}, ${result.numLayers} layers; ` +
       `ONNX Runtime matches torch to a cosine of at least ${result.parityMinCosine.toFixed(5)}.`,
     open,
     reveal,

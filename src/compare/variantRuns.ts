@@ -1,5 +1,6 @@
 import * as path from 'node:path';
 import { runWorkerVerb, type Cancellation, type VerbOutcome } from '../worker/workerVerb';
+import type { ExportOnnxSpec } from '../shared/protocol/generated/specs/export-onnx';
 import { isEvaluationFinished, isExported, type EvaluationFinishedEvent, type ExportedEvent, type RunEvent } from '../shared/protocol/workerEvents';
 
 /**
@@ -58,12 +59,17 @@ export function runEvaluate(request: EvaluateRequest, onEvent: (event: RunEvent)
   return runWorkerVerb({ python: request.python, verb: 'evaluate', args: evaluateArgs(request), runDir: request.runDir, env: request.env }, isEvaluationFinished, onEvent, cancellation);
 }
 
+/** The graph's weights and arithmetic: fp32, or fp16 (half the bytes) for serving on a GPU. */
+export type ExportPrecision = NonNullable<ExportOnnxSpec['precision']>;
+
 export interface ExportOnnxRequest {
   python: string;
   runDir: string;
   variant: Variant;
   /** Folder for model.onnx and its files; the worker's default is <run-dir>/onnx. */
   out?: string;
+  /** Absent: the worker's default, fp32. */
+  precision?: ExportPrecision;
   trustRemoteCode?: boolean;
   env?: Record<string, string>;
 }
@@ -71,6 +77,7 @@ export interface ExportOnnxRequest {
 export function exportOnnxArgs(request: ExportOnnxRequest): string[] {
   const args = variantArgs(request.variant);
   if (request.out) args.push('--out', request.out);
+  if (request.precision) args.push('--precision', request.precision);
   if (request.trustRemoteCode) args.push('--trust-remote-code');
   return args;
 }

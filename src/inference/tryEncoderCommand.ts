@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { RunSummary } from '../runs/runStore';
+import { exportPrecision, type RunSummary } from '../runs/runStore';
 import type { Services } from '../services';
 import { EncoderThread } from './encoderClient';
 import { MANIFEST_FILE } from './manifest';
@@ -77,7 +77,7 @@ async function pickEncoderFolder(s: TryEncoderServices): Promise<string | undefi
   const items = [
     ...exported.map(({ run, folder }) => ({
       label: path.basename(run.runDir),
-      description: [run.model && path.basename(run.model), run.keep && `keep ${run.keep}`].filter(Boolean).join(' · '),
+      description: [run.model && path.basename(run.model), run.keep && `keep ${run.keep}`, exportPrecision(run) === 'fp16' && 'fp16'].filter(Boolean).join(' · '),
       detail: folder,
       folder,
     })),

@@ -141,5 +141,6 @@ function summary(info: EncoderInfo): EncoderSummary {
     maxLength: m.maxLength,
     pooling: m.pooling,
     normalize: m.normalize,
+    precision: m.precision ?? 'fp32',
   };
 }

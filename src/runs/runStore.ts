@@ -403,6 +403,13 @@ export function isResumable(run: RunSummary): boolean {
   return run.verb === 'train' && (run.status === 'failed' || run.status === 'cancelled');
 }
 
+/** An export's precision as its resolved spec says (runs made before fp16 exports have none: fp32); any other value a folder holds reads as fp32. */
+export function exportPrecision(run: RunSummary): 'fp32' | 'fp16' | undefined {
+  if (run.verb !== 'export-onnx') return undefined;
+  const precision = (run.record.spec as { precision?: unknown }).precision;
+  return precision === 'fp16' ? 'fp16' : 'fp32';
+}
+
 /** Seconds left at the current pace, from the last 20 steps. */
 export function etaSeconds(run: RunSummary): number | undefined {
   const points = run.losses.slice(-20);

@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { formatBytes } from '../shared/format/units';
 import { UNKNOWN_STATE_TEXT } from '../runs/runFolder';
-import { isResumable, type RunStore, type RunSummary } from '../runs/runStore';
+import { exportPrecision, isResumable, type RunStore, type RunSummary } from '../runs/runStore';
 import { escapeMarkdown, untrustedMarkdown } from './untrustedMarkdown';
 
 const STATUS_ICONS: Record<RunSummary['status'], [string, string | undefined]> = {
@@ -46,7 +46,11 @@ export class RunsTreeProvider implements vscode.TreeDataProvider<RunSummary>, vs
     const layers = run.evaluation?.result?.numLayers ?? run.exported?.numLayers ?? run.keep;
     const depth = layers === undefined ? '' : layers === run.evaluation?.originalNumLayers ? ' · full' : ` · keep ${layers}`;
     const label =
-      run.verb === 'train' ? `${model} · keep ${run.keep ?? '?'}` : variant ? `${run.verb} ${model}${depth}${run.fromRun ? ' (trained)' : ''}` : `${run.verb} ${model}`;
+      run.verb === 'train'
+        ? `${model} · keep ${run.keep ?? '?'}`
+        : variant
+          ? `${run.verb} ${model}${depth}${run.fromRun ? ' (trained)' : ''}${exportPrecision(run) === 'fp16' ? ' · fp16' : ''}`
+          : `${run.verb} ${model}`;
     const item = new vscode.TreeItem(label);
     item.id = `run:${run.runDir}`;
     const parts: string[] = [];
@@ -100,7 +104,7 @@ export function runTooltip(run: RunSummary): vscode.MarkdownString {
     result
       ? `average ${result.averageScore?.toFixed(4) ?? '—'} · ${result.latencyMsPerBatch.toFixed(1)} ms per batch of ${result.batchSize} · ${result.textsPerSecond.toFixed(1)} texts/s (${e(String(result.device))})`
       : '',
-    run.exported ? `ONNX: ${e(run.exported.path)} (opset ${run.exported.opset}, parity cosine ≥ ${run.exported.parityMinCosine.toFixed(5)})` : '',
+    run.exported ? `ONNX: ${e(run.exported.path)} (${exportPrecision(run)}, opset ${run.exported.opset}, parity cosine ≥ ${run.exported.parityMinCosine.toFixed(5)})` : '',
     `started: ${e(run.record.startedAt)}`,
     run.error ? `⚠ ${e(run.error)}` : '',
     `folder: ${e(run.runDir)}`,

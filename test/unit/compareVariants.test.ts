@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import fc from 'fast-check';
 import { csvField, expectedCosts, paretoFront, paretoPlotData, paretoRows, taskColumns, toCsv, toJson, variantRows, type VariantRow } from '../../src/shared/compare/variants';
 import { evaluateArgs, exportOnnxArgs } from '../../src/compare/variantRuns';
+import { EXPORT_ONNX_DEFAULTS } from '../../src/shared/protocol/generated/defaults';
 import { parseRunEvent } from '../../src/shared/protocol/workerEvents';
 import { RunStore } from '../../src/runs/runStore';
 import { subdir, useTempDir } from '../fixtures/tmp';
@@ -304,6 +305,13 @@ describe('variant comparison', () => {
       assert.deepEqual(evaluateArgs({ python: 'p', runDir: '/r', variant: { kind: 'base', model: '/m', keep: 4, numLayers: 30 }, maxExamples: 8 }), ['--model', '/m', '--keep', '4', '--max-examples', '8']);
       assert.deepEqual(evaluateArgs({ python: 'p', runDir: '/r', variant: { kind: 'trained', model: '/m', keep: 4, fromRun: '/runs/train-a' }, tasks: ['sts', 'retrieval'] }), ['--from-run', '/runs/train-a', '--tasks', 'sts,retrieval']);
       assert.deepEqual(exportOnnxArgs({ python: 'p', runDir: '/r', variant: { kind: 'base', model: '/m', keep: 30, numLayers: 30 } }), ['--model', '/m', '--keep', '30']);
+    });
+
+    it('asks the worker for an fp16 export by its flag, and leaves fp32 to the default', () => {
+      const variant = { kind: 'trained', model: '/m', keep: 4, fromRun: '/runs/train-a' } as const;
+      assert.deepEqual(exportOnnxArgs({ python: 'p', runDir: '/r', variant, precision: 'fp16' }), ['--from-run', '/runs/train-a', '--precision', 'fp16']);
+      assert.deepEqual(exportOnnxArgs({ python: 'p', runDir: '/r', variant, precision: 'fp32' }), ['--from-run', '/runs/train-a', '--precision', 'fp32']);
+      assert.equal(EXPORT_ONNX_DEFAULTS.precision, 'fp32');
     });
   });
 });

@@ -1,6 +1,6 @@
 import * as assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { onnx } from 'onnx-proto';
 import { cosine, OnnxEncoder, similarityMatrix } from '../../src/inference/encoder';
@@ -172,6 +172,27 @@ describe('ONNX encoder (onnxruntime-node) against the worker’s torch encoder',
       assert.ok(cosine(vectors[0], torch[0]) >= 0.9999);
     } finally {
       await thread.dispose();
+    }
+  });
+
+  it('runs an fp16 export (half the bytes, float32 out) as the fp32 one, within the fp16 parity (cosine ≥ 0.999)', async () => {
+    const runDir = path.join(tmp(), 'export-fp16');
+    execFileSync(DEMO.python, ['-m', 'l3prune', 'export-onnx', '--run-dir', runDir, '--model', DEMO.model, '--keep', String(KEEP), '--max-length', String(MAX_LENGTH),
+      '--precision', 'fp16'], { env: workerEnv, stdio: ['ignore', 'ignore', 'pipe'] });
+    const half = await OnnxEncoder.load(path.join(runDir, 'onnx'));
+    try {
+      assert.equal(half.info.manifest.precision, 'fp16');
+      assert.equal(encoder!.info.manifest.precision, 'fp32');
+      const ratio = statSync(path.join(runDir, 'onnx', 'model.onnx')).size / statSync(path.join(folder, 'model.onnx')).size;
+      assert.ok(ratio > 0.49 && ratio < 0.51, `fp16 / fp32 bytes ${ratio}`);
+      const vectors = await half.embed(TEXTS, 4);
+      vectors.forEach((v, i) => {
+        assert.ok(v instanceof Float32Array && v.length === half.info.manifest.hiddenSize);
+        const c = cosine(v, torch[i]);
+        assert.ok(c >= 0.999, `cosine ${c} for ${JSON.stringify(TEXTS[i])}`);
+      });
+    } finally {
+      await half.dispose();
     }
   });
 
@@ -376,6 +397,12 @@ describe('ONNX encoder folders that are not usable', function () {
     const m = parseManifest(manifest({ parity: { minCosine: 1 }, exporter: {}, createdAt: '2026-11-29T01:58:33.547Z' }), 'x.json');
     assert.equal(m.model, 'model.onnx');
     assert.equal(parseManifest({ ...manifest(), model: undefined }, 'x.json').model, 'model.onnx');
+  });
+
+  it('parseManifest reads the precision, fp32 when an older export has none, and refuses one it does not know', () => {
+    assert.equal(parseManifest(manifest(), 'x.json').precision, 'fp32');
+    assert.equal(parseManifest(manifest({ precision: 'fp16' }), 'x.json').precision, 'fp16');
+    assert.throws(() => parseManifest(manifest({ precision: 'int8' }), 'x.json'), /precision/);
   });
 });
 

@@ -4,7 +4,7 @@ import { appendFileSync, mkdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { TRAIN_DEFAULTS } from '../../src/shared/protocol/generated/defaults';
 import { checkDefinition, specFromDefinition, type TrainTaskDefinition } from '../../src/runs/trainDefinition';
-import { etaSeconds, isResumable, RunStore } from '../../src/runs/runStore';
+import { etaSeconds, exportPrecision, isResumable, RunStore } from '../../src/runs/runStore';
 import { iso, writeRunFolder as writeRun } from '../fixtures/runFolders';
 import { subdir, useTempDir } from '../fixtures/tmp';
 
@@ -95,6 +95,18 @@ describe('run store', () => {
     const store = new RunStore(() => r, () => true);
     await store.refresh();
     assert.deepEqual(store.get(runDir)!.losses.map((p) => [p.step, p.loss]), [[1, 3], [2, 2.9], [3, 2.7], [4, 2.6]]);
+  });
+
+  it('reads an export’s precision from its spec: fp16 only when it says so, fp32 for older runs and anything else', async () => {
+    const r = root('precision');
+    const spec = (precision?: unknown) => ({ verb: 'export-onnx', spec: { model: '/models/m', keep: 2, ...(precision === undefined ? {} : { precision }) } });
+    const half = writeRun(r, 'export-16', spec('fp16'));
+    const old = writeRun(r, 'export-old', spec());
+    const odd = writeRun(r, 'export-odd', spec({ toString: 'fp16' }));
+    const train = writeRun(r, 'train-t', { spec: { model: '/models/m', keep: 2, data: '/d.jsonl', precision: 'bf16' } });
+    const store = new RunStore(() => r, () => true);
+    await store.refresh();
+    assert.deepEqual([half, old, odd, train].map((d) => exportPrecision(store.get(d)!)), ['fp16', 'fp32', 'fp32', undefined]);
   });
 
   it('estimates the time left from the recent pace', () => {

@@ -48,7 +48,7 @@ function showEncoder(encoder: EncoderSummary, texts: string[]): void {
     el(
       'p',
       'subtitle',
-      `${encoder.numLayers} of ${encoder.originalNumLayers} layers · hidden ${encoder.hiddenSize} · ${encoder.pooling} pooling` +
+      `${encoder.numLayers} of ${encoder.originalNumLayers} layers · ${encoder.precision} · hidden ${encoder.hiddenSize} · ${encoder.pooling} pooling` +
         `${encoder.normalize ? ', normalised' : ''} · up to ${encoder.maxLength} tokens · from ${encoder.sourceModel}`,
     ),
     el('p', 'hint', encoder.folder),

@@ -2,7 +2,7 @@
 
     python -m l3prune export-onnx --run-dir DIR --model MODEL_DIR [--keep N] [--adapter ADAPTER_DIR]
         [--from-run TRAIN_RUN_DIR] [--out OUT_DIR] [--pooling weighted_mean|mean|last_token] [--max-length 512]
-        [--opset 17] [--parity-data FILE.jsonl]
+        [--opset 17] [--precision fp32|fp16] [--parity-data FILE.jsonl]
 
 The graph takes input_ids, attention_mask and embed_mask (int64, [batch, sequence], both axes dynamic) and returns
 embedding (float32, [batch, hidden], unit length). Everything between the tokenizer and the vector is inside it:
@@ -19,6 +19,17 @@ onnxscript and a torch.export pass that transformers' mask code does not always 
 through Python control flow, so the example input is padded (the masked path) and longer than one token, and
 attention runs "eager" while tracing (sdpa has a shape-dependent is_causal shortcut). The torch reference for the
 parity check is computed before that switch, with the attention the worker itself uses.
+
+--precision fp16 (for GPU serving) halves the bytes: after the float32 torch reference is computed, the model's
+parameters become float16 and the graph is traced from that half-precision model, so it holds what transformers runs
+in half precision, float32 parts included (the norms' variance, softmax, the rotary angles; its float buffers stay
+float32 too, as from_pretrained(dtype=float16) leaves them). Converting an fp32 graph with a float16 converter
+would instead put those parts in float16 too, where the square in a norm overflows (65504) as soon as a hidden
+state passes 256, which a 7B model's large activations do. The pooling and the
+normalisation are done in float32 inside the graph, so the inputs and the float32 output are the same as an fp32
+export's; the parity check compares with the float32 torch reference, at MIN_COSINE["fp16"]. onnxruntime's CPU provider
+runs such a graph by casting around the operators it has no float16 kernel for, so the check there measures the
+rounding of the weights and the graph itself; a GPU provider does the matmuls in float16 as torch does.
 
 The folder is built in a hidden sibling and renamed into place only after the parity check passed, so OUT_DIR
 either holds a complete, verified export or does not exist.
@@ -98,6 +109,17 @@ BUILTIN_SENTENCES = [
 ]
 
 
+# The parity thresholds when the spec gives none (minCosine null). fp32: the graph computes what torch computes, up
+# to the order of float additions (measured 1 - cos ~ 1e-13). fp16: rounding every weight to float16 (unit roundoff
+# 2^-11 ~ 4.9e-4) perturbs the embedding by a relative error e of order 1e-3 after many layers, and a cosine falls by
+# about e^2 / 2: 1e-7 to 1e-5 (measured: 1 - cos = 2e-7 for SmolLM2-135M cut to 2 layers, 7e-7 for all 30). A broken
+# graph falls much lower (measured on SmolLM2: padding left unmasked, min cos 0.66; pooling over the instruction and
+# chat prefix too, 0.75; an overflow gives NaN). 0.999 sits between: 1e-3 from 1 is two orders of magnitude above
+# the rounding, where fp32's 0.9999 would leave one for a 7-8B model's deeper stack and larger activations.
+MIN_COSINE = {"fp32": 0.9999, "fp16": 0.999}
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
+
+
 class ParityError(ValueError):
     """ONNX Runtime's embeddings differ from torch's more than the threshold allows."""
 
@@ -116,6 +138,8 @@ def _derive(run_dir: Path, given: dict) -> dict:
     source = resolve_source(given.get("model"), given.get("adapter"), given.get("keep"), given.get("fromRun"), purpose="export")
     out = {"model": source.model, "keep": source.keep, "adapter": source.adapter}
     out.update({k: v for k, v in source.trained_with.items() if k not in given and v is not None})
+    if given.get("minCosine") is None:
+        out["minCosine"] = MIN_COSINE[given.get("precision") or specs.defaults("export-onnx")["precision"]]
     if given.get("out") is None:
         out["out"] = str(run_dir / "onnx")
     return out
@@ -153,7 +177,21 @@ class ExportableEncoder(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, embed_mask: torch.Tensor) -> torch.Tensor:
         inputs = self._enc.model_inputs({"input_ids": input_ids, "attention_mask": attention_mask})
         out = self.model(**inputs, use_cache=False) if self._use_cache else self.model(**inputs)
-        return F.normalize(pool(out.last_hidden_state, embed_mask, self.pooling), p=2, dim=-1)
+        hidden = out.last_hidden_state
+        # A half-precision model's states are pooled in float32: a weighted sum over 512 tokens exceeds float16's
+        # range (65504), and the output stays float32 for every client. An fp32 export traces no cast here.
+        if hidden.dtype != torch.float32:
+            hidden = hidden.float()
+        return F.normalize(pool(hidden, embed_mask, self.pooling), p=2, dim=-1)
+
+
+def to_precision(model: nn.Module, precision: str) -> None:
+    """Parameters to the export's dtype, in place (tied weights stay tied); buffers keep theirs, as
+    from_pretrained(dtype=...) leaves them (a rotary inv_freq stays float32, so positions keep their angles)."""
+    dtype = PRECISIONS[precision]
+    for p in model.parameters():
+        if p.is_floating_point() and p.dtype != dtype:
+            p.data = p.data.to(dtype)
 
 
 def reference_embeddings(enc: Encoder, texts: list, pooling: str) -> torch.Tensor:
@@ -384,6 +422,8 @@ def run_export(spec: ExportSpec, emit: Callable[..., object], *, sleep_after_loa
                 enc.model.set_attn_implementation("eager")
             except Exception:  # noqa: BLE001 - keep the model's attention when it has no eager path
                 pass
+        # After the float32 reference: fp16 is what the graph computes, never what it is checked against.
+        to_precision(enc.model, spec.precision)
         raw_dir = stage / ".raw"
         raw_dir.mkdir()
         param_bytes = sum(p.numel() * p.element_size() for p in enc.model.parameters())
@@ -394,7 +434,7 @@ def run_export(spec: ExportSpec, emit: Callable[..., object], *, sleep_after_loa
         enc.model = None
         gc.collect()
         meta = {"l3prune.format": str(FORMAT), "l3prune.pooling": spec.pooling, "l3prune.normalize": "true",
-                "l3prune.maxLength": str(spec.maxLength), "l3prune.numLayers": str(n)}
+                "l3prune.maxLength": str(spec.maxLength), "l3prune.numLayers": str(n), "l3prune.precision": spec.precision}
         external = finalize_onnx(raw_dir / MODEL_FILE, stage, hidden, meta, param_bytes)
         shutil.rmtree(raw_dir)
         progress("save")
@@ -413,13 +453,14 @@ def run_export(spec: ExportSpec, emit: Callable[..., object], *, sleep_after_loa
         del sess
         cos = torch.cat(cos_all)
         min_cos, mean_cos = float(cos.min()), float(cos.mean())
-        if not (min_cos >= spec.minCosine):
+        threshold = spec.minCosine if spec.minCosine is not None else MIN_COSINE[spec.precision]
+        if not (min_cos >= threshold):
             worst = int(cos.argmin())
             raise ParityError(
-                f"ONNX parity check failed: min cosine {min_cos:.6f} < {spec.minCosine} between ONNX Runtime and torch over "
+                f"ONNX parity check failed: min cosine {min_cos:.6f} < {threshold} between ONNX Runtime ({spec.precision}) and float32 torch over "
                 f"{len(texts)} sentences (worst: {texts[worst].text[:40]!r}); the graph does not reproduce this model, nothing was written"
             )
-        parity = {"minCosine": min_cos, "meanCosine": mean_cos, "sentences": len(texts), "threshold": spec.minCosine,
+        parity = {"minCosine": min_cos, "meanCosine": mean_cos, "sentences": len(texts), "threshold": threshold,
                   "batchSize": PARITY_BATCH, "examplesFile": EXAMPLES}
         tok = enc.tokenizer
         rows = [(row[m.astype(bool)].tolist(), em[m.astype(bool)].tolist()) for feed in tokenized
@@ -427,7 +468,7 @@ def run_export(spec: ExportSpec, emit: Callable[..., object], *, sleep_after_loa
         write_json_atomic(stage / EXAMPLES, {
             "description": "torch reference of the parity check: each text (and its instruction, or null), the ids the worker's text "
                            "pipeline gives it (no padding), its embed mask over those ids (1: pooled) and the unit-length embedding the "
-                           f"worker computes; a client that tokenises and runs the graph correctly gets cosine >= {spec.minCosine} to these",
+                           f"worker computes; a client that tokenises and runs the graph correctly gets cosine >= {threshold} to these",
             "pooling": spec.pooling,
             "examples": [
                 {"text": t.text, "instruction": t.instruction, "fullText": enc.pipeline.full_text(t), "inputIds": ids,
@@ -458,6 +499,7 @@ def run_export(spec: ExportSpec, emit: Callable[..., object], *, sleep_after_loa
             "textPipeline": enc.pipeline.manifest(),
             "modelType": model_type,
             "opset": spec.opset,
+            "precision": spec.precision,
             "sourceModel": info["sourceModel"],
             "loadedFrom": spec.model,
             "adapter": spec.adapter,
@@ -485,6 +527,7 @@ def run_export(spec: ExportSpec, emit: Callable[..., object], *, sleep_after_loa
             "parityMinCosine": min_cos,
             "parityMeanCosine": mean_cos,
             "numLayers": n,
+            "precision": spec.precision,
             "seconds": round(time.monotonic() - t0, 3),
         }
     finally:
@@ -496,7 +539,7 @@ def run_export(spec: ExportSpec, emit: Callable[..., object], *, sleep_after_loa
 # the verb
 def _work(spec: ExportSpec, job: Job) -> Outcome:
     result = run_export(spec, job.emit, sleep_after_load=job.args.debug_sleep_after_load)
-    fields = ("path", "outDir", "bytes", "opset", "parityMinCosine", "parityMeanCosine", "numLayers", "seconds")
+    fields = ("path", "outDir", "bytes", "opset", "parityMinCosine", "parityMeanCosine", "numLayers", "precision", "seconds")
     return Outcome("exported", {k: result[k] for k in fields}, result)
 
 

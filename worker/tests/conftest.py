@@ -31,6 +31,12 @@ WORKER = REPO / "worker"
 # several times slower; sleeping instead changes nothing the tests check.
 ENV = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
 
+
+def pytest_configure(config):
+    # -m "not big" leaves out the tests that build models of gigabytes (test_export_onnx_2gib.py).
+    config.addinivalue_line("markers", "big: builds and exports a model past 2 GiB (about 10 GB of temp disk, a minute or two)")
+
+
 # Hand-written NLI-style triples (premise, entailment, contradiction) for the tiny model.
 TRIPLES = [
     ("A man is playing a guitar on stage.", "A person plays an instrument.", "Nobody is making music."),

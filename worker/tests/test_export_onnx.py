@@ -107,6 +107,7 @@ def test_run_folder_events_and_exported_folder_follow_the_contract(demo_export, 
     assert run["status"] == "succeeded" and run["result"] == {k: v for k, v in done.items() if k not in ("event", "time")}
     assert done["path"] == str(out / "model.onnx") and done["outDir"] == str(out) and done["opset"] == 17 and done["numLayers"] == 2
     assert done["bytes"] == (out / "model.onnx").stat().st_size and done["parityMinCosine"] >= 0.9999
+    assert done["precision"] == "fp32" and run["spec"]["precision"] == "fp32" and run["spec"]["minCosine"] == 0.9999
     assert sorted(x.name for x in out.iterdir()) == ["l3prune-encoder.json", "model.onnx", "parity-examples.json", "tokenizer.json", "tokenizer_config.json"]
     assert (out / "tokenizer.json").read_bytes() == (demo_model / "tokenizer.json").read_bytes()
     assert not [x for x in run_dir.parent.iterdir() if x.name.startswith(".")], "no temp folder left"
@@ -123,7 +124,7 @@ def test_run_folder_events_and_exported_folder_follow_the_contract(demo_export, 
                                  "embedMask": "last-k", "paddingSide": "left"}
     assert m["queryTemplate"] == "{instruction}; {query}"
     assert m["addSpecialTokens"] is True and m["prependTokenIds"] == [] and m["appendTokenIds"] == []
-    assert m["externalData"] is None and m["opset"] == 17 and m["sourceModel"] == str(demo_model.absolute())
+    assert m["externalData"] is None and m["opset"] == 17 and m["sourceModel"] == str(demo_model.absolute()) and m["precision"] == "fp32"
     assert m["parity"]["sentences"] >= 16 and m["parity"]["minCosine"] == done["parityMinCosine"] >= 0.9999
     assert m["parity"]["meanCosine"] >= m["parity"]["minCosine"] and m["tokenizerFiles"] == ["tokenizer.json", "tokenizer_config.json"]
     ex = json.loads((out / "parity-examples.json").read_text(encoding="utf-8"))["examples"]
@@ -168,6 +169,69 @@ def test_graph_has_dynamic_batch_and_length_and_matches_the_worker_encode(demo_e
     # left-padded batch.
     alone = torch.cat([ort_embed(sess, enc.tokenize([t])) for t in TEXTS])
     assert cos(alone, got).min() >= 0.9999
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# fp16 (for GPU serving): the same cut of the demo model
+@pytest.fixture(scope="module")
+def demo_export_fp16(demo_model, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("export-fp16") / "run"
+    p = cli("export-onnx", "--run-dir", str(run_dir), "--model", str(demo_model), "--keep", "2", "--precision", "fp16")
+    assert p.returncode == 0, p.stderr
+    return run_dir
+
+
+def test_fp16_export_is_half_the_bytes_says_so_and_matches_float32_torch(demo_export_fp16, demo_export, demo_encoder, schemas):
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    from l3prune.export_onnx import reference_embeddings
+
+    run, events = validate_run(demo_export_fp16, schemas)
+    done = events[-1]
+    assert run["status"] == "succeeded" and done["event"] == "exported" and done["precision"] == "fp16"
+    # The fp16 threshold is the spec's when it gives none, and run.json records it.
+    assert run["spec"]["precision"] == "fp16" and run["spec"]["minCosine"] == 0.999
+    out16, out32 = demo_export_fp16 / "onnx", demo_export[0] / "onnx"
+    m = json.loads((out16 / "l3prune-encoder.json").read_text(encoding="utf-8"))
+    check_manifest(m, schemas)
+    assert m["precision"] == "fp16" and m["externalData"] is None
+    assert m["parity"]["threshold"] == 0.999 and m["parity"]["minCosine"] == done["parityMinCosine"] >= 0.999
+    # Half the bytes of the fp32 export of the same cut, because the weights are float16.
+    assert 0.49 < done["bytes"] / (out32 / "model.onnx").stat().st_size < 0.51, done["bytes"]
+    model = onnx.load(str(out16 / "model.onnx"))
+    by_type: dict[int, int] = {}
+    for t in model.graph.initializer:
+        by_type[t.data_type] = by_type.get(t.data_type, 0) + numpy_helper.to_array(t).nbytes
+    assert by_type[TensorProto.FLOAT16] > 0.99 * sum(by_type.values()), by_type
+    assert {p.key: p.value for p in model.metadata_props}["l3prune.precision"] == "fp16"
+    # The contract clients rely on does not change: int64 inputs, a float32 [batch, hidden] embedding.
+    g = model.graph
+    assert [(i.name, i.type.tensor_type.elem_type) for i in g.input] == [(n, TensorProto.INT64) for n in ("input_ids", "attention_mask", "embed_mask")]
+    assert [(o.name, o.type.tensor_type.elem_type, [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim]) for o in g.output] == [
+        ("embedding", TensorProto.FLOAT, ["batch", 576])]
+    del model, g
+    # Against the float32 torch model, on texts the export never saw, padded together.
+    enc = demo_encoder
+    enc.max_length = 40
+    batch = enc.tokenize(TEXTS)
+    got = ort_embed(session(out16), batch)
+    assert got.dtype == torch.float32 and torch.allclose(got.norm(dim=-1), torch.ones(len(TEXTS)), atol=1e-5)
+    assert cos(got, reference_embeddings(enc, TEXTS, "weighted_mean")).min() >= 0.999
+
+
+def test_a_precision_other_than_fp32_or_fp16_is_refused_before_a_run_folder_exists(tiny_llama, tmp_path, capsys):
+    from l3prune.export_onnx import ExportSpec
+
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"model": str(tiny_llama), "precision": "bf16"}), encoding="utf-8")
+    rc, _, err = run_inproc("export-onnx", ["--run-dir", str(tmp_path / "r"), "--spec", str(spec)], capsys)
+    assert rc == 2 and "spec field 'precision' must be one of fp32, fp16, got 'bf16'" in err and err.strip().count("\n") == 0, err
+    rc, _, err = run_inproc("export-onnx", ["--run-dir", str(tmp_path / "r"), "--model", str(tiny_llama), "--precision", "int8"], capsys)
+    assert rc == 2 and "argument --precision: invalid choice: 'int8'" in err, err
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(ValueError, match="'precision' must be one of fp32, fp16"):
+        ExportSpec(model=str(tiny_llama), precision="fp8")
 
 
 # ---------------------------------------------------------------------------------------------------------------

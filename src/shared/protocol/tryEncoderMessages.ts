@@ -11,6 +11,8 @@ export interface EncoderSummary {
   maxLength: number;
   pooling: string;
   normalize: boolean;
+  /** The graph's weights and arithmetic (l3prune-encoder.json; fp32 for exports made before fp16). */
+  precision: 'fp32' | 'fp16';
 }
 
 export interface ComparisonView {

@@ -116,6 +116,10 @@ export interface EncoderManifest {
    */
   opset?: number;
   /**
+   * the graph's weights and arithmetic (export-onnx --precision): fp16 halves the bytes and is meant for GPU serving; the inputs and the float32 output are the same either way. Absent in exports made before fp16: fp32
+   */
+  precision?: 'fp32' | 'fp16';
+  /**
    * absolute path of the unpruned model folder the encoder was cut from
    */
   sourceModel: string;

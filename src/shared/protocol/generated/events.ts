@@ -16,7 +16,8 @@ export type WorkerEvent =
   | TaskResultEvent
   | EvaluationFinishedEvent
   | ErrorEvent
-  | CancelledEvent;
+  | CancelledEvent
+  | DownloadEvent;
 
 /**
  * UTC timestamp, e.g. 2026-11-29T01:58:33.547Z
@@ -133,6 +134,35 @@ export interface ProgressEvent {
    * evaluate only: the task whose texts this batch embedded; batch/batches count batches over all built-in tasks, samplesDone/samples their unique texts
    */
   task?: string;
+}
+/**
+ * The spec names its model by a Hugging Face repo id the hub cache lacks, and --allow-download was given: after 'started' and before 'model_loaded', one with filesDone 0 (what will be downloaded), then one per file downloaded into the cache. Only safetensors, JSON and tokenizer files are fetched; run.json's spec then names the snapshot folder.
+ */
+export interface DownloadEvent {
+  event: 'download';
+  time: Time;
+  /**
+   * org/name on the Hugging Face Hub
+   */
+  repoId: string;
+  /**
+   * the branch, tag or commit asked for (main when none was)
+   */
+  revision: string;
+  filesDone: number;
+  files: number;
+  /**
+   * bytes of the files done so far, as the Hub lists their sizes
+   */
+  bytesDone: number;
+  /**
+   * bytes of all the files to download
+   */
+  bytes: number;
+  /**
+   * the file just downloaded (absent from the first event)
+   */
+  file?: string;
 }
 /**
  * Written every few seconds while running (run.json heartbeatAt is refreshed at the same time).
@@ -296,7 +326,7 @@ export interface ExportedEvent {
   bytes: number;
   opset: number;
   /**
-   * lowest cosine between ONNX Runtime's and torch's embedding of the parity sentences (at least the threshold, 0.9999)
+   * lowest cosine between ONNX Runtime's and torch's embedding of the parity sentences (at least the threshold: 0.9999, fp16 0.999)
    */
   parityMinCosine: number;
   parityMeanCosine: number;
@@ -304,6 +334,10 @@ export interface ExportedEvent {
    * layers in the exported graph
    */
   numLayers: number;
+  /**
+   * the graph's weights and arithmetic (the spec's precision); absent from runs made before fp16 exports: fp32
+   */
+  precision?: 'fp32' | 'fp16';
   seconds: number;
 }
 /**

@@ -62,6 +62,7 @@ export interface RunRecord {
         parityMinCosine: number;
         parityMeanCosine: number;
         numLayers: number;
+        precision?: 'fp32' | 'fp16';
         seconds: number;
       }
     | {

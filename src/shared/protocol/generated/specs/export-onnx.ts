@@ -12,7 +12,7 @@ export type ExportOnnxSpec = (
     }
 ) & {
   /**
-   * local Hugging Face model folder with safetensors weights; with fromRun: the run's base model, if it moved (required unless fromRun is given)
+   * local Hugging Face model folder with safetensors weights, or the repo id of a model in the Hugging Face cache (org/name, org/name@revision); with fromRun: the run's base model, if it moved (required unless fromRun is given)
    */
   model?: string;
   /**
@@ -44,13 +44,17 @@ export type ExportOnnxSpec = (
    */
   opset?: number;
   /**
+   * the graph's weights and arithmetic: fp32, or fp16 for GPU serving (half the bytes): the model is traced in half precision as transformers runs it (float16 weights and matmuls; the model's own float32 parts, such as its norms, softmax and rotary angles, stay float32); inputs stay int64 and the embedding is pooled, normalised and returned in float32. Either way the parity check compares with the float32 torch model
+   */
+  precision?: 'fp32' | 'fp16';
+  /**
    * JSONL (sts pairs or triples) the parity sentences are drawn from; null: a built-in list
    */
   parityData?: string | null;
   /**
-   * parity threshold: every sentence's ONNX/torch cosine must reach it (above 1 no export passes, which tests use)
+   * parity threshold: every sentence's ONNX/torch cosine must reach it (above 1 no export passes, which tests use); null: by precision, 0.9999 for fp32 and 0.999 for fp16 (docs/fidelity.md says why), and run.json records that number
    */
-  minCosine?: number;
+  minCosine?: number | null;
   /**
    * auto: when the tokenizer has a chat template, every text goes inside the model's own user turn (no default system prompt; the paper wraps its Instruct models' texts so), pooled over the text's own tokens only; off: no wrapper
    */
@@ -59,6 +63,10 @@ export type ExportOnnxSpec = (
    * allow a model folder's own Python code (config.json auto_map); set only by --trust-remote-code on this command line: a spec file that sets it true is refused, and neither run.json (--resume) nor a --from-run train run gives it; run.json records the value used
    */
   trustRemoteCode?: boolean;
+  /**
+   * download the model when model is a Hugging Face repo id (org/name[@revision]) that the hub cache lacks: only its safetensors, JSON and tokenizer files, never while the environment says offline (HF_HUB_OFFLINE=1); set only by --allow-download on this command line: a spec file that sets it true is refused, and neither run.json (--resume) nor a --from-run train run gives it; run.json records the value used
+   */
+  allowDownload?: boolean;
 };
 
 /**
@@ -76,10 +84,12 @@ export type ExportOnnxSpecResolved = ExportOnnxSpec &
       | 'pooling'
       | 'maxLength'
       | 'opset'
+      | 'precision'
       | 'parityData'
       | 'minCosine'
       | 'chatTemplate'
       | 'trustRemoteCode'
+      | 'allowDownload'
     >
   >;
 
