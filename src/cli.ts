@@ -1,17 +1,25 @@
 import { inspectModel } from './model/inspect';
 import { isModelReadError } from './model/errors';
+import { resolveModelTarget } from './model/hfCache';
 import type { LayerStack } from './shared/model/stack';
 import { PlanError, planKeep, planPrunePercent, type PrunePlan } from './shared/prune/plan';
 import { formatBytes, formatParams, formatShare } from './shared/format/units';
+import { GiB, gpuProfile, planOptions, planResources, type DeviceProfile, type PlanInput, type ResourcePlan } from './shared/prune/resources';
 import * as path from 'node:path';
 import { isResumable, RunStore } from './runs/runStore';
 
 const USAGE = `usage:
   l3prune inspect PATH [--json]
-  l3prune plan PATH (--keep N | --prune-percent P) [--json]
+  l3prune plan PATH (--keep N | --prune-percent P) [--json] [resource options]
   l3prune run RUN_DIR [--json]
-PATH is a Hugging Face model folder (config.json + safetensors), an .onnx file or a .safetensors file.
+PATH is a Hugging Face model folder (config.json + safetensors), an .onnx file or a .safetensors file, or the repo id
+of a model in the Hugging Face cache (org/name, org/name@revision: a branch, tag or commit).
 --prune-percent P keeps floor(N · (100 − P) / 100) layers, at least 1 (the paper's rule: 32 layers at 10 % keep 28).
+plan also predicts each verb's peak memory and time (docs/planner.md) for the default recipe, changed by:
+  --batch B  --max-length L  --precision bf16|fp32  --checkpointing on|off  --mini-batch M  --lora-r R
+  --steps S  --world-size K  --attention sdpa|flash_attention_2|eager
+  --gpu NAME [--gpu-memory GIB] [--tflops T]   a CUDA device (e.g. "H100", "RTX 4090"; T: measured bf16 TFLOP/s)
+  --cpu [--memory GIB] [--tflops T]              a CPU (the default device; time needs --tflops)
 RUN_DIR is a worker run folder (run.json + events.jsonl); \`run\` shows it as the extension does.`;
 
 class UsageError extends Error {}
@@ -22,14 +30,21 @@ interface Parsed {
   json: boolean;
   keep?: number;
   prunePercent?: number;
+  resources: Omit<PlanInput, 'keep' | 'device'>;
+  device: { gpu?: string; memoryGiB?: number; tflops?: number };
 }
+
+const NUMBER_FLAGS = { '--batch': 'batchSize', '--max-length': 'maxLength', '--mini-batch': 'miniBatchSize', '--lora-r': 'loraR', '--steps': 'steps', '--world-size': 'worldSize' } as const;
+const CHOICE_FLAGS: Record<string, readonly string[]> = { '--precision': ['bf16', 'fp32'], '--checkpointing': ['on', 'off'], '--attention': ['sdpa', 'flash_attention_2', 'eager'] };
 
 function parseArgs(argv: string[]): Parsed {
   const [verb, ...rest] = argv;
   if (!verb || verb === '--help' || verb === '-h') throw new UsageError('');
   if (verb !== 'inspect' && verb !== 'plan' && verb !== 'run') throw new UsageError(`unknown command "${verb}"`);
   const positional: string[] = [];
-  const parsed: Partial<Parsed> = { verb, json: false };
+  const parsed: Partial<Parsed> = { verb, json: false, resources: {}, device: {} };
+  const res = parsed.resources!;
+  const dev = parsed.device!;
   for (let i = 0; i < rest.length; i++) {
     const arg = rest[i];
     if (arg === '--json') parsed.json = true;
@@ -39,6 +54,27 @@ function parseArgs(argv: string[]): Parsed {
       if (value === undefined || value.trim() === '' || !Number.isFinite(number)) throw new UsageError(`${arg} needs a number`);
       if (arg === '--keep') parsed.keep = number;
       else parsed.prunePercent = number;
+    } else if (verb === 'plan' && (arg in NUMBER_FLAGS || arg === '--gpu-memory' || arg === '--memory' || arg === '--tflops')) {
+      const value = rest[++i];
+      const number = Number(value);
+      if (value === undefined || !Number.isFinite(number) || number <= 0) throw new UsageError(`${arg} needs a positive number`);
+      if (arg in NUMBER_FLAGS) {
+        if (!Number.isInteger(number)) throw new UsageError(`${arg} needs a whole number`);
+        res[NUMBER_FLAGS[arg as keyof typeof NUMBER_FLAGS]] = number;
+      } else if (arg === '--tflops') dev.tflops = number;
+      else dev.memoryGiB = number;
+    } else if (verb === 'plan' && arg in CHOICE_FLAGS) {
+      const value = rest[++i];
+      if (!CHOICE_FLAGS[arg].includes(value)) throw new UsageError(`${arg} takes ${CHOICE_FLAGS[arg].join(' or ')}`);
+      if (arg === '--precision') res.precision = value as 'bf16' | 'fp32';
+      else if (arg === '--checkpointing') res.gradientCheckpointing = value === 'on';
+      else res.attention = value as PlanInput['attention'];
+    } else if (verb === 'plan' && arg === '--gpu') {
+      const value = rest[++i];
+      if (!value || value.startsWith('--')) throw new UsageError('--gpu needs a device name, e.g. "H100"');
+      dev.gpu = value;
+    } else if (verb === 'plan' && arg === '--cpu') {
+      dev.gpu = undefined;
     } else if (arg.startsWith('--')) throw new UsageError(`unknown option ${arg}`);
     else positional.push(arg);
   }
@@ -90,12 +126,42 @@ function printStack(stack: LayerStack): string {
   return lines.join('\n');
 }
 
-function printPlan(plan: PrunePlan): string {
-  return [
+function planDevice(d: Parsed['device']): DeviceProfile {
+  const memory = d.memoryGiB !== undefined ? d.memoryGiB * GiB : undefined;
+  const tflops = d.tflops !== undefined ? d.tflops * 1e12 : undefined;
+  if (d.gpu) return gpuProfile(d.gpu, memory, tflops);
+  return { kind: 'cpu', name: 'cpu', totalMemoryBytes: memory, flopsPerSecond: tflops, flopsSource: tflops ? 'calibrated' : 'unknown' };
+}
+
+const gib = (bytes: number) => `${(bytes / GiB).toFixed(2)} GiB`;
+function duration(seconds: number | null): string {
+  if (seconds === null) return 'time unknown (give --tflops or a known --gpu)';
+  if (seconds < 120) return `${seconds.toFixed(1)} s`;
+  if (seconds < 7200) return `${(seconds / 60).toFixed(1)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+function printPlan(plan: PrunePlan, resources: ResourcePlan): string {
+  const r = resources.train.recipe;
+  const lines = [
     `keep ${plan.keep} of ${plan.numLayers} layers (prune ${plan.prunedLayers})`,
     `params ${formatParams(plan.params)} (−${formatShare(plan.paramsRemovedShare)}), ${formatBytes(plan.bytes)}`,
     `expected layer-stack speed-up ×${plan.expectedSpeedup.toFixed(2)}`,
-  ].join('\n');
+    `LoRA r ${r.loraR}: ${resources.model.loraParams.toLocaleString('en')} trainable params (${resources.model.loraTargetsFound.join(', ') || 'no target found'})`,
+    `device ${resources.device.name}${resources.device.totalMemoryBytes ? `, ${gib(resources.device.totalMemoryBytes)}` : ''}; throughput ${resources.device.flopsPerSecond ? `${(resources.device.flopsPerSecond / 1e12).toFixed(1)} TFLOP/s (${resources.device.flopsSource})` : 'unknown'}`,
+  ];
+  for (const v of [resources.analyze, resources.train, resources.evaluate]) {
+    const verdict = v.fits === null ? '' : v.fits ? ' — fits' : ' — does NOT fit';
+    const what = v.verb === 'train'
+      ? `train (batch ${r.batchSize} × ${r.maxLength}, ${r.precision}, checkpointing ${r.gradientCheckpointing ? 'on' : 'off'}${r.miniBatchSize ? `, gradient cache ${r.miniBatchSize}` : ''})`
+      : v.verb;
+    const time = v.secondsPerStep === null ? duration(null) : `${duration(v.secondsPerStep)} a ${v.verb === 'train' ? 'step' : 'batch'}, ${duration(v.totalSeconds)} for ${v.steps}`;
+    lines.push(`${what}: peak ${gib(v.peakBytes)}${verdict}; ${time}`);
+    for (const t of v.terms) lines.push(`  ${t.name.padEnd(48)} ${gib(t.bytes).padStart(11)}   ${t.formula}`);
+  }
+  for (const a of resources.train.advice) lines.push(`to fit: ${a}`);
+  for (const w of resources.warnings) lines.push(`warning: ${w}`);
+  return lines.join('\n');
 }
 
 interface Output {
@@ -113,13 +179,15 @@ export async function main(argv: string[], out: Output = process.stdout, err: Ou
   }
   if (args.verb === 'run') return showRun(args, out, err);
   try {
-    const stack = await inspectModel(args.target);
+    // A repo id (org/name[@revision]) that is no path names a snapshot of the Hugging Face cache.
+    const stack = await inspectModel(await resolveModelTarget(args.target));
     if (args.verb === 'inspect') {
       out.write(args.json ? `${JSON.stringify(stackSummary(stack))}\n` : `${printStack(stack)}\n`);
       return 0;
     }
     const plan = args.keep !== undefined ? planKeep(stack, args.keep) : planPrunePercent(stack, args.prunePercent!);
-    out.write(args.json ? `${JSON.stringify(plan)}\n` : `${printPlan(plan)}\n`);
+    const resources = planResources(stack, planOptions({ ...args.resources, keep: plan.keep, device: planDevice(args.device) }));
+    out.write(args.json ? `${JSON.stringify({ ...plan, resources })}\n` : `${printPlan(plan, resources)}\n`);
     return 0;
   } catch (e) {
     if (isModelReadError(e) || e instanceof PlanError) {

@@ -5,6 +5,8 @@
     evaluate             evaluate.py    MTEB-style evaluation of a pruned/trained encoder
     export-onnx          export_onnx.py the encoder as one parity-checked ONNX graph
     convert-safetensors  convert.py     the user's opt-in for pickle-only models (no run folder)
+    download-model       download.py    a Hugging Face repo id into the hub cache, with --allow-download (no run folder)
+    devices              devices.py     the CUDA devices, CPU and attention implementations the planner plans for (no run folder)
 
 Every verb's spec is protocol/specs/<verb>.schema.json (flags: its fields in kebab-case) and every verb runs in the
 one lifecycle of verbs.py. Contract with the extension (protocol/*.schema.json):
@@ -20,7 +22,7 @@ import sys
 
 from .verbs import Verb, add_arguments, run_verb
 
-VERB_MODULES = ("analyze", "train", "evaluate", "export_onnx", "convert")
+VERB_MODULES = ("analyze", "train", "evaluate", "export_onnx", "convert", "download", "devices")
 
 
 def verbs() -> dict[str, Verb]:

@@ -10,7 +10,7 @@ import pytest
 
 from l3prune import specs
 
-VERBS = ("analyze", "train", "evaluate", "export-onnx", "convert-safetensors")
+VERBS = ("analyze", "train", "evaluate", "export-onnx", "convert-safetensors", "download-model", "devices")
 
 
 def walk(node):
@@ -56,7 +56,7 @@ def test_the_code_agrees_with_the_schemas():
 
     run_verbs = [name for name, v in verbs().items() if v.run_folder]
     assert set(specs.schema("run")["properties"]["verb"]["enum"]) == set(run_verbs)
-    assert set(run_verbs) | {"convert-safetensors"} == set(VERBS)
+    assert set(run_verbs) | {"convert-safetensors", "download-model", "devices"} == set(VERBS)
 
 
 @pytest.mark.parametrize("verb", VERBS)
@@ -69,12 +69,12 @@ def test_every_spec_field_has_a_flag_and_the_typed_view_takes_the_schemas_defaul
     add_arguments(p, verbs()[verb])
     dests = {a.dest for a in p._actions}
     assert set(specs.fields(verb)) <= dests
-    if verb == "convert-safetensors":
+    if verb in ("convert-safetensors", "download-model"):
         return
-    module = {"analyze": "analyze", "train": "train", "evaluate": "evaluate", "export-onnx": "export_onnx"}[verb]
+    module = {"analyze": "analyze", "train": "train", "evaluate": "evaluate", "export-onnx": "export_onnx", "devices": "devices"}[verb]
     import importlib
 
-    view = {"analyze": "AnalyzeSpec", "train": "TrainSpec", "evaluate": "EvalSpec", "export-onnx": "ExportSpec"}[verb]
+    view = {"analyze": "AnalyzeSpec", "train": "TrainSpec", "evaluate": "EvalSpec", "export-onnx": "ExportSpec", "devices": "DevicesSpec"}[verb]
     cls = getattr(importlib.import_module(f"l3prune.{module}"), view)
     import dataclasses
 

@@ -138,12 +138,17 @@ class Trainer:
         random.seed(spec.seed)
         np.random.seed(spec.seed % 2**32)
         torch.manual_seed(spec.seed)
-        enc = load_encoder(spec.model, device=self.device, max_length=spec.maxLength, trust_remote_code=spec.trustRemoteCode, dtype=dtype,
+        # Loaded on the CPU and pruned there: the accelerator only ever holds the kept layers (an 8B model cut to
+        # 25 layers never puts its 32 on a 24 GB card), which is what the resource planner counts.
+        enc = load_encoder(spec.model, device="cpu", max_length=spec.maxLength, trust_remote_code=spec.trustRemoteCode, dtype=dtype,
                            chat_template=spec.chatTemplate)
         original = enc.num_layers
         if spec.keep > original:
             raise ValueError(f"keep is {spec.keep} but the model has only {original} layers; choose 1..{original}")
         prune(enc.model, spec.keep)
+        if self.device != "cpu":
+            enc.model.to(self.device)
+            enc.device = self.device
         targets = present_targets(enc.model, spec.targetModules)
         gc = spec.gradientCheckpointing
         self.grad_ckpt = self.device.startswith("cuda") if gc == "auto" else bool(gc)

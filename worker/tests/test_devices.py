@@ -1,0 +1,59 @@
+"""`python -m l3prune devices`: the report the resource planner plans against, checked against its schema and
+against torch itself."""
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import torch
+
+from conftest import worker_cli
+from l3prune import devices
+
+
+def report_validator(schemas):
+    s = schemas["devices-report"]
+    return jsonschema.Draft202012Validator({"$ref": s["$id"]}, registry=schemas["registry"])
+
+
+def test_the_report_is_one_schema_valid_line_that_matches_torch(schemas):
+    p = worker_cli("devices")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.strip().splitlines()
+    assert len(lines) == 1
+    out = json.loads(lines[0])
+    report_validator(schemas).validate(out)
+    assert out["event"] == "devices"
+    assert len(out["cuda"]) == (torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    assert out["cpu"]["threads"] == torch.get_num_threads() or out["cpu"]["threads"] >= 1
+    assert {"eager", "sdpa"} <= set(out["attention"])
+    assert "calibration" not in out["cpu"], "no timing unless asked"
+
+
+def test_calibration_measures_a_matmul_rate_close_to_a_direct_timing(schemas):
+    import time
+
+    out = devices.report(do_calibrate=True)
+    report_validator(schemas).validate({"event": "devices", **out})
+    cal = out["cpu"]["calibration"]
+    assert cal["dtype"] == "fp32" and cal["seconds"] >= devices.MIN_SECONDS
+    # An independent timing of the same product: the calibration must be the same order of magnitude.
+    n = devices.CPU_MATMUL
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    t0 = time.perf_counter()
+    for _ in range(8):
+        a @ b
+    direct = 2 * n**3 * 8 / (time.perf_counter() - t0)
+    assert direct / 4 < cal["flopsPerSecond"] < direct * 4, (cal, direct)
+
+
+def test_flash_attention_needs_the_package_and_an_ampere_device():
+    assert devices.flash_attention_available([]) is False
+    old = [{"computeCapability": "7.5"}]
+    assert devices.flash_attention_available(old) is False
+
+
+def test_a_bad_flag_is_refused_with_a_sentence():
+    p = worker_cli("devices", "--calibrate", "maybe")
+    assert p.returncode == 2
