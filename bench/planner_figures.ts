@@ -33,7 +33,7 @@ async function table(title: string, model: string, keep: number, device: DeviceP
   console.log(`\nLoRA r ${p.train.recipe.loraR}: ${p.model.loraParams.toLocaleString('en')} parameters (${(p.model.loraParams / keep).toLocaleString('en')} a layer). ` +
     `analyze (all ${p.model.numLayers} layers, batch ${p.analyze.recipe.batchSize} × ${p.analyze.recipe.maxLength}): peak ${gib(p.analyze.peakBytes)} GiB, ${time(p.analyze.totalSeconds)} for ${p.analyze.steps} batches; ` +
     `evaluate (batch ${p.evaluate.recipe.batchSize} × ${p.evaluate.recipe.maxLength}): peak ${gib(p.evaluate.peakBytes)} GiB.`);
-  for (const [name, q] of plans) if (q.train.advice.length) console.log(`\n${name}, to fit: ${q.train.advice.join('; ')}.`);
+  for (const [name, q] of plans) if (q.train.advice.length) console.log(`\n${name}, to fit: ${q.train.advice.map((a) => a.text).join('; ')}.`);
 }
 
 (async () => {

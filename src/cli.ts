@@ -3,7 +3,7 @@ import { isModelReadError } from './model/errors';
 import { resolveModelTarget } from './model/hfCache';
 import type { LayerStack } from './shared/model/stack';
 import { PlanError, planKeep, planPrunePercent, type PrunePlan } from './shared/prune/plan';
-import { formatBytes, formatParams, formatShare } from './shared/format/units';
+import { formatBytes, formatDuration, formatGiB, formatParams, formatShare } from './shared/format/units';
 import { GiB, gpuProfile, planOptions, planResources, type DeviceProfile, type PlanInput, type ResourcePlan } from './shared/prune/resources';
 import * as path from 'node:path';
 import { isResumable, RunStore } from './runs/runStore';
@@ -133,13 +133,8 @@ function planDevice(d: Parsed['device']): DeviceProfile {
   return { kind: 'cpu', name: 'cpu', totalMemoryBytes: memory, flopsPerSecond: tflops, flopsSource: tflops ? 'calibrated' : 'unknown' };
 }
 
-const gib = (bytes: number) => `${(bytes / GiB).toFixed(2)} GiB`;
-function duration(seconds: number | null): string {
-  if (seconds === null) return 'time unknown (give --tflops or a known --gpu)';
-  if (seconds < 120) return `${seconds.toFixed(1)} s`;
-  if (seconds < 7200) return `${(seconds / 60).toFixed(1)} min`;
-  return `${(seconds / 3600).toFixed(1)} h`;
-}
+const gib = formatGiB;
+const duration = (seconds: number | null) => (seconds === null ? 'time unknown (give --tflops or a known --gpu)' : formatDuration(seconds));
 
 function printPlan(plan: PrunePlan, resources: ResourcePlan): string {
   const r = resources.train.recipe;
@@ -159,7 +154,8 @@ function printPlan(plan: PrunePlan, resources: ResourcePlan): string {
     lines.push(`${what}: peak ${gib(v.peakBytes)}${verdict}; ${time}`);
     for (const t of v.terms) lines.push(`  ${t.name.padEnd(48)} ${gib(t.bytes).padStart(11)}   ${t.formula}`);
   }
-  for (const a of resources.train.advice) lines.push(`to fit: ${a}`);
+  for (const a of resources.train.advice) lines.push(`to fit: ${a.text}`);
+  if (resources.train.fits === false && !resources.train.advice.length) lines.push('to fit: no recipe change is enough; keep fewer layers or use a device with more memory');
   for (const w of resources.warnings) lines.push(`warning: ${w}`);
   return lines.join('\n');
 }

@@ -24,6 +24,7 @@ export const COMMAND_IDS = [
   'l3prune.revealRun',
   'l3prune.tryEncoder',
   'l3prune.convertPickleWeights',
+  'l3prune.showDevices',
 ] as const;
 
 export type CommandId = (typeof COMMAND_IDS)[number];

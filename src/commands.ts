@@ -2,10 +2,11 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { LayerStack } from './shared/model/stack';
 import { planKeep } from './shared/prune/plan';
+import { profileFromReport } from './shared/prune/resources';
 import { compareVariants, evaluateVariant, exportVariantOnnx } from './compare/variantCommands';
 import { runAnalyze } from './runs/analyzeRun';
 import { newRunDir, runsRoot } from './runs/runLocation';
-import { formatBytes, formatParams, formatShare } from './shared/format/units';
+import { formatBytes, formatParams, formatShare, formatGiB } from './shared/format/units';
 import { cachedRepoOf, findCachedSnapshot, hubCacheDir, parseRepoRef } from './model/hfCache';
 import { LayerStackPanel } from './views/layerStackPanel';
 import type { ModelsNode } from './views/modelsTree';
@@ -70,6 +71,7 @@ export const COMMANDS: Record<CommandId, Handler> = {
     return undefined;
   },
   'l3prune.tryEncoder': (s, arg, texts) => tryEncoder(s, arg, texts),
+  'l3prune.showDevices': (s) => showDevices(s),
   'l3prune.convertPickleWeights': async (s, arg) => {
     const folder = pathFromArg(arg) ?? (await pickFolder('Convert a model folder that holds only pickle (.bin) weights'));
     if (folder && (await convertPickleWeights(folder, s.extensionUri, s.log))) return openModel(s, folder, 'folder');
@@ -199,12 +201,15 @@ async function showLayerStack(s: Services, arg: unknown): Promise<void> {
 }
 
 function showPanel(s: Services, stack: LayerStack, keep?: number): LayerStackPanel {
-  return LayerStackPanel.show(s.extensionUri, stack, {
+  const panel = LayerStackPanel.show(s.extensionUri, stack, {
     initialLoss: s.analyses.get(stack.path),
     keep,
     log: (line) => s.log.warn(line),
     onPruneAt: (picked, k) => void rememberCut(s, picked, k),
   });
+  // The training plan next to each cut is for the device the worker would use: asked once, in the background.
+  void s.devices(vscode.Uri.file(stack.path)).then((report) => report && panel.setDevice(profileFromReport(report)));
+  return panel;
 }
 
 async function readyStack(s: Services, modelPath: string): Promise<LayerStack> {
@@ -353,6 +358,25 @@ async function pruneAndFinetune(s: Services, arg: unknown): Promise<void> {
   const data = await pickDataFile(s);
   if (!data) return;
   await startTraining(s, { model: stack.path, keep, numLayers: stack.layers.length, data });
+}
+
+/** The worker's devices report, as the resource planner plans with it. */
+async function showDevices(s: Services): Promise<void> {
+  if (!vscode.workspace.isTrusted) throw new WorkspaceNotTrustedError();
+  const report = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: 'Asking the worker for its devices…' }, () => s.devices());
+  if (!report) throw new Error('The worker could not report its devices; see the L³Prune output for its message.');
+  const lines = [
+    ...report.cuda.map(
+      (d) =>
+        `cuda:${d.index} ${d.name}: ${formatGiB(d.freeMemoryBytes)} free of ${formatGiB(d.totalMemoryBytes)}, ${d.bf16 ? 'bf16' : 'no bf16'}, compute ${d.computeCapability}` +
+        (d.calibration ? `, ${(d.calibration.flopsPerSecond / 1e12).toFixed(1)} TFLOP/s measured` : ''),
+    ),
+    `CPU: ${report.cpu.threads} threads${report.cpu.memoryBytes ? `, ${formatGiB(report.cpu.memoryBytes)} RAM` : ''}` +
+      (report.cpu.calibration ? `, ${(report.cpu.calibration.flopsPerSecond / 1e9).toFixed(1)} GFLOP/s measured` : ''),
+    `attention: ${report.attention.join(', ')}; torch ${report.torch}`,
+  ];
+  s.log.info(`devices:\n${lines.join('\n')}`);
+  await vscode.window.showInformationMessage(report.cuda.length ? `${report.cuda.length} CUDA device(s)` : 'No CUDA device: training runs on the CPU', { modal: true, detail: lines.join('\n') });
 }
 
 async function removeModel(s: Services, arg: unknown): Promise<void> {

@@ -11,6 +11,7 @@ import { ModelsTreeProvider, type ModelsNode } from './views/modelsTree';
 import { LossPlotViewProvider } from './views/runPlots';
 import { RunsTreeProvider } from './views/runsTree';
 import { RunStatusBar } from './views/runStatusBar';
+import { DeviceReports } from './worker/devices';
 import { ownProcesses } from './worker/ownProcesses';
 import { findPython } from './worker/python';
 import { createRemoteCodeConsent } from './worker/remoteCodeDialog';
@@ -59,6 +60,10 @@ export function activate(context: vscode.ExtensionContext): void {
     onLaunched: (runDir) => followWithProgress(store, runDir),
     isShuttingDown: () => shuttingDown,
   };
+  const deviceReports = new DeviceReports(log);
+  // Asked in the background (the layer-stack panel's plan): never an install prompt, only a trusted workspace.
+  const devices = async (resource?: vscode.Uri) =>
+    vscode.workspace.isTrusted ? deviceReports.get((await findPython(resource)).executable).catch(() => undefined) : undefined;
   const services: Services = {
     extensionUri: context.extensionUri,
     globalStorageUri: context.globalStorageUri,
@@ -69,6 +74,7 @@ export function activate(context: vscode.ExtensionContext): void {
     store,
     trainTasks,
     consent,
+    devices,
     modelsView,
     runsView,
   };

@@ -5,6 +5,7 @@ import type { ModelsNode } from './views/modelsTree';
 import type { AnalysisStore } from './workspace/analyses';
 import type { ModelRegistry } from './workspace/modelRegistry';
 import type { RemoteCodeConsent } from './worker/remoteCode';
+import type { DevicesReport } from './shared/protocol/generated/devices-report';
 
 /**
  * What commands, tasks and panels share, built once by extension.ts (the composition root) and handed down;
@@ -26,9 +27,11 @@ export interface Services {
   trainTasks: TrainTaskDeps;
   /** The user's answers on running a model folder's own code, asked in a dialog and kept in global state. */
   consent: RemoteCodeConsent;
+  /** The worker's devices report (asked once per interpreter and session; undefined untrusted or on failure). */
+  devices: (resource?: vscode.Uri) => Promise<DevicesReport | undefined>;
   modelsView: vscode.TreeView<ModelsNode>;
   runsView: vscode.TreeView<RunSummary>;
 }
 
 /** The part of the services the run commands (open, cancel, resume, delete, train) use. */
-export type RunServices = Pick<Services, 'extensionUri' | 'store' | 'trainTasks' | 'log'>;
+export type RunServices = Pick<Services, 'extensionUri' | 'store' | 'trainTasks' | 'log' | 'devices'>;

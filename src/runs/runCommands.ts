@@ -1,6 +1,10 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { inspectModel } from '../model/inspect';
+import { formatDuration, formatGiB } from '../shared/format/units';
 import { TRAIN_DEFAULTS } from '../shared/protocol/generated/defaults';
+import { planInputFromSpec, planOptions, planResources, profileFromReport, type ResourcePlan } from '../shared/prune/resources';
+import type { LayerStack } from '../shared/model/stack';
 import type { RunServices } from '../services';
 import { RunPanel } from '../views/runPlots';
 import { cancelRun } from './trainLauncher';
@@ -30,17 +34,29 @@ export async function startTraining(s: RunServices, choice: TrainChoice): Promis
     validateInput: (v) => (isWhole(v, 1, 10_000_000) ? undefined : 'a positive whole number'),
   });
   if (!stepsText) return;
-  const recipe = await editRecipe();
+  const keep = Number(keepText);
+  const steps = Number(stepsText);
+  // The plan before the launch: on the device the worker would use, for the recipe as it is being edited.
+  const stack = await inspectModel(choice.model).catch(() => undefined);
+  const report = await s.devices(vscode.Uri.file(choice.model));
+  const planFor = (recipe: TrainRecipe): ResourcePlan['train'] | undefined => {
+    if (!stack) return undefined;
+    const device = report ? profileFromReport(report, recipe.device ?? TRAIN_DEFAULTS.device) : undefined;
+    return device ? planOf(stack, { ...recipe, steps }, keep, device) : undefined;
+  };
+  const recipe = await editRecipe(planFor);
   if (!recipe) return;
   const definition: TrainTaskDefinition = {
     type: 'l3prune',
     verb: 'train',
     model: choice.model,
-    keep: Number(keepText),
+    keep,
     data: choice.data,
-    steps: Number(stepsText),
+    steps,
     recipe,
   };
+  const plan = planFor(recipe);
+  if (plan) s.log.info(`plan for ${path.basename(choice.model)} keep ${keep}: ${planSummary(plan)}`);
   await vscode.tasks.executeTask(createTrainTask(definition, s.trainTasks));
 }
 
@@ -55,17 +71,48 @@ const EDITABLE: Array<{ field: keyof TrainRecipe; label: string; kind: 'int' | '
   { field: 'checkpointEvery', label: 'Checkpoint every (steps)', kind: 'int' },
 ];
 
-async function editRecipe(): Promise<TrainRecipe | undefined> {
+function planOf(stack: LayerStack, recipe: TrainRecipe & { steps: number }, keep: number, device: ReturnType<typeof profileFromReport>): ResourcePlan['train'] | undefined {
+  try {
+    return planResources(stack, planOptions(planInputFromSpec({ ...TRAIN_DEFAULTS, ...recipe }, keep, device))).train;
+  } catch {
+    return undefined;
+  }
+}
+
+/** "peak 15.3 GiB of 21.6 GiB free on RTX 4090 — fits · 11 s a step, 3.1 h" */
+export function planSummary(plan: ResourcePlan['train']): string {
+  const verdict = plan.fits === null ? '' : plan.fits ? ' — fits' : ' — does NOT fit';
+  const time = plan.secondsPerStep === null ? '' : ` · ${formatDuration(plan.secondsPerStep)} a step, ${formatDuration(plan.totalSeconds!)} in all`;
+  return `peak ${formatGiB(plan.peakBytes)}${verdict}${time}`;
+}
+
+/**
+ * The recipe form. With a plan, it heads the list (peak memory, fit, time) and follows every change; starting a
+ * run that would not fit asks first and offers the changes that make it fit.
+ */
+async function editRecipe(planFor: (recipe: TrainRecipe) => ResourcePlan['train'] | undefined): Promise<TrainRecipe | undefined> {
   const recipe: TrainRecipe = {};
   for (;;) {
     const current = { ...TRAIN_DEFAULTS, ...recipe };
-    const start = { label: '$(play) Start training', description: 'with the values below', field: undefined as keyof TrainRecipe | undefined };
+    const plan = planFor(recipe);
+    const start = {
+      label: '$(play) Start training',
+      description: plan ? planSummary(plan) : 'with the values below',
+      detail: plan ? `resource plan for ${planDevice(plan)}: ${plan.terms.map((t) => `${t.name} ${formatGiB(t.bytes)}`).join(', ')}` : undefined,
+      field: undefined as keyof TrainRecipe | undefined,
+    };
     const picked = await vscode.window.showQuickPick(
       [start, ...EDITABLE.map((e) => ({ label: e.label, description: current[e.field] === null ? 'off' : String(current[e.field]), field: e.field as keyof TrainRecipe | undefined }))],
-      { title: 'Recipe (the paper’s defaults; every field can also be set in tasks.json)' },
+      { title: 'Recipe (the paper’s defaults; every field can also be set in tasks.json)', matchOnDetail: false },
     );
     if (!picked) return undefined;
-    if (!picked.field) return recipe;
+    if (!picked.field) {
+      if (plan?.fits !== false) return recipe;
+      const fix = await confirmWontFit(plan);
+      if (fix === 'anyway') return recipe;
+      if (fix) Object.assign(recipe, fix);
+      continue;
+    }
     const editable = EDITABLE.find((e) => e.field === picked.field)!;
     const optional = editable.kind === 'optionalInt';
     const value = await vscode.window.showInputBox({
@@ -81,6 +128,30 @@ async function editRecipe(): Promise<TrainRecipe | undefined> {
     if (value === undefined || (!optional && !value)) continue;
     (recipe as Record<string, number | null>)[editable.field] = optional && value.trim() === '' ? null : Number(value);
   }
+}
+
+function planDevice(plan: ResourcePlan['train']): string {
+  const r = plan.recipe;
+  return `batch ${r.batchSize} × ${r.maxLength}, ${r.precision}, checkpointing ${r.gradientCheckpointing ? 'on' : 'off'}${r.miniBatchSize ? `, cache ${r.miniBatchSize}` : ''}`;
+}
+
+/** Never a silent launch into an out-of-memory: the changes that fit, or an explicit "start anyway". */
+async function confirmWontFit(plan: ResourcePlan['train']): Promise<Partial<TrainRecipe> | 'anyway' | undefined> {
+  type Choice = vscode.MessageItem & { change: Partial<TrainRecipe> | 'anyway' };
+  const options: Choice[] = plan.advice.map((a) => ({ title: a.text, change: a.change as Partial<TrainRecipe> }));
+  const anyway: Choice = { title: 'Start Anyway', change: 'anyway' };
+  const picked = await vscode.window.showWarningMessage<Choice>(
+    `This run would need ${formatGiB(plan.peakBytes)} of accelerator memory (${planDevice(plan)}) and would run out of memory.`,
+    {
+      modal: true,
+      detail: options.length
+        ? 'Each of these changes makes it fit (the same gradient, at the cost of time):'
+        : 'No recipe change is enough: keep fewer layers or use a device with more memory.',
+    },
+    ...options,
+    anyway,
+  );
+  return picked?.change;
 }
 
 function isWhole(text: string, min: number, max: number): boolean {

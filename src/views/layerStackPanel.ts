@@ -1,5 +1,6 @@
 import * as vscode from 'vscode';
 import type { LayerStack } from '../shared/model/stack';
+import type { DeviceProfile } from '../shared/prune/resources';
 import { parseLayerStackMessage, type InitialLossView, type LayerStackToWebview } from '../shared/protocol/layerStackMessages';
 import { onValidatedMessage, renderPage, webviewOptions } from './webviewHost';
 
@@ -13,6 +14,7 @@ export class LayerStackPanel implements vscode.Disposable {
   private static readonly open = new Map<string, LayerStackPanel>();
   private readonly disposables: vscode.Disposable[] = [];
   private keep: number;
+  private device: DeviceProfile | undefined;
 
   static show(
     extensionUri: vscode.Uri,
@@ -93,12 +95,18 @@ export class LayerStackPanel implements vscode.Disposable {
     void this.post();
   }
 
+  /** The device the training plan is for (the worker's report); the page re-plans every cut for it. */
+  setDevice(device: DeviceProfile): void {
+    this.device = device;
+    void this.post();
+  }
+
   get currentKeep(): number {
     return this.keep;
   }
 
   private post(): Thenable<boolean> {
-    const message: LayerStackToWebview = { type: 'show', stack: this.stack, keep: this.keep, initialLoss: this.initialLoss };
+    const message: LayerStackToWebview = { type: 'show', stack: this.stack, keep: this.keep, initialLoss: this.initialLoss, device: this.device };
     return this.panel.webview.postMessage(message);
   }
 

@@ -1,5 +1,6 @@
 import * as vscode from 'vscode';
 import { etaSeconds, type RunStore } from '../runs/runStore';
+import { formatEta } from '../shared/format/units';
 
 /** A status-bar item for the newest live training run: step, loss, ETA; click opens its panel. */
 export class RunStatusBar implements vscode.Disposable {
@@ -21,7 +22,7 @@ export class RunStatusBar implements vscode.Disposable {
     const eta = etaSeconds(live);
     const parts = [`step ${live.step ?? 0}/${live.totalSteps ?? '?'}`];
     if (live.lastLoss !== undefined) parts.push(`loss ${live.lastLoss.toFixed(3)}`);
-    if (eta !== undefined) parts.push(`ETA ${formatDuration(eta)}`);
+    if (eta !== undefined) parts.push(`ETA ${formatEta(eta)}`);
     this.item.text = `$(pulse) L³Prune ${parts.join(' · ')}`;
     this.item.tooltip = `Training ${live.id}: click to open its loss plot`;
     this.item.command = { command: 'l3prune.openRun', title: 'Open Run', arguments: [live] };
@@ -34,8 +35,3 @@ export class RunStatusBar implements vscode.Disposable {
   }
 }
 
-export function formatDuration(seconds: number): string {
-  if (seconds < 60) return `${Math.round(seconds)}s`;
-  if (seconds < 3600) return `${Math.floor(seconds / 60)}m ${Math.round(seconds % 60)}s`;
-  return `${Math.floor(seconds / 3600)}h ${Math.round((seconds % 3600) / 60)}m`;
-}

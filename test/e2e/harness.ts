@@ -568,6 +568,17 @@ function readTail(file: string, chars = 4000): string {
   }
 }
 
+/** Waits until the element's text matches, and fails with the text it last had. */
+export async function expectText(locator: Locator, pattern: RegExp, timeout = 30_000): Promise<string> {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const text = (await locator.textContent({ timeout: Math.max(1, deadline - Date.now()) }).catch(() => null)) ?? '';
+    if (pattern.test(text)) return text;
+    if (Date.now() > deadline) throw new Error(`expected text matching ${pattern}, last saw: ${text.slice(0, 400)}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
 export function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }

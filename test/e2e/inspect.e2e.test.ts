@@ -16,7 +16,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { FrameLocator } from 'playwright-core';
-import { CodeServerHarness, ensureVsix, log, REPO_ROOT, timed } from './harness';
+import { CodeServerHarness, ensureVsix, expectText, log, REPO_ROOT, timed } from './harness';
 import { assertPanelIgnoresHostileMessages, layerParamsFromHeaders, modelFixture, type ModelFixture } from './fixtures';
 
 const WORKER_PYTHON = path.join(REPO_ROOT, '.venv', 'bin', 'python');
@@ -178,6 +178,14 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
     const afterSlider = await readPlan();
     log(`plan after slider: ${JSON.stringify(afterSlider)}`);
     assert.equal(Math.abs(afterInput.params - afterSlider.params), oneLayer);
+    // The resource plan of training at this cut: first for "a GPU", then for the device the worker reports.
+    const peak = Number(await web.locator('#plan').getAttribute('data-train-peak-bytes'));
+    assert.ok(peak > 0, `training peak ${peak} is planned`);
+    await expectText(web.locator('#plan'), /Training memory \(batch 64 × 512/);
+    if (!model.synthetic) {
+      await web.locator('#plan:not([data-train-fits="null"])').waitFor({ state: 'attached', timeout: 120_000 });
+      await expectText(web.locator('#plan'), /GiB on CPU \(\d+ threads\)/);
+    }
     await h.screenshot('layer-stack');
   });
 
@@ -278,7 +286,11 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
         await h.quickInputRows.filter({ hasText: field }).first().click();
         await h.answerInput(new RegExp(`^${field.replace(/[()]/g, '\\$&')}`), value);
       }
-      await h.quickInputRows.filter({ hasText: 'Start training' }).first().click();
+      // The plan before the launch, for this recipe on this machine's CPU: it fits.
+      const start = h.quickInputRows.filter({ hasText: 'Start training' }).first();
+      await expectText(start, /peak [\d.]+ GiB — fits/);
+      await h.screenshot('train-plan');
+      await start.click();
       await h.openSidebar('L³Prune');
       await trainRow().waitFor({ state: 'visible', timeout: 60_000 });
       await waitForDescription(/step [1-9]\d*\/20/, 180_000);

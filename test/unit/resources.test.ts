@@ -11,11 +11,15 @@ import {
   modelShape,
   planOptions,
   planResources,
+  planInputFromSpec,
   planTrain,
+  profileFromReport,
   type DeviceProfile,
   type TrainRecipe,
 } from '../../src/shared/prune/resources';
 import { main } from '../../src/cli';
+import type { DevicesReport } from '../../src/shared/protocol/generated/devices-report';
+import { parseDevicesReport } from '../../src/worker/devices';
 import { LLAMA3_8B, writeLlamaFolder } from '../fixtures/checkpoints';
 import { DEMO, requireWorkerEnvironment, ROOT } from '../fixtures/demo';
 import { useTempDir } from '../fixtures/tmp';
@@ -68,10 +72,13 @@ describe('the resource planner', () => {
     const plan = planTrain(shape, recipe, RTX4090);
     assert.equal(plan.fits, false);
     assert.ok(plan.advice.length > 0);
-    const mb = /(?:gradient cache of|mini-batch) (\d+)/.exec(plan.advice.join('\n'));
-    assert.ok(mb, plan.advice.join('\n'));
-    const fixed: TrainRecipe = { ...recipe, gradientCheckpointing: true, miniBatchSize: Number(mb[1]) };
-    assert.equal(planTrain(shape, fixed, RTX4090).fits, true);
+    for (const advice of plan.advice) {
+      const again = planTrain(shape, { ...recipe, ...advice.change }, RTX4090);
+      assert.equal(again.fits, true, advice.text);
+      assert.equal(again.peakBytes, advice.peakBytes);
+    }
+    assert.ok(plan.advice[0].change.miniBatchSize, 'checkpointing is already on (CUDA default): the cache is the change');
+    const fixed: TrainRecipe = { ...recipe, ...plan.advice[0].change };
     // The gradient cache keeps the activations of one chunk, whatever the batch.
     const a = planTrain(shape, { ...fixed, batchSize: 64 }, RTX4090);
     const b = planTrain(shape, { ...fixed, batchSize: 128 }, RTX4090);
@@ -99,6 +106,38 @@ describe('the resource planner', () => {
     assert.equal(H100.flopsSource, 'peak×efficiency');
     assert.equal(gpuProfile('Some Future GPU').flopsSource, 'unknown');
     assert.equal(gpuProfile('NVIDIA H100', 80 * GiB, 500e12).flopsSource, 'calibrated');
+  });
+
+  it('plans for the device the worker reports, as the spec’s `device` picks it', () => {
+    const report: DevicesReport = {
+      event: 'devices',
+      time: '2026-12-01T00:00:00.000Z',
+      torch: '2.11',
+      cuda: [
+        { index: 0, name: 'NVIDIA GeForce RTX 4090', totalMemoryBytes: 24 * GiB, freeMemoryBytes: 20 * GiB, bf16: true, computeCapability: '8.9' },
+        { index: 1, name: 'NVIDIA H100 80GB HBM3', totalMemoryBytes: 80 * GiB, freeMemoryBytes: 79 * GiB, bf16: true, computeCapability: '9.0',
+          calibration: { dtype: 'bf16', flopsPerSecond: 700e12, seconds: 1 } },
+      ],
+      cpu: { threads: 16, memoryBytes: 128 * GiB, availableBytes: 100 * GiB, calibration: { dtype: 'fp32', flopsPerSecond: 1e12, seconds: 1 } },
+      attention: ['eager', 'sdpa'],
+    };
+    const auto = profileFromReport(report);
+    assert.equal(auto.kind, 'cuda');
+    assert.equal(auto.totalMemoryBytes, 20 * GiB, 'free memory: what other processes hold is not ours');
+    assert.equal(auto.flopsSource, 'peak×efficiency');
+    const h100 = profileFromReport(report, 'cuda:1');
+    assert.equal(h100.flopsSource, 'calibrated');
+    assert.ok(h100.flopsPerSecond! < 700e12, 'a training step reaches less than a big matmul');
+    const cpu = profileFromReport(report, 'cpu');
+    assert.equal(cpu.kind, 'cpu');
+    assert.equal(cpu.totalMemoryBytes, 100 * GiB);
+    assert.equal(profileFromReport({ ...report, cuda: [] }).kind, 'cpu', 'auto without CUDA is the CPU');
+    // auto in the spec resolves as the worker does: bf16 and checkpointing on CUDA, fp32 and none on a CPU.
+    assert.deepEqual([planInputFromSpec({}, 25, auto).precision, planInputFromSpec({}, 25, auto).gradientCheckpointing], ['bf16', true]);
+    assert.deepEqual([planInputFromSpec({}, 25, cpu).precision, planInputFromSpec({}, 25, cpu).gradientCheckpointing], ['fp32', false]);
+    assert.equal(planInputFromSpec({ gradientCheckpointing: false, precision: 'fp32' }, 25, auto).gradientCheckpointing, false);
+    const plan = planResources(llama, planOptions(planInputFromSpec({}, 25, auto)));
+    assert.equal(plan.train.fits, false, '55 GiB does not fit 20 GiB free');
   });
 
   it('`l3prune plan --json` carries the plan with the recipe the flags give', async () => {
@@ -166,6 +205,15 @@ describe('the planner’s activation memory against what autograd saves (CPU)', 
 
   before(function () {
     requireWorkerEnvironment(this);
+  });
+
+  it('the worker’s devices report parses on the host, and a broken one is refused', async () => {
+    const { stdout } = await run(DEMO.python, ['-m', 'l3prune', 'devices'], { env: { ...process.env, PYTHONPATH: path.join(ROOT, 'worker') } });
+    const report = parseDevicesReport(stdout);
+    assert.ok(typeof report !== 'string', String(report));
+    assert.equal(profileFromReport(report).kind, report.cuda.length ? 'cuda' : 'cpu');
+    assert.match(String(parseDevicesReport('{"event": "devices"}')), /does not match/);
+    assert.match(String(parseDevicesReport('')), /no report/);
   });
 
   it('on the demo model (Llama, hidden 576, MLP 1536, kv 192)', async () => {

@@ -2,7 +2,8 @@ import uPlot from 'uplot';
 import type { LayerStack } from '../../src/shared/model/stack';
 import { cutConfidence, lossBand } from '../../src/shared/prune/cutStability';
 import { planKeep, type PrunePlan } from '../../src/shared/prune/plan';
-import { formatBytes, formatParams, formatShare } from '../../src/shared/format/units';
+import { formatBytes, formatDuration, formatGiB, formatParams, formatShare } from '../../src/shared/format/units';
+import { planOptions, planResources, type DeviceProfile, type ResourcePlan } from '../../src/shared/prune/resources';
 import type { InitialLossView, LayerStackFromWebview, LayerStackToWebview } from '../../src/shared/protocol/layerStackMessages';
 import { ChartSlot } from '../shared/chart';
 import { button, registerComponents, tag } from '../shared/components';
@@ -16,12 +17,31 @@ const chart = new ChartSlot(app, 320, () => 220);
 
 window.addEventListener('message', (event: MessageEvent<LayerStackToWebview>) => {
   const message = event.data;
-  if (message?.type === 'show') render(message.stack, message.keep, message.initialLoss);
+  if (message?.type === 'show') render(message.stack, message.keep, message.initialLoss, message.device);
   else if (message?.type === 'error') app.replaceChildren(el('p', 'error', message.message));
 });
 post({ type: 'ready' });
 
-function render(stack: LayerStack, hostKeep: number, initialLoss: InitialLossView | undefined): void {
+/** Until the worker reports the real device, the paper's setting: a GPU, bf16, checkpointing, memory unknown. */
+const SOME_GPU: DeviceProfile = { kind: 'cuda', name: 'a GPU', flopsSource: 'unknown' };
+
+function trainPlan(stack: LayerStack, keep: number, device: DeviceProfile | undefined): ResourcePlan['train'] | undefined {
+  try {
+    return planResources(stack, planOptions({ keep, device: device ?? SOME_GPU })).train;
+  } catch {
+    return undefined; // a stack whose headers lack a hidden size: no plan, the rest of the panel stands
+  }
+}
+
+/** "55.5 GiB, fits RTX 4090 · 8.3 s a step" — what training at this cut costs on the device. */
+function trainCost(plan: ResourcePlan['train'] | undefined, device: DeviceProfile | undefined): string {
+  if (!plan) return '';
+  const fit = plan.fits === null ? '' : plan.fits ? ' (fits)' : ' (does not fit)';
+  const time = plan.totalSeconds === null ? '' : ` · ${formatDuration(plan.totalSeconds)} for ${plan.steps} steps`;
+  return `train ${formatGiB(plan.peakBytes)}${device ? fit : ''}${time}`;
+}
+
+function render(stack: LayerStack, hostKeep: number, initialLoss: InitialLossView | undefined, device: DeviceProfile | undefined): void {
   const n = stack.layers.length;
   // The host tracks every change of the cut and re-sends it on each load, so it is the one source of truth.
   let keep = clamp(hostKeep, 1, n);
@@ -55,7 +75,8 @@ function render(stack: LayerStack, hostKeep: number, initialLoss: InitialLossVie
       const plan = planKeep(stack, depth);
       const action = button(`Prune at ${variant} cut: keep ${depth}`, `prune-${variant}`, variant === 'small' ? 'primary' : 'secondary');
       action.addEventListener('click', () => post({ type: 'pruneAt', keep: depth }));
-      const summary = el('span', 'cut-summary', `${formatParams(plan.params)} params, −${formatShare(plan.paramsRemovedShare)} params, −${formatBytes(plan.bytesRemoved)}`);
+      const cost = trainCost(trainPlan(stack, depth, device), device);
+      const summary = el('span', 'cut-summary', `${formatParams(plan.params)} params, −${formatShare(plan.paramsRemovedShare)} params, −${formatBytes(plan.bytesRemoved)}${cost ? `, ${cost}` : ''}`);
       summary.dataset.variant = variant;
       summary.dataset.keep = String(depth);
       cuts.append(action, summary);
@@ -82,7 +103,7 @@ function render(stack: LayerStack, hostKeep: number, initialLoss: InitialLossVie
   const update = (next: number, notify: boolean) => {
     keep = clamp(next, 1, n);
     slider.value = input.value = String(keep);
-    showPlan(planSection, planKeep(stack, keep));
+    showPlan(planSection, planKeep(stack, keep), trainPlan(stack, keep, device), device);
     barByLayer.forEach((bar, index) => bar.classList.toggle('pruned', index >= keep));
     vscode.setState({ keep });
     if (notify) post({ type: 'keepChanged', keep });
@@ -97,7 +118,7 @@ function render(stack: LayerStack, hostKeep: number, initialLoss: InitialLossVie
   update(keep, false);
 }
 
-function showPlan(section: HTMLElement, plan: PrunePlan): void {
+function showPlan(section: HTMLElement, plan: PrunePlan, train: ResourcePlan['train'] | undefined, device: DeviceProfile | undefined): void {
   Object.assign(section.dataset, {
     keep: String(plan.keep),
     params: String(plan.params),
@@ -111,6 +132,17 @@ function showPlan(section: HTMLElement, plan: PrunePlan): void {
     ['Weights after the cut', `${formatBytes(plan.bytes)} (−${formatBytes(plan.bytesRemoved)})`],
     ['Expected layer-stack speed-up', `×${plan.expectedSpeedup.toFixed(2)}`],
   ];
+  if (train) {
+    const r = train.recipe;
+    const recipe = `batch ${r.batchSize} × ${r.maxLength}, ${r.precision}, checkpointing ${r.gradientCheckpointing ? 'on' : 'off'}`;
+    const verdict = train.fits === null ? '' : train.fits ? ' — fits' : ' — does not fit: lower the batch or max length, or use the gradient cache';
+    rows.push([`Training memory (${recipe})`, `${formatGiB(train.peakBytes)} on ${device?.name ?? 'a GPU'}${verdict}`]);
+    rows.push([
+      `Training time (${r.steps} steps)`,
+      train.totalSeconds === null ? 'known once the device is measured' : `${formatDuration(train.totalSeconds)} (${formatDuration(train.secondsPerStep!)} a step, ${device?.flopsSource ?? ''})`,
+    ]);
+    Object.assign(section.dataset, { trainPeakBytes: String(train.peakBytes), trainFits: String(train.fits) });
+  }
   const table = el('table', 'plan-table');
   for (const [name, value] of rows) {
     const row = el('tr');

@@ -205,6 +205,18 @@ def _accepts(model: nn.Module, name: str) -> bool:
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()) and name in ("position_ids", "use_cache")
 
 
+def attention_implementation(device: str, dtype: torch.dtype) -> str:
+    """FlashAttention-2 where transformers can use it (the flash-attn package, a CUDA device of compute capability
+    8 or more, half precision): unpadded attention, no compute on padding; else SDPA, which on CUDA runs fused
+    kernels and never keeps an L x L score matrix (what the resource planner assumes)."""
+    import importlib.util
+
+    if device.startswith("cuda") and dtype in (torch.bfloat16, torch.float16) and importlib.util.find_spec("flash_attn") is not None:
+        if torch.cuda.get_device_capability(device)[0] >= 8:
+            return "flash_attention_2"
+    return "sdpa"
+
+
 def load_encoder(
     model_dir: str | Path,
     *,
@@ -213,6 +225,7 @@ def load_encoder(
     trust_remote_code: bool = False,
     dtype: torch.dtype = torch.float32,
     chat_template: str = "auto",
+    attn_implementation: str | None = None,
 ) -> Encoder:
     p = check_model_dir(model_dir)
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -239,7 +252,8 @@ def load_encoder(
         tok.pad_token = tok.eos_token or tok.unk_token
     try:
         model = AutoModel.from_pretrained(
-            p, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code, local_files_only=True
+            p, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code, local_files_only=True,
+            **({"attn_implementation": attn_implementation} if attn_implementation else {}),
         )
     except Exception as e:  # noqa: BLE001
         raise ModelError(f"model folder {p}: cannot load the model ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None

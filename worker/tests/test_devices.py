@@ -57,3 +57,20 @@ def test_flash_attention_needs_the_package_and_an_ampere_device():
 def test_a_bad_flag_is_refused_with_a_sentence():
     p = worker_cli("devices", "--calibrate", "maybe")
     assert p.returncode == 2
+
+
+def test_training_attention_is_flash_attention_only_where_it_can_run(monkeypatch):
+    """SDPA on a CPU and in fp32 whatever is installed; FlashAttention-2 only with the package, CUDA, half
+    precision and compute capability 8 or more."""
+    import importlib.util
+
+    from l3prune.encoder import attention_implementation
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "flash_attn" else real(name, *a))
+    assert attention_implementation("cpu", torch.bfloat16) == "sdpa"
+    assert attention_implementation("cuda:0", torch.float32) == "sdpa"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    assert attention_implementation("cuda:0", torch.bfloat16) == "flash_attention_2"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    assert attention_implementation("cuda:0", torch.bfloat16) == "sdpa"

@@ -16,3 +16,21 @@ export function formatBytes(bytes: number): string {
 export function formatShare(share: number): string {
   return `${(share * 100).toFixed(1)}%`;
 }
+
+/** Accelerator memory as torch and nvidia-smi count it (GiB), for the resource plan. */
+export function formatGiB(bytes: number): string {
+  return `${(bytes / 2 ** 30).toFixed(bytes < 10 * 2 ** 30 ? 2 : 1)} GiB`;
+}
+
+export function formatDuration(seconds: number): string {
+  if (seconds < 120) return `${seconds.toFixed(seconds < 10 ? 2 : 1)} s`;
+  if (seconds < 7200) return `${(seconds / 60).toFixed(1)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+/** A countdown, to the second: "4m 12s". */
+export function formatEta(seconds: number): string {
+  if (seconds < 60) return `${Math.round(seconds)}s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)}m ${Math.round(seconds % 60)}s`;
+  return `${Math.floor(seconds / 3600)}h ${Math.round((seconds % 3600) / 60)}m`;
+}

@@ -1,5 +1,6 @@
 import type { LayerStack } from '../model/stack';
 import type { CutStabilityView } from '../prune/cutStability';
+import type { DeviceProfile } from '../prune/resources';
 import { firstMatch, isFiniteNumber, isInteger, isMessage, type Check } from './validate';
 
 /** The layer-stack panel's contract, imported by the host (src/views) and the page (webview/layerStack). */
@@ -15,7 +16,7 @@ export interface InitialLossView {
 }
 
 export type LayerStackToWebview =
-  | { type: 'show'; stack: LayerStack; keep: number; initialLoss?: InitialLossView }
+  | { type: 'show'; stack: LayerStack; keep: number; initialLoss?: InitialLossView; device?: DeviceProfile }
   | { type: 'error'; message: string };
 
 export type LayerStackFromWebview =

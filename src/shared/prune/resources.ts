@@ -12,6 +12,8 @@
  * the allocator's fragmentation come on top, which is why a plan "fits" only under FIT_SHARE of the device.
  */
 import type { LayerStack, TensorSummary } from '../model/stack';
+import type { DevicesReport } from '../protocol/generated/devices-report';
+import type { TrainSpec } from '../protocol/generated/specs/train';
 import { TRAIN_DEFAULTS, EVALUATE_DEFAULTS, ANALYZE_DEFAULTS } from '../protocol/generated/defaults';
 
 export type Precision = 'bf16' | 'fp32';
@@ -104,7 +106,7 @@ export interface ModelShape {
 export interface ResourcePlan {
   model: ModelShape;
   device: DeviceProfile;
-  train: VerbPlan & { recipe: TrainRecipe; tokensPerStep: number; usefulFlopsPerStep: number; advice: string[] };
+  train: VerbPlan & { recipe: TrainRecipe; tokensPerStep: number; usefulFlopsPerStep: number; advice: Advice[] };
   analyze: VerbPlan & { recipe: AnalyzeRecipe };
   evaluate: VerbPlan & { recipe: EvaluateRecipe };
   warnings: string[];
@@ -321,7 +323,14 @@ export function planTrain(m: ModelShape, recipe: TrainRecipe, device: DeviceProf
 }
 
 /** The changes that make a train plan fit, cheapest in time first; each is checked by planning it again. */
-function adviseTrain(m: ModelShape, recipe: TrainRecipe, device: DeviceProfile): string[] {
+export interface Advice {
+  text: string;
+  /** The recipe fields to change (in the train spec's terms). */
+  change: Pick<Partial<TrainRecipe>, 'gradientCheckpointing' | 'miniBatchSize' | 'maxLength'>;
+  peakBytes: number;
+}
+
+function adviseTrain(m: ModelShape, recipe: TrainRecipe, device: DeviceProfile): Advice[] {
   const tries: Array<[string, TrainRecipe]> = [];
   if (!recipe.gradientCheckpointing) tries.push(['turn gradient checkpointing on', { ...recipe, gradientCheckpointing: true }]);
   for (const mb of [32, 16, 8, 4, 2, 1]) {
@@ -331,15 +340,18 @@ function adviseTrain(m: ModelShape, recipe: TrainRecipe, device: DeviceProfile):
     }
   }
   for (const len of [256, 128, 64]) if (len < recipe.maxLength) tries.push([`max length ${len}`, { ...recipe, maxLength: len, gradientCheckpointing: true }]);
-  const out: string[] = [];
+  const out: Advice[] = [];
   for (const [what, r] of tries) {
     const p = planTrain(m, r, { ...device });
     if (p.fits) {
-      out.push(`${what} (peak ${(p.peakBytes / GiB).toFixed(1)} GiB)`);
+      const change: Advice['change'] = {};
+      if (r.gradientCheckpointing !== recipe.gradientCheckpointing) change.gradientCheckpointing = r.gradientCheckpointing;
+      if (r.miniBatchSize !== recipe.miniBatchSize) change.miniBatchSize = r.miniBatchSize;
+      if (r.maxLength !== recipe.maxLength) change.maxLength = r.maxLength;
+      out.push({ text: `${what} (peak ${(p.peakBytes / GiB).toFixed(1)} GiB)`, change, peakBytes: p.peakBytes });
       if (out.length === 3) break;
     }
   }
-  if (!out.length) out.push(`no recipe change fits ${device.name}: cut more layers or use a device with more memory (the weights alone are ${(m.loadedParams * (recipe.precision === 'bf16' ? 2 : 4) / GiB).toFixed(1)} GiB)`);
   return out;
 }
 
@@ -445,5 +457,55 @@ export function planOptions(i: PlanInput): PlanOptions {
     train,
     analyze: { batchSize: analyzeBatch, miniBatchSize: ANALYZE_DEFAULTS.miniBatchSize, samples: ANALYZE_DEFAULTS.samples ?? analyzeBatch * (cuda ? 100 : 16), maxLength: ANALYZE_DEFAULTS.maxLength, precision },
     evaluate: { batchSize: EVALUATE_DEFAULTS.batchSize, maxLength: i.maxLength ?? EVALUATE_DEFAULTS.maxLength, precision, texts: i.evaluateTexts ?? 1000 },
+  };
+}
+
+/**
+ * The device a spec's `device` names ("auto", "cpu", "cuda", "cuda:N"), as the worker would pick it, from its
+ * devices report: a GPU is planned against its free memory (what other processes hold is not ours) and its
+ * measured rate when calibrated; a CPU against the memory available now.
+ */
+export function profileFromReport(report: DevicesReport, device = 'auto'): DeviceProfile {
+  const wantsCpu = device === 'cpu' || (device === 'auto' && report.cuda.length === 0);
+  if (!wantsCpu) {
+    const index = /^cuda:(\d+)$/.exec(device)?.[1];
+    const gpu = report.cuda.find((d) => d.index === (index === undefined ? 0 : Number(index)));
+    if (gpu) {
+      const profile = gpuProfile(gpu.name, gpu.freeMemoryBytes, gpu.calibration?.dtype === 'bf16' ? gpu.calibration.flopsPerSecond * ASSUMED_EFFICIENCY / ASSUMED_EFFICIENCY_OF_MATMUL : undefined);
+      return { ...profile, name: `${gpu.name} (cuda:${gpu.index}, ${(gpu.freeMemoryBytes / GiB).toFixed(1)} GiB free)` };
+    }
+  }
+  const cal = report.cpu.calibration;
+  return {
+    kind: 'cpu',
+    name: `CPU (${report.cpu.threads} threads)`,
+    totalMemoryBytes: report.cpu.availableBytes ?? report.cpu.memoryBytes ?? undefined,
+    flopsPerSecond: cal ? cal.flopsPerSecond * ASSUMED_EFFICIENCY / ASSUMED_EFFICIENCY_OF_MATMUL : undefined,
+    flopsSource: cal ? 'calibrated' : 'unknown',
+  };
+}
+
+/**
+ * A big square matmul reaches about this share of a device's peak; a training step's mix of smaller matmuls,
+ * norms and attention reaches ASSUMED_EFFICIENCY of it. A calibrated matmul rate is scaled by their ratio.
+ */
+export const ASSUMED_EFFICIENCY_OF_MATMUL = 0.8;
+
+/** The plan of a train spec's recipe (tasks.json or the recipe form): `auto` resolved as the worker resolves it. */
+export function planInputFromSpec(recipe: Partial<TrainSpec>, keep: number, device: DeviceProfile): PlanInput {
+  const cuda = device.kind === 'cuda';
+  const precision = recipe.precision === 'bf16' || recipe.precision === 'fp32' ? recipe.precision : cuda ? 'bf16' : 'fp32';
+  const ckpt = recipe.gradientCheckpointing === true || recipe.gradientCheckpointing === false ? recipe.gradientCheckpointing : cuda;
+  return {
+    keep,
+    device,
+    batchSize: recipe.batchSize,
+    maxLength: recipe.maxLength,
+    precision,
+    gradientCheckpointing: ckpt,
+    miniBatchSize: recipe.miniBatchSize,
+    loraR: recipe.loraR,
+    loraDropout: recipe.loraDropout,
+    steps: recipe.steps,
   };
 }

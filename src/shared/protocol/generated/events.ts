@@ -102,6 +102,10 @@ export interface ModelLoadedEvent {
    */
   targetModules?: string[];
   /**
+   * train: the attention implementation the model runs (flash_attention_2 where the package and device allow, else sdpa)
+   */
+  attention?: 'eager' | 'sdpa' | 'flash_attention_2';
+  /**
    * train: processes (torchrun) sharing each batch
    */
   worldSize?: number;
