@@ -88,7 +88,14 @@ PEAK_BF16 = [("H200", 989e12), ("H100 PCIe", 756e12), ("H100", 989e12), ("GH200"
 # differences do not make it flaky, while a real defect (overflow, a mask or pooling broken in bf16) lands near the
 # cosine of unrelated texts. The agreement must also beat the highest cosine between two different texts.
 BF16_MIN_COSINE = 0.99
-OOM_SENTENCE = "ran out of memory; lower batchSize or maxLength, or turn gradientCheckpointing on"
+
+
+def oom_sentence() -> str:
+    """The worker's own out-of-memory sentence for train (its Advice), so the check cannot drift from it."""
+    from l3prune.train import VERB
+    from l3prune.verbs import Job
+
+    return VERB.advice(Job(args=argparse.Namespace(run_dir="x"), world=None, stop=None)).out_of_memory
 
 # Model shapes (LlamaConfig fields). The 8B shape is Llama-3-8B's; the others are stand-ins.
 LLAMA3_8B = dict(hidden_size=4096, intermediate_size=14336, num_attention_heads=32, num_key_value_heads=8,
@@ -696,9 +703,9 @@ def _check_oom_run(run_dir: Path, r: dict) -> tuple[dict, list[str]]:
         problems.append(f"run folder does not parse: {problem}")
     if r["rc"] != 2:
         problems.append(f"exit code {r['rc']}, not 2")
-    if got["status"] != "failed" or got["errorKind"] != "resource" or got["errorMessage"] != OOM_SENTENCE:
+    if got["status"] != "failed" or got["errorKind"] != "resource" or got["errorMessage"] != oom_sentence():
         problems.append(f"run.json: status {got['status']}, error {err}")
-    if lines != [f"l3prune: {OOM_SENTENCE}"]:
+    if lines != [f"l3prune: {oom_sentence()}"]:
         problems.append(f"stderr is not the one sentence: {tail(r['stderr'], 400)!r}")
     return got, problems
 
@@ -1009,7 +1016,7 @@ def main(argv: list[str] | None = None) -> int:
         "flops": {"train": "4*P_kept + 6*n*T*q + 6*P_lora per token", "analyze": "2*P_all + 2*N*T*q per token",
                   "peakFlopsPerSecond": ctx.peak, "peakSource": ctx.peak_source},
         "bf16MinCosine": BF16_MIN_COSINE,
-        "oomSentence": OOM_SENTENCE,
+        "oomSentence": oom_sentence(),
         "cases": cases,
         "plans": [{k: v for k, v in pl.items() if k != "json"} for pl in ctx.plans],
     }

@@ -121,6 +121,24 @@ def test_resume_after_kill_9_gives_the_uninterrupted_loss_curve(reference_run, t
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6, rtol=0) for k in a)
 
 
+def test_a_cached_checkpointed_run_killed_and_resumed_follows_the_plain_loss_curve(reference_run, tiny_llama, data40, tmp_path, schemas):
+    """The gradient cache (mini-batch 5 of 12 texts) with gradient checkpointing, killed after step 5 and resumed
+    from step 3: the whole run is still the plain, uninterrupted run's, step for step."""
+    run_dir = tmp_path / "run"
+    p = train(run_dir, "--model", str(tiny_llama), "--data", str(data40), "--steps", "8", "--checkpoint-every", "3", *FAST,
+              "--mini-batch-size", "5", "--gradient-checkpointing", "true", "--debug-kill-after-step", "5")
+    assert p.returncode == -signal.SIGKILL
+    p = train(run_dir, "--resume", "--heartbeat-seconds", "0.2")
+    assert p.returncode == 0, p.stderr
+    run, events = validate_run(run_dir, schemas)
+    assert run["spec"]["miniBatchSize"] == 5 and run["spec"]["gradientCheckpointing"] is True
+    assert [e["step"] for e in events if e["event"] == "resumed"] == [3]
+    ref, got = loss_curve(read_events(reference_run)), loss_curve(events)
+    assert sorted(got) == list(range(1, 9))
+    for s in ref:
+        assert got[s] == pytest.approx(ref[s], abs=1e-5, rel=0), f"step {s}"
+
+
 def test_sigterm_checkpoints_cancels_and_resume_finishes(tiny_llama, data40, tmp_path, schemas):
     from peft import PeftModel
     from l3prune.encoder import load_encoder, prune

@@ -63,7 +63,7 @@ def _advice(job: Job) -> Advice:
     trainer = job.state.get("trainer")
     where = f"at step {trainer.step}" if trainer is not None and trainer.step else "before the first step"
     return Advice(
-        out_of_memory="ran out of memory; lower batchSize or maxLength, or turn gradientCheckpointing on",
+        out_of_memory="ran out of memory; turn gradientCheckpointing on, set miniBatchSize (the gradient cache) or lower maxLength; `npx l3prune plan MODEL --keep N` says which fits",
         disk_full=(f"the disk holding {Path(job.args.run_dir).resolve()} is full (no space left on device) {where}; "
                    "free some space, then resume the run: it continues from its newest complete checkpoint"),
     )
