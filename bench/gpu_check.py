@@ -27,7 +27,7 @@ Cases (each one ok or not, with its numbers; one failing does not stop the other
 
 Numbers: peak memory is torch.cuda.max_memory_allocated (reset before each case; the weights count, as the planner
 counts them); on a CPU it is null and rssDeltaBytes (resident memory after the case minus before) is given instead.
-MFU is useful FLOPs / measured seconds / the GPU's dense bf16 peak (PEAK_BF16; --peak-flops overrides; null on a
+MFU is useful FLOPs / measured seconds / the GPU's dense bf16 peak (protocol/gpu-peaks.json; --peak-flops overrides; null on a
 CPU). Useful FLOPs, the planner's (src/shared/prune/resources.ts, planTrain/planAnalyze), per token of context T:
     train    4 * P_kept + 6 * n * T * q + 6 * P_lora
     analyze  2 * P_all  + 2 * N * T * q
@@ -75,14 +75,12 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKER = ROOT / "worker"
 sys.path.insert(0, str(WORKER))
 import l3prune  # noqa: E402,F401 - goes offline (l3prune/__init__.py) before anything imports huggingface_hub
+from l3prune.flops import gpu_peak_bf16, useful_flops_per_token  # noqa: E402 - the worker's FLOPs count and peak table
 
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 SCHEMA = "l3prune-gpu-check/1"
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-# Dense bf16 tensor-core peaks (no sparsity), as the planner's GPU_PEAK_BF16 (src/shared/prune/resources.ts).
-PEAK_BF16 = [("H200", 989e12), ("H100 PCIe", 756e12), ("H100", 989e12), ("GH200", 989e12), ("A100", 312e12),
-             ("L40S", 362e12), ("L4", 121e12), ("A10G", 70e12)]
 # bf16 keeps 8 significant bits (unit roundoff 2^-8); a relative error e of a vector costs 1 - cos = e^2 / 2. The
 # small models here agree to 1 - cos ~ 1e-4 (e ~ 1.4 %); 0.99 allows e ~ 14 %, ten times that, so hardware and shape
 # differences do not make it flaky, while a real defect (overflow, a mask or pooling broken in bf16) lands near the
@@ -131,16 +129,7 @@ TINY_PROFILE = Profile("tiny", TINY, keep=6, batch=8, seq=32, mini=2, analyze_ba
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# FLOPs: the one formula (see the module docstring)
-def useful_flops_per_token(kind: str, *, layer_params: int, layers: int, q_dim: int, seq: int, lora_params: int = 0) -> float:
-    """Useful FLOPs per token: train (frozen weights + LoRA) 4·P + 6·n·T·q + 6·P_lora; analyze 2·P + 2·N·T·q."""
-    if kind == "train":
-        return 4.0 * layer_params + 6.0 * layers * seq * q_dim + 6.0 * lora_params
-    if kind == "analyze":
-        return 2.0 * layer_params + 2.0 * layers * seq * q_dim
-    raise ValueError(kind)
-
-
+# FLOPs: the worker's formula (l3prune/flops.py, the planner's count) and its GPU peak table
 def peak_flops(device: str, override: float | None) -> tuple[float | None, str]:
     if override:
         return override, "--peak-flops"
@@ -149,9 +138,9 @@ def peak_flops(device: str, override: float | None) -> tuple[float | None, str]:
     import torch
 
     name = torch.cuda.get_device_name(device)
-    for key, flops in PEAK_BF16:
-        if key.lower() in name.lower():
-            return flops, f"dense bf16 peak of {key} (data sheet)"
+    known = gpu_peak_bf16(name)
+    if known:
+        return known[1], f"dense bf16 peak of {known[0]} (data sheet, protocol/gpu-peaks.json)"
     return None, f"unknown GPU {name!r}; pass --peak-flops"
 
 

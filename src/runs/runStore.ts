@@ -58,6 +58,8 @@ export interface RunSummary {
   totalSteps?: number;
   lastLoss?: number;
   tokensPerSecond?: number;
+  /** The last step's model FLOPs utilisation (CUDA, bf16, a GPU of protocol/gpu-peaks.json). */
+  mfu?: number;
   error?: string;
   checkpoints: number;
   losses: LossPoint[];
@@ -306,6 +308,7 @@ export class RunStore {
           summary.lastStepAt = at;
           if (typeof event.totalSteps === 'number') summary.totalSteps = event.totalSteps;
           if (typeof event.tokensPerSecond === 'number') summary.tokensPerSecond = event.tokensPerSecond;
+          summary.mfu = typeof event.mfu === 'number' && Number.isFinite(event.mfu) ? event.mfu : undefined;
           break;
         }
         case 'checkpoint':

@@ -22,6 +22,8 @@ export class RunStatusBar implements vscode.Disposable {
     const eta = etaSeconds(live);
     const parts = [`step ${live.step ?? 0}/${live.totalSteps ?? '?'}`];
     if (live.lastLoss !== undefined) parts.push(`loss ${live.lastLoss.toFixed(3)}`);
+    if (live.tokensPerSecond !== undefined) parts.push(`${Math.round(live.tokensPerSecond).toLocaleString('en')} tok/s`);
+    if (live.mfu !== undefined) parts.push(`MFU ${(100 * live.mfu).toFixed(0)}%`);
     if (eta !== undefined) parts.push(`ETA ${formatEta(eta)}`);
     this.item.text = `$(pulse) L³Prune ${parts.join(' · ')}`;
     this.item.tooltip = `Training ${live.id}: click to open its loss plot`;

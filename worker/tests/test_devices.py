@@ -3,6 +3,7 @@ against torch itself."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import jsonschema
 import torch
@@ -74,3 +75,25 @@ def test_training_attention_is_flash_attention_only_where_it_can_run(monkeypatch
     assert attention_implementation("cuda:0", torch.bfloat16) == "flash_attention_2"
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
     assert attention_implementation("cuda:0", torch.bfloat16) == "sdpa"
+
+
+def test_the_mfu_peak_table_is_the_planners_and_names_gpus_as_torch_reports_them():
+    from l3prune import flops
+
+    assert flops.gpu_peak_bf16("NVIDIA H200") == ("H200", 989e12)
+    assert flops.gpu_peak_bf16("NVIDIA H100 PCIe") == ("H100 PCIe", 756e12)
+    assert flops.gpu_peak_bf16("NVIDIA H100 80GB HBM3") == ("H100 SXM", 989e12)
+    assert flops.gpu_peak_bf16("NVIDIA L4") == ("L4", 121e12)
+    assert flops.gpu_peak_bf16("NVIDIA L40S") == ("L40S", 362e12)
+    assert flops.gpu_peak_bf16("NVIDIA GeForce RTX 4090") == ("RTX 4090", 165e12)
+    assert flops.gpu_peak_bf16("Some Future GPU") is None
+    # The worker reads its packaged copy; it must be the checkout's protocol/ file.
+    assert flops.PEAKS_FILE.read_text() == (Path(__file__).resolve().parents[2] / "protocol" / "gpu-peaks.json").read_text()
+
+
+def test_useful_flops_count_the_paper_recipe_of_llama_3_8b():
+    from l3prune import flops
+
+    # 25 Llama-3-8B layers (218,112,000 weights each), q width 4096, 512 tokens, LoRA r16 on 7 projections.
+    per_token = flops.useful_flops_per_token("train", layer_params=25 * 218_112_000, layers=25, q_dim=4096, seq=512, lora_params=25 * 1_310_720)
+    assert per_token == 4 * 25 * 218_112_000 + 6 * 25 * 512 * 4096 + 6 * 25 * 1_310_720

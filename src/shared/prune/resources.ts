@@ -14,6 +14,7 @@
 import type { LayerStack, TensorSummary } from '../model/stack';
 import type { DevicesReport } from '../protocol/generated/devices-report';
 import type { TrainSpec } from '../protocol/generated/specs/train';
+import { GPU_PEAKS as gpuPeaks } from '../protocol/generated/gpu-peaks';
 import { TRAIN_DEFAULTS, EVALUATE_DEFAULTS, ANALYZE_DEFAULTS } from '../protocol/generated/defaults';
 
 export type Precision = 'bf16' | 'fp32';
@@ -114,25 +115,15 @@ export interface ResourcePlan {
 
 /** Allocated memory a plan may use of a device: the rest is CUDA context, workspace and fragmentation. */
 export const FIT_SHARE = 0.9;
-/** Share of a GPU's peak dense rate a LoRA step reaches, when no calibration is at hand. */
-export const ASSUMED_EFFICIENCY = 0.4;
+/** Share of a GPU's peak dense rate a LoRA step reaches, when no calibration is at hand (protocol/gpu-peaks.json). */
+export const ASSUMED_EFFICIENCY = gpuPeaks.efficiency;
 
-/** Dense bf16 tensor-core peaks (no sparsity), from the vendors' data sheets, for peak×efficiency estimates. */
-export const GPU_PEAK_BF16: ReadonlyArray<{ match: RegExp; name: string; flops: number }> = [
-  { match: /H200/i, name: 'H200', flops: 989e12 },
-  { match: /H100.*PCIe/i, name: 'H100 PCIe', flops: 756e12 },
-  { match: /H100|GH200/i, name: 'H100 SXM', flops: 989e12 },
-  { match: /A100/i, name: 'A100', flops: 312e12 },
-  { match: /L40S/i, name: 'L40S', flops: 362e12 },
-  { match: /L40\b/i, name: 'L40', flops: 181e12 },
-  { match: /L4\b/i, name: 'L4', flops: 121e12 },
-  { match: /A10G/i, name: 'A10G', flops: 70e12 },
-  { match: /A10\b/i, name: 'A10', flops: 125e12 },
-  { match: /RTX 6000 Ada/i, name: 'RTX 6000 Ada', flops: 364e12 },
-  { match: /4090/i, name: 'RTX 4090', flops: 165e12 },
-  { match: /3090/i, name: 'RTX 3090', flops: 71e12 },
-  { match: /A6000/i, name: 'RTX A6000', flops: 155e12 },
-];
+/** Dense bf16 tensor-core peaks, the worker's MFU table too (protocol/gpu-peaks.json). */
+export const GPU_PEAK_BF16: ReadonlyArray<{ match: RegExp; name: string; flops: number }> = gpuPeaks.peaks.map((p) => ({
+  match: new RegExp(p.match, 'i'),
+  name: p.name,
+  flops: p.bf16Flops,
+}));
 
 /** A GPU by name (as torch reports it, or as a user types it), with its memory when given. */
 export function gpuProfile(name: string, totalMemoryBytes?: number, calibratedFlops?: number): DeviceProfile {

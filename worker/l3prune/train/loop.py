@@ -39,7 +39,8 @@ import torch
 from .. import distributed as D
 from .. import specs
 from ..data import Triple, batch_texts, read_triples, text_chunks
-from ..encoder import Encoder, attention_implementation, load_encoder, model_loaded_fields, pool, prune, resolve_device, resolve_precision
+from ..encoder import Encoder, attention_implementation, find_layers, load_encoder, model_loaded_fields, pool, prune, resolve_device, resolve_precision
+from ..flops import gpu_peak_bf16, model_flops_shape, useful_flops_per_token
 from ..events import now_iso
 from ..fileio import discard_dir, fsync_dir, fsync_tree, make_fresh_dir, write_json_atomic
 from ..losses import HardNegativeInfoNCE
@@ -166,6 +167,10 @@ class Trainer:
         enc.model = self.peft_model
         self.enc: Encoder = enc
         self.params = [p for p in self.peft_model.parameters() if p.requires_grad]
+        # MFU of each step (flops.py, the planner's count): on a CUDA device in bf16 whose peak the table knows.
+        self.flops_shape = model_flops_shape(self.peft_model, find_layers(self.peft_model)[2])
+        peak = gpu_peak_bf16(torch.cuda.get_device_name(self.device)) if self.device.startswith("cuda") and self.precision == "bf16" else None
+        self.peak_flops = peak[1] if peak else None
         # Fused AdamW on CUDA: one kernel for every LoRA tensor instead of a loop of small ones (same update).
         self.opt = torch.optim.AdamW(self.params, lr=spec.learningRate, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                                      fused=self.device.startswith("cuda"))
@@ -277,6 +282,7 @@ class Trainer:
                 loss=loss,
                 learningRate=lr,
                 tokensPerSecond=round(tokens_all / dt, 3),
+                mfu=self.mfu(tokens_all, 3 * len(idx) * world.size, dt),
                 gpuMemoryBytes=int(torch.cuda.max_memory_allocated(self.device)) if self.device.startswith("cuda") else None,
                 elapsedSeconds=round(self.elapsed(), 3),
             )
@@ -288,6 +294,14 @@ class Trainer:
             if stop_votes > 0:
                 return {"cancelled": True}
         return self.finish()
+
+    def mfu(self, tokens: float, texts: int, seconds: float) -> float | None:
+        """Useful FLOPs per second over the devices' dense bf16 peak; None where no peak applies (CPU, fp32, an
+        unknown GPU). Attention is counted at the step's mean tokens per text."""
+        if self.peak_flops is None or not texts:
+            return None
+        per_token = useful_flops_per_token("train", seq=tokens / texts, **self.flops_shape)
+        return round(per_token * tokens / seconds / (self.peak_flops * self.world.size), 4)
 
     def train_step(self, batch: list[Triple]) -> tuple[float, int]:
         """One optimizer step on one process's triples; returns the (global) loss and this process's real tokens."""

@@ -261,6 +261,10 @@ export interface StepEvent {
    */
   gpuMemoryBytes: number | null;
   /**
+   * model FLOPs utilisation: the step's useful FLOPs (worker/l3prune/flops.py, no recomputation counted) per second over the devices' dense bf16 peak (protocol/gpu-peaks.json); null on a CPU, in fp32 or on a GPU the table lacks
+   */
+  mfu?: number | null;
+  /**
    * training seconds so far, across resumes
    */
   elapsedSeconds: number;
