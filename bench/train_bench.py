@@ -7,7 +7,7 @@ lr 2e-4 with linear warm-up/decay, gradient clipping at 1.0, batch --batch-size,
 CPU, triples from the same file.
 
   ours   l3prune.train.Trainer: setup() then train_step() per step, exactly as `python -m l3prune train` runs it
-         (one padded forward for queries + positives + negatives)
+         (one forward per text group: queries, positives and negatives each padded to their own longest text)
   st     SentenceTransformerTrainer.train() (HF Trainer underneath); step times from a TrainerCallback
 
 Each mode runs in its own subprocess; the first --skip steps (warm-up of allocators, lazy init) are not timed.
