@@ -198,6 +198,8 @@ describe('Evaluate and compare variants in VS Code (code-server)', function () {
       await h.quickInputRows.filter({ hasText: model.name }).first().click();
       await h.quickInputRows.filter({ hasText: 'Another number of layers' }).first().click();
       await h.answerInput(/layers to keep \(the first n\)/, String(SMALL_KEEP));
+      // fp32, the default: Try Encoder below compares its vectors with torch's at fp32 tolerance.
+      await h.pick(/^Precision of the ONNX export/, /^fp32/);
       await toast(/Exported .*ONNX Runtime matches torch/).waitFor({ state: 'visible', timeout: 540_000 });
     });
     await h.runCommand('L³Prune: Try Encoder…');

@@ -290,6 +290,16 @@ export class CodeServerHarness {
     await titleBar.filter({ hasText: title }).waitFor({ state: 'hidden', timeout: 15_000 });
   }
 
+  /** Picks the row labelled `row` in the quick pick titled `title`, once that pick (not the last one) shows. */
+  async pick(title: RegExp, row: string | RegExp): Promise<void> {
+    const titleBar = this.page.locator('.quick-input-widget .quick-input-title');
+    await titleBar.filter({ hasText: title }).waitFor({ state: 'visible', timeout: 30_000 }).catch(async () => {
+      throw new Error(`no quick pick titled ${title}; shown: "${await titleBar.innerText().catch(() => 'none')}"`);
+    });
+    await this.quickInputRows.filter({ hasText: row }).first().click();
+    await titleBar.filter({ hasText: title }).waitFor({ state: 'hidden', timeout: 15_000 });
+  }
+
   /** Opens the command palette; F1 is retried because the first key press can land before focus. */
   async openPalette(): Promise<void> {
     for (let attempt = 1; ; attempt++) {
