@@ -94,7 +94,8 @@ def run_st(a) -> list[float]:
     tr.auto_model = get_peft_model(tr.auto_model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=TARGETS, bias="none"))
     model = SentenceTransformer(modules=[tr, Pooling(tr.auto_model.config.hidden_size, pooling_mode="weightedmean")], device="cpu")
     triples = read_triples(a.data)[: a.steps * a.batch_size * 2]
-    ds = Dataset.from_dict({"anchor": [t.query_text() for t in triples], "positive": [t.positive for t in triples],
+    # The same text as ours, as a plain string ("{instruction}; {query}", the E5 format; ST pools all of it).
+    ds = Dataset.from_dict({"anchor": [f"{t.instruction}; {t.query}" if t.instruction else t.query for t in triples], "positive": [t.positive for t in triples],
                             "negative": [t.negative for t in triples]})
     loss = MultipleNegativesRankingLoss(model, scale=50.0)
     times: list[float] = []
