@@ -2,29 +2,10 @@ import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { Writable } from 'node:stream';
-import { main } from '../../src/cli';
 import { LLAMA3_8B, writeLlamaFolder } from '../fixtures/checkpoints';
+import { cli } from '../fixtures/cli';
 import { useTempDir } from '../fixtures/tmp';
 
-function capture(): Writable & { text: () => string } {
-  const chunks: string[] = [];
-  const stream = new Writable({
-    write(chunk, _encoding, done) {
-      chunks.push(String(chunk));
-      done();
-    },
-  }) as Writable & { text: () => string };
-  stream.text = () => chunks.join('');
-  return stream;
-}
-
-async function cli(...argv: string[]) {
-  const out = capture();
-  const err = capture();
-  const code = await main(argv, out, err);
-  return { code, stdout: out.text(), stderr: err.text() };
-}
 
 describe('l3prune command line', () => {
   const dir = useTempDir();

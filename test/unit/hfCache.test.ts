@@ -1,34 +1,15 @@
 import * as assert from 'node:assert/strict';
 import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { Writable } from 'node:stream';
-import { main } from '../../src/cli';
 import { cachedRepoOf, hubCacheDir, listCachedModels, parseRepoRef, resolveModelTarget } from '../../src/model/hfCache';
 import { inspectModel } from '../../src/model/inspect';
 import { DownloadRefusedError, downloadLaunch, parseDownloadLine, runModelDownload } from '../../src/worker/modelDownload';
 import { DEMO, requireWorkerEnvironment } from '../fixtures/demo';
 import { addSnapshot, blobName, COMMIT } from '../fixtures/hubCache';
 import { LLAMA3_8B, writeLlamaFolder } from '../fixtures/checkpoints';
+import { cli } from '../fixtures/cli';
 import { subdir, useTempDir } from '../fixtures/tmp';
 
-function capture(): Writable & { text: () => string } {
-  const chunks: string[] = [];
-  const stream = new Writable({
-    write(chunk, _encoding, done) {
-      chunks.push(String(chunk));
-      done();
-    },
-  }) as Writable & { text: () => string };
-  stream.text = () => chunks.join('');
-  return stream;
-}
-
-async function cli(...argv: string[]) {
-  const out = capture();
-  const err = capture();
-  const code = await main(argv, out, err);
-  return { code, stdout: out.text(), stderr: err.text() };
-}
 
 /** The demo model's own files as addSnapshot puts them in the cache, and their bytes, read independently. */
 function demoFiles(): { names: string[]; bytes: number } {
