@@ -3,7 +3,7 @@ import * as vscode from 'vscode';
 import { inspectModel } from '../model/inspect';
 import { formatDuration, formatGiB } from '../shared/format/units';
 import { TRAIN_DEFAULTS } from '../shared/protocol/generated/defaults';
-import { planInputFromSpec, planOptions, planResources, profileFromReport, type ResourcePlan } from '../shared/prune/resources';
+import { planInputFromSpec, profileFromReport, trainPlanOrNone, type ResourcePlan } from '../shared/prune/resources';
 import type { LayerStack } from '../shared/model/stack';
 import type { RunServices } from '../services';
 import { RunPanel } from '../views/runPlots';
@@ -72,11 +72,7 @@ const EDITABLE: Array<{ field: keyof TrainRecipe; label: string; kind: 'int' | '
 ];
 
 function planOf(stack: LayerStack, recipe: TrainRecipe & { steps: number }, keep: number, device: ReturnType<typeof profileFromReport>): ResourcePlan['train'] | undefined {
-  try {
-    return planResources(stack, planOptions(planInputFromSpec({ ...TRAIN_DEFAULTS, ...recipe }, keep, device))).train;
-  } catch {
-    return undefined;
-  }
+  return trainPlanOrNone(stack, planInputFromSpec({ ...TRAIN_DEFAULTS, ...recipe }, keep, device));
 }
 
 /** "peak 15.3 GiB of 21.6 GiB free on RTX 4090 — fits · 11 s a step, 3.1 h" */

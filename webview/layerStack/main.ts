@@ -3,7 +3,7 @@ import type { LayerStack } from '../../src/shared/model/stack';
 import { cutConfidence, lossBand } from '../../src/shared/prune/cutStability';
 import { planKeep, type PrunePlan } from '../../src/shared/prune/plan';
 import { formatBytes, formatDuration, formatGiB, formatParams, formatShare } from '../../src/shared/format/units';
-import { planOptions, planResources, type DeviceProfile, type ResourcePlan } from '../../src/shared/prune/resources';
+import { trainPlanOrNone, type DeviceProfile, type ResourcePlan } from '../../src/shared/prune/resources';
 import type { InitialLossView, LayerStackFromWebview, LayerStackToWebview } from '../../src/shared/protocol/layerStackMessages';
 import { ChartSlot } from '../shared/chart';
 import { button, registerComponents, tag } from '../shared/components';
@@ -26,11 +26,7 @@ post({ type: 'ready' });
 const SOME_GPU: DeviceProfile = { kind: 'cuda', name: 'a GPU', flopsSource: 'unknown' };
 
 function trainPlan(stack: LayerStack, keep: number, device: DeviceProfile | undefined): ResourcePlan['train'] | undefined {
-  try {
-    return planResources(stack, planOptions({ keep, device: device ?? SOME_GPU })).train;
-  } catch {
-    return undefined; // a stack whose headers lack a hidden size: no plan, the rest of the panel stands
-  }
+  return trainPlanOrNone(stack, { keep, device: device ?? SOME_GPU });
 }
 
 /** "55.5 GiB, fits RTX 4090 · 8.3 s a step" — what training at this cut costs on the device. */

@@ -398,6 +398,15 @@ export function planResources(stack: LayerStack, o: PlanOptions): ResourcePlan {
   };
 }
 
+/** The train plan, or undefined for a stack whose headers lack what the planner needs (a hidden size, a valid keep). */
+export function trainPlanOrNone(stack: LayerStack, input: PlanInput): ResourcePlan['train'] | undefined {
+  try {
+    return planResources(stack, planOptions(input)).train;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Model FLOPs utilisation of a measured step: the FLOPs the step needs (no recomputation counted) over the peak. */
 export function mfu(usefulFlopsPerStep: number, secondsPerStep: number, peakFlopsPerSecond: number): number {
   return usefulFlopsPerStep / secondsPerStep / peakFlopsPerSecond;
