@@ -5,13 +5,17 @@ import { createRequire } from 'node:module';
 import * as path from 'node:path';
 
 const production = process.argv.includes('--production');
+// --outdir DIR: build elsewhere than dist/ (scripts/package-targets.mjs stages one folder per platform there).
+const outIndex = process.argv.indexOf('--outdir');
+const outDir = outIndex > 0 ? process.argv[outIndex + 1] : 'dist';
+if (!outDir || outDir.startsWith('--')) throw new Error('build: --outdir needs a folder, e.g. --outdir out/vsix/linux-x64/dist');
 const common = { bundle: true, sourcemap: !production, minify: production, logLevel: 'warning' };
 
 await Promise.all([
   esbuild.build({
     ...common,
     entryPoints: { extension: 'src/extension.ts', cli: 'src/cli.ts', encoderThread: 'src/inference/encoderThread.ts' },
-    outdir: 'dist',
+    outdir: outDir,
     platform: 'node',
     format: 'cjs',
     target: 'node20',
@@ -19,8 +23,8 @@ await Promise.all([
   }),
   esbuild.build({
     ...common,
-    entryPoints: { layerStack: 'webview/layerStack/main.ts', runPlot: 'webview/runPlot/main.ts', tryEncoder: 'webview/tryEncoder/main.ts', compare: 'webview/compare/main.ts' },
-    outdir: 'dist/webview',
+    entryPoints: { layerStack: 'webview/layerStack/main.ts', runPlot: 'webview/runPlot/main.ts', tryEncoder: 'webview/tryEncoder/main.ts', compare: 'webview/compare/main.ts', dataPreview: 'webview/dataPreview/main.ts' },
+    outdir: path.join(outDir, 'webview'),
     platform: 'browser',
     format: 'iife',
     target: 'es2022',
@@ -28,16 +32,15 @@ await Promise.all([
 ]);
 
 // The plotting library's stylesheet is served from dist, inside the webviews' resource roots.
-mkdirSync('dist/webview', { recursive: true });
-cpSync('node_modules/uplot/dist/uPlot.min.css', 'dist/webview/uPlot.min.css');
+mkdirSync(path.join(outDir, 'webview'), { recursive: true });
+cpSync('node_modules/uplot/dist/uPlot.min.css', path.join(outDir, 'webview', 'uPlot.min.css'));
 
 // onnxruntime-node is a native addon, so it stays external, and `vsce package --no-dependencies` ships no
 // node_modules: its runtime JS (and onnxruntime-common's CommonJS build) plus the native binding go to
 // dist/node_modules, where require('onnxruntime-node') from dist/*.js finds them. Only the bindings of
 // L3PRUNE_ORT_TARGETS (vsce target names, comma-separated, or "all"; default this machine's) are copied:
-// linux-x64 is 45 MB unpacked (about 17 MB in the .vsix), all five 204 MB. For the Marketplace, build and
-// package once per platform: L3PRUNE_ORT_TARGETS=darwin-arm64 node scripts/build.mjs && vsce package
-// --no-dependencies --target darwin-arm64.
+// linux-x64 is 45 MB unpacked (about 17 MB in the .vsix), all five 204 MB. One .vsix per platform, each with
+// only its own binding: `npm run package:all` (scripts/package-targets.mjs).
 stageOnnxRuntime(process.env.L3PRUNE_ORT_TARGETS ?? `${process.platform}-${process.arch}`);
 
 function stageOnnxRuntime(targetList) {
@@ -45,7 +48,7 @@ function stageOnnxRuntime(targetList) {
   const ortRoot = path.dirname(require.resolve('onnxruntime-node/package.json'));
   // onnxruntime-common exports no ./package.json; its CommonJS entry is <root>/dist/cjs/index.js.
   const commonRoot = path.resolve(path.dirname(createRequire(path.join(ortRoot, 'package.json')).resolve('onnxruntime-common')), '..', '..');
-  const out = 'dist/node_modules';
+  const out = path.join(outDir, 'node_modules');
   rmSync(out, { recursive: true, force: true });
   const ortOut = path.join(out, 'onnxruntime-node');
   const jsOnly = (src) => !/\.(map|d\.ts|ts)$/.test(src);
