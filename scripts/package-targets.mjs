@@ -45,7 +45,7 @@ async function main(args) {
   mkdirSync(outDir, { recursive: true });
   const started = Date.now();
   const hostTarget = `${process.platform}-${process.arch}`;
-  const jobs = (targets.length || !host ? (targets.length ? targets : TARGETS) : []).map((t) => [t, `l3prune-studio-${t}.vsix`]);
+  const jobs = (targets.length ? targets : host ? [] : TARGETS).map((t) => [t, `l3prune-studio-${t}.vsix`]);
   // A platform with no target here (e.g. alpine) still gets a package, one for any platform, as before.
   if (host) jobs.push([TARGETS.includes(hostTarget) ? hostTarget : undefined, 'l3prune-studio.vsix']);
   const build = path.join(outDir, '.stage-build');
