@@ -69,7 +69,7 @@ describe('platform packages (npm run package:all)', function () {
   this.timeout(60_000);
 
   before(async function () {
-    // Seven packages from one build, two at a time: 55 s on a busy 2-core machine. One command, so that an
+    // Seven packages from one build, two at a time: 50-90 s on a busy 2-core machine. One command, so that an
     // edit to the sources half-way (other work in the same checkout) cannot make two packages differ.
     this.timeout(600_000);
     const script = path.join(ROOT, 'scripts', 'package-targets.mjs');
