@@ -25,6 +25,7 @@ export const COMMAND_IDS = [
   'l3prune.tryEncoder',
   'l3prune.convertPickleWeights',
   'l3prune.showDevices',
+  'l3prune.previewData',
 ] as const;
 
 export type CommandId = (typeof COMMAND_IDS)[number];

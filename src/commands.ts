@@ -17,6 +17,8 @@ import { downloadIntoCache } from './worker/modelDownloadDialog';
 import { ensureWorkerPackage } from './worker/workerPackage';
 import { runWithProgress } from './worker/workerProgress';
 import { tryEncoder } from './inference/tryEncoderCommand';
+import { DataPreviewPanel } from './views/dataPreviewPanel';
+import { PREVIEW_DATA_DEFAULTS } from './shared/protocol/generated/defaults';
 import { cancelRuns, chooseRuns, deleteRuns, openRuns, resumeRun, startTraining, type RunPurpose } from './runs/runCommands';
 import { isResumable } from './runs/runStore';
 import type { Services } from './services';
@@ -72,6 +74,7 @@ export const COMMANDS: Record<CommandId, Handler> = {
   },
   'l3prune.tryEncoder': (s, arg, texts) => tryEncoder(s, arg, texts),
   'l3prune.showDevices': (s) => showDevices(s),
+  'l3prune.previewData': (s, arg) => previewData(s, arg),
   'l3prune.convertPickleWeights': async (s, arg) => {
     const folder = pathFromArg(arg) ?? (await pickFolder('Convert a model folder that holds only pickle (.bin) weights'));
     if (folder && (await convertPickleWeights(folder, s.extensionUri, s.log))) return openModel(s, folder, 'folder');
@@ -217,23 +220,75 @@ async function readyStack(s: Services, modelPath: string): Promise<LayerStack> {
   return entry?.state === 'ready' ? entry.stack : s.registry.open(modelPath);
 }
 
-async function pickDataFile(s: Services): Promise<string | undefined> {
+/** What analyze and train read (datasource.py): these files, or a datasets save_to_disk / E5 folder. */
+const DATA_FILE_FILTERS = { 'Triples (JSONL, CSV, Parquet)': ['jsonl', 'json', 'csv', 'tsv', 'parquet', 'pq'] };
+
+/**
+ * The training triples: the configured or last file, or one browsed to (a file, or a datasets / E5 folder).
+ * Each candidate has a Preview button (the data as the model will see it); the pick stays open meanwhile.
+ */
+async function pickDataFile(s: Services, title = 'Training triples for the initial loss'): Promise<string | undefined> {
   const configured = vscode.workspace.getConfiguration('l3prune').get<string>('dataFile')?.trim();
   const last = s.workspaceState.get<string>(LAST_DATA_KEY);
   const candidates = [...new Set([configured, last].filter((p): p is string => !!p))];
-  const browse = { label: '$(folder-opened) Browse…', detail: 'a JSONL file of {"query", "positive", "negative"} triples', file: undefined as string | undefined };
-  const picked = await vscode.window.showQuickPick(
-    [...candidates.map((file) => ({ label: path.basename(file), detail: file, file })), browse],
-    { title: 'Training triples for the initial loss' },
-  );
+  type Item = vscode.QuickPickItem & { file?: string; browse?: 'file' | 'folder' };
+  const preview: vscode.QuickInputButton = { iconPath: new vscode.ThemeIcon('preview'), tooltip: 'Preview this data (rows, tasks, samples, token lengths)' };
+  const items: Item[] = [
+    ...candidates.map((file): Item => ({ label: path.basename(file), detail: file, file, buttons: [preview] })),
+    { label: '$(folder-opened) Browse File…', detail: 'JSONL, CSV or Parquet triples: query/positive/negative (or anchor/positive/negative)', browse: 'file' },
+    { label: '$(folder-library) Browse Folder…', detail: 'a datasets save_to_disk folder, or an E5 folder of per-dataset .jsonl files', browse: 'folder' },
+  ];
+  const quickPick = vscode.window.createQuickPick<Item>();
+  quickPick.title = title;
+  quickPick.items = items;
+  quickPick.ignoreFocusOut = true;
+  const picked = await new Promise<Item | undefined>((resolve) => {
+    quickPick.onDidAccept(() => resolve(quickPick.selectedItems[0]));
+    quickPick.onDidHide(() => resolve(undefined));
+    quickPick.onDidTriggerItemButton((e) => e.item.file && void vscode.commands.executeCommand('l3prune.previewData', e.item.file));
+    quickPick.show();
+  });
+  quickPick.dispose();
   if (!picked) return undefined;
   let file = picked.file;
   if (!file) {
-    const uri = await vscode.window.showOpenDialog({ canSelectMany: false, filters: { 'JSON Lines': ['jsonl', 'json'] }, openLabel: 'Use Triples' });
+    const uri = await vscode.window.showOpenDialog({
+      canSelectMany: false,
+      canSelectFiles: picked.browse === 'file',
+      canSelectFolders: picked.browse === 'folder',
+      filters: picked.browse === 'file' ? DATA_FILE_FILTERS : undefined,
+      openLabel: 'Use Triples',
+    });
     file = uri?.[0]?.fsPath;
   }
   if (file) await s.workspaceState.update(LAST_DATA_KEY, file);
   return file;
+}
+
+/**
+ * The data as analyze and train will read it, counted with the tokenizer of a model (the one opened, or picked):
+ * the worker's preview-data report in its panel. `arg`: the data file or folder (explorer, the data pick's button).
+ */
+async function previewData(s: Services, arg: unknown): Promise<void> {
+  if (!vscode.workspace.isTrusted) throw new WorkspaceNotTrustedError();
+  const given = typeof arg === 'string' && arg.trim() ? arg : arg instanceof vscode.Uri ? arg.fsPath : undefined;
+  const data = given ?? (await pickDataFile(s, 'Training data to preview'));
+  if (!data) return;
+  const modelPath = await pickModel(s, undefined);
+  if (!modelPath) return;
+  const stack = await readyStack(s, modelPath);
+  if (stack.source !== 'safetensors' || stack.path.endsWith('.safetensors')) {
+    throw new Error(`${stack.name}: the preview counts tokens with a Hugging Face model folder's tokenizer, not an ${stack.source} file; open the model folder.`);
+  }
+  const python = await findPython(vscode.Uri.file(modelPath));
+  if (!(await ensureWorkerPackage(python.executable, s.extensionUri, s.log))) return;
+  const trust = await s.consent.decide([stack.path]);
+  if (trust === 'refused') return refusedCode(stack.path);
+  DataPreviewPanel.show(
+    s.extensionUri,
+    { python: python.executable, data, model: stack.path, maxLength: PREVIEW_DATA_DEFAULTS.maxLength, trustRemoteCode: trust === 'trusted' },
+    (line) => s.log.info(line),
+  );
 }
 
 async function computeInitialLoss(s: Services, arg: unknown): Promise<void> {
@@ -355,7 +410,7 @@ async function pruneAndFinetune(s: Services, arg: unknown): Promise<void> {
   }
   const keep =
     pending && path.resolve(pending.model) === stack.path ? pending.keep : (s.analyses.get(stack.path)?.small ?? stack.layers.length);
-  const data = await pickDataFile(s);
+  const data = await pickDataFile(s, 'Training triples');
   if (!data) return;
   await startTraining(s, { model: stack.path, keep, numLayers: stack.layers.length, data });
 }

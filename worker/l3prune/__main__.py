@@ -7,6 +7,7 @@
     convert-safetensors  convert.py     the user's opt-in for pickle-only models (no run folder)
     download-model       download.py    a Hugging Face repo id into the hub cache, with --allow-download (no run folder)
     devices              devices.py     the CUDA devices, CPU and attention implementations the planner plans for (no run folder)
+    preview-data         preview.py     a data set as analyze/train read it: format, columns, tasks, samples, token lengths (no run folder)
 
 Every verb's spec is protocol/specs/<verb>.schema.json (flags: its fields in kebab-case) and every verb runs in the
 one lifecycle of verbs.py. Contract with the extension (protocol/*.schema.json):
@@ -22,7 +23,7 @@ import sys
 
 from .verbs import Verb, add_arguments, run_verb
 
-VERB_MODULES = ("analyze", "train", "evaluate", "export_onnx", "convert", "download", "devices")
+VERB_MODULES = ("analyze", "train", "evaluate", "export_onnx", "convert", "download", "devices", "preview")
 
 
 def verbs() -> dict[str, Verb]:

@@ -67,7 +67,7 @@ def run_analyze(
     t0 = time.monotonic()
     device = encoder.device if encoder is not None else resolve_device(spec.device)
     spec = resolve_sample(spec, device)
-    triples = read_triples(spec.data)
+    triples = read_triples(spec.data, spec.dataColumns)
     batches = sample_batches(triples, spec.samples, spec.batchSize, spec.seed, spec.taskHomogeneous)
     total = sum(len(b) for b in batches)
 

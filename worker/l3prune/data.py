@@ -1,6 +1,7 @@
-"""Triplet data: JSONL lines {"query", "positive", "negative"} with optional "instruction" and "task".
+"""Triplet data: {"query", "positive", "negative"} with optional "instruction", "task" and "symmetric", read from
+JSONL, CSV, Parquet, a datasets folder or an E5 folder (datasource.py); the paper's batching.
 
-Errors name the file, the line number and what is wrong, because the person fixing a 100k-line file needs
+Errors name the file, the line (or row) number and what is wrong, because the person fixing a 100k-line file needs
 to jump straight to the line.
 """
 from __future__ import annotations
@@ -9,7 +10,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from .fileio import iter_jsonl
+from .datasource import DataError, is_text, load  # noqa: F401 - DataError and is_text are imported from here
 from .textpipe import Text
 
 REQUIRED = ("query", "positive", "negative")
@@ -17,19 +18,6 @@ OPTIONAL = ("instruction", "task")
 # A row may say its documents get the query's instruction too (the paper does so for its symmetric tasks,
 # allnli_split2 and quora_duplicates_split1/2); without it documents are bare.
 OPTIONAL_BOOL = ("symmetric",)
-
-
-class DataError(Exception):
-    """The data file cannot be used; the message says where and why."""
-
-
-def is_text(value: str) -> bool:
-    """False for a string holding an unpaired surrogate (a JSON escape such as \\ud800): tokenizers refuse it."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 @dataclass(frozen=True)
@@ -71,36 +59,10 @@ def text_chunks(texts: list, groups: int, size: int | None) -> list[list]:
     return [texts[k * g + i : k * g + min(i + m, g)] for k in range(groups) for i in range(0, g, m)]
 
 
-def read_triples(path: str | Path) -> list[Triple]:
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"data file {p} does not exist; pass a JSONL file of query/positive/negative triples with --data")
-    out: list[Triple] = []
-    for lineno, obj in iter_jsonl(p, DataError):
-        if not isinstance(obj, dict):
-            raise DataError(f"{p}:{lineno}: expected a JSON object with query/positive/negative, got {type(obj).__name__}")
-        missing = [k for k in REQUIRED if k not in obj]
-        if missing:
-            raise DataError(f"{p}:{lineno}: missing field(s) {', '.join(missing)}; each line needs query, positive and negative")
-        for k in REQUIRED:
-            v = obj[k]
-            if not isinstance(v, str):
-                raise DataError(f"{p}:{lineno}: field '{k}' must be a string, got {type(v).__name__}")
-            if not v.strip():
-                raise DataError(f"{p}:{lineno}: field '{k}' is empty")
-        for k in OPTIONAL:
-            if k in obj and obj[k] is not None and not isinstance(obj[k], str):
-                raise DataError(f"{p}:{lineno}: optional field '{k}' must be a string, got {type(obj[k]).__name__}")
-        for k in OPTIONAL_BOOL:
-            if k in obj and obj[k] is not None and not isinstance(obj[k], bool):
-                raise DataError(f"{p}:{lineno}: optional field '{k}' must be true or false, got {type(obj[k]).__name__}")
-        for k in REQUIRED + OPTIONAL:
-            if isinstance(obj.get(k), str) and not is_text(obj[k]):
-                raise DataError(f"{p}:{lineno}: field '{k}' holds an unpaired surrogate escape (such as \\ud800), which is not text; fix the line")
-        out.append(Triple(obj["query"], obj["positive"], obj["negative"], obj.get("instruction"), obj.get("task"), bool(obj.get("symmetric"))))
-    if not out:
-        raise DataError(f"data file {p} holds no triples; it needs at least one line with query/positive/negative")
-    return out
+def read_triples(path: str | Path, columns: dict[str, str] | None = None) -> list[Triple]:
+    """Triples from a JSONL, CSV or Parquet file, a datasets save_to_disk folder or an E5 folder (datasource.py);
+    columns: the spec's dataColumns (role -> column name), None to find them by name."""
+    return load(path, columns).triples
 
 
 def sample_batches(triples: list[Triple], samples: int, batch_size: int, seed: int, task_homogeneous: bool = False) -> list[list[Triple]]:

@@ -445,6 +445,19 @@ def _list_of(item: Callable[[str], Any]) -> Callable[[str], list]:
     return lambda s: [item(x.strip()) for x in s.split(",") if x.strip()]
 
 
+def _pairs(s: str) -> dict[str, str]:
+    """An object field's flag: ``key=value,key=value`` (``--data-columns query=anchor,positive=pos``)."""
+    out: dict[str, str] = {}
+    for part in (p.strip() for p in s.split(",")):
+        key, sep, value = part.partition("=")
+        if not part:
+            continue
+        if not sep or not key.strip() or not value.strip():
+            raise argparse.ArgumentTypeError(f"takes key=value pairs separated by commas (query=anchor,positive=pos), got {part!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
 def _scalar(s: str) -> Any:
     return {"true": True, "false": False}.get(s, s)
 
@@ -471,6 +484,8 @@ def flag_options(field: str, prop: dict) -> dict:
         opts.update(type=float, metavar="X")
     elif types == ["array"]:
         opts.update(type=_list_of(str), metavar="A,B")
+    elif types == ["object"]:
+        opts.update(type=_pairs, metavar="KEY=VALUE,...")
     else:
         opts["metavar"] = kebab(field).upper().replace("-", "_")
     return opts

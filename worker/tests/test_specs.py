@@ -10,7 +10,7 @@ import pytest
 
 from l3prune import specs
 
-VERBS = ("analyze", "train", "evaluate", "export-onnx", "convert-safetensors", "download-model", "devices")
+VERBS = ("analyze", "train", "evaluate", "export-onnx", "convert-safetensors", "download-model", "devices", "preview-data")
 
 
 def walk(node):
@@ -56,7 +56,7 @@ def test_the_code_agrees_with_the_schemas():
 
     run_verbs = [name for name, v in verbs().items() if v.run_folder]
     assert set(specs.schema("run")["properties"]["verb"]["enum"]) == set(run_verbs)
-    assert set(run_verbs) | {"convert-safetensors", "download-model", "devices"} == set(VERBS)
+    assert set(run_verbs) | {"convert-safetensors", "download-model", "devices", "preview-data"} == set(VERBS)
 
 
 @pytest.mark.parametrize("verb", VERBS)
@@ -71,10 +71,10 @@ def test_every_spec_field_has_a_flag_and_the_typed_view_takes_the_schemas_defaul
     assert set(specs.fields(verb)) <= dests
     if verb in ("convert-safetensors", "download-model"):
         return
-    module = {"analyze": "analyze", "train": "train", "evaluate": "evaluate", "export-onnx": "export_onnx", "devices": "devices"}[verb]
+    module = {"analyze": "analyze", "train": "train", "evaluate": "evaluate", "export-onnx": "export_onnx", "devices": "devices", "preview-data": "preview"}[verb]
     import importlib
 
-    view = {"analyze": "AnalyzeSpec", "train": "TrainSpec", "evaluate": "EvalSpec", "export-onnx": "ExportSpec", "devices": "DevicesSpec"}[verb]
+    view = {"analyze": "AnalyzeSpec", "train": "TrainSpec", "evaluate": "EvalSpec", "export-onnx": "ExportSpec", "devices": "DevicesSpec", "preview-data": "PreviewSpec"}[verb]
     cls = getattr(importlib.import_module(f"l3prune.{module}"), view)
     import dataclasses
 

@@ -133,7 +133,7 @@ class Trainer:
         D.init(world, self.device)
         self.precision = resolve_precision(spec.precision, self.device)
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
-        self.triples = read_triples(spec.data)
+        self.triples = read_triples(spec.data, spec.dataColumns)
         self.plan = BatchPlan(self.triples, spec.batchSize * world.size, spec.seed, spec.taskHomogeneous, source=f"data file {spec.data}")
         t0 = time.monotonic()
         random.seed(spec.seed)

@@ -5,15 +5,17 @@ import type { DevicesSpec } from './specs/devices';
 import type { DownloadModelSpec } from './specs/download-model';
 import type { EvaluateSpec } from './specs/evaluate';
 import type { ExportOnnxSpec } from './specs/export-onnx';
+import type { PreviewDataSpec } from './specs/preview-data';
 import type { TrainSpec } from './specs/train';
 
 /** analyze: the `default`s of protocol/specs/analyze.schema.json. */
-export const ANALYZE_DEFAULTS: Readonly<Required<Pick<AnalyzeSpec, 'samples' | 'batchSize' | 'miniBatchSize' | 'precision' | 'taskHomogeneous' | 'pooling' | 'scale' | 'maxLength' | 'seed' | 'device' | 'chatTemplate' | 'trustRemoteCode' | 'allowDownload'>>> = {
+export const ANALYZE_DEFAULTS: Readonly<Required<Pick<AnalyzeSpec, 'samples' | 'batchSize' | 'miniBatchSize' | 'precision' | 'taskHomogeneous' | 'dataColumns' | 'pooling' | 'scale' | 'maxLength' | 'seed' | 'device' | 'chatTemplate' | 'trustRemoteCode' | 'allowDownload'>>> = {
   samples: null,
   batchSize: null,
   miniBatchSize: null,
   precision: 'auto',
   taskHomogeneous: false,
+  dataColumns: null,
   pooling: 'weighted_mean',
   scale: 50,
   maxLength: 512,
@@ -75,8 +77,19 @@ export const EXPORT_ONNX_DEFAULTS: Readonly<Required<Pick<ExportOnnxSpec, 'out' 
   allowDownload: false,
 };
 
+/** preview-data: the `default`s of protocol/specs/preview-data.schema.json. */
+export const PREVIEW_DATA_DEFAULTS: Readonly<Required<Pick<PreviewDataSpec, 'dataColumns' | 'maxLength' | 'chatTemplate' | 'maxRows' | 'seed' | 'trustRemoteCode' | 'allowDownload'>>> = {
+  dataColumns: null,
+  maxLength: 512,
+  chatTemplate: 'auto',
+  maxRows: 20000,
+  seed: 0,
+  trustRemoteCode: false,
+  allowDownload: false,
+};
+
 /** train: the `default`s of protocol/specs/train.schema.json, the paper's recipe. */
-export const TRAIN_DEFAULTS: Readonly<Required<Pick<TrainSpec, 'steps' | 'batchSize' | 'learningRate' | 'warmupSteps' | 'scheduleEpochs' | 'scheduleSteps' | 'maxLength' | 'miniBatchSize' | 'loraR' | 'loraAlpha' | 'loraDropout' | 'targetModules' | 'scale' | 'pooling' | 'checkpointEvery' | 'seed' | 'device' | 'precision' | 'gradientCheckpointing' | 'taskHomogeneous' | 'mergeAtEnd' | 'chatTemplate' | 'trustRemoteCode' | 'allowDownload'>>> = {
+export const TRAIN_DEFAULTS: Readonly<Required<Pick<TrainSpec, 'steps' | 'batchSize' | 'learningRate' | 'warmupSteps' | 'scheduleEpochs' | 'scheduleSteps' | 'maxLength' | 'miniBatchSize' | 'loraR' | 'loraAlpha' | 'loraDropout' | 'targetModules' | 'scale' | 'pooling' | 'checkpointEvery' | 'seed' | 'device' | 'precision' | 'gradientCheckpointing' | 'taskHomogeneous' | 'dataColumns' | 'mergeAtEnd' | 'chatTemplate' | 'trustRemoteCode' | 'allowDownload'>>> = {
   steps: 1000,
   batchSize: 64,
   learningRate: 0.0002,
@@ -97,6 +110,7 @@ export const TRAIN_DEFAULTS: Readonly<Required<Pick<TrainSpec, 'steps' | 'batchS
   precision: 'auto',
   gradientCheckpointing: 'auto',
   taskHomogeneous: true,
+  dataColumns: null,
   mergeAtEnd: true,
   chatTemplate: 'auto',
   trustRemoteCode: false,

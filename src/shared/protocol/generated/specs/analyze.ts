@@ -8,7 +8,7 @@ export interface AnalyzeSpec {
    */
   model: string;
   /**
-   * JSONL file of {query, positive, negative[, instruction, task]} triples
+   * the triples {query, positive, negative[, instruction, task, symmetric]}: a JSONL, CSV (.csv, .tsv) or Parquet (.parquet) file, a datasets save_to_disk folder (a DatasetDict: its train split), or an E5 folder of LLM2Vec per-dataset files (allnli_split1.jsonl, ...: each data set gets E5's instruction, and its name as the task)
    */
   data: string;
   /**
@@ -31,6 +31,17 @@ export interface AnalyzeSpec {
    * false (the paper): batches mix tasks in sampled order; true: the sample is grouped by the data's task field first, so each batch holds one task
    */
   taskHomogeneous?: boolean;
+  /**
+   * which column of the data holds each role, e.g. {"query": "anchor", "positive": "pos"} (flag: --data-columns query=anchor,positive=pos); roles left out, or null, are found by name: query (query, anchor, question), positive (positive, pos), negative (negative, neg, hard_negative), instruction, task, symmetric
+   */
+  dataColumns?: {
+    query?: string;
+    positive?: string;
+    negative?: string;
+    instruction?: string;
+    task?: string;
+    symmetric?: string;
+  } | null;
   /**
    * how token states become one embedding; weighted_mean weights the k-th real token by k
    */
@@ -79,6 +90,7 @@ export type AnalyzeSpecResolved = AnalyzeSpec &
       | 'miniBatchSize'
       | 'precision'
       | 'taskHomogeneous'
+      | 'dataColumns'
       | 'pooling'
       | 'scale'
       | 'maxLength'

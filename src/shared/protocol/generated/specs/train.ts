@@ -12,7 +12,7 @@ export interface TrainSpec {
    */
   keep: number;
   /**
-   * JSONL file of {query, positive, negative[, instruction, task]} triples
+   * the triples {query, positive, negative[, instruction, task, symmetric]}: a JSONL, CSV (.csv, .tsv) or Parquet (.parquet) file, a datasets save_to_disk folder (a DatasetDict: its train split), or an E5 folder of LLM2Vec per-dataset files (allnli_split1.jsonl, ...: each data set gets E5's instruction, and its name as the task)
    */
   data: string;
   /**
@@ -98,6 +98,17 @@ export interface TrainSpec {
    */
   taskHomogeneous?: boolean;
   /**
+   * which column of the data holds each role, e.g. {"query": "anchor", "positive": "pos"} (flag: --data-columns query=anchor,positive=pos); roles left out, or null, are found by name: query (query, anchor, question), positive (positive, pos), negative (negative, neg, hard_negative), instruction, task, symmetric
+   */
+  dataColumns?: {
+    query?: string;
+    positive?: string;
+    negative?: string;
+    instruction?: string;
+    task?: string;
+    symmetric?: string;
+  } | null;
+  /**
    * save the merged pruned model to <run-dir>/model
    */
   mergeAtEnd?: boolean;
@@ -145,6 +156,7 @@ export type TrainSpecResolved = TrainSpec &
       | 'precision'
       | 'gradientCheckpointing'
       | 'taskHomogeneous'
+      | 'dataColumns'
       | 'mergeAtEnd'
       | 'chatTemplate'
       | 'trustRemoteCode'
