@@ -20,6 +20,8 @@ export const COMMAND_IDS = [
   'l3prune.deleteRun',
   'l3prune.evaluate',
   'l3prune.exportOnnx',
+  'l3prune.exportSentenceTransformers',
+  'l3prune.encodeTexts',
   'l3prune.compareVariants',
   'l3prune.revealRun',
   'l3prune.tryEncoder',

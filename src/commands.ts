@@ -4,6 +4,7 @@ import type { LayerStack } from './shared/model/stack';
 import { planKeep } from './shared/prune/plan';
 import { profileFromReport } from './shared/prune/resources';
 import { compareVariants, evaluateVariant, exportVariantOnnx } from './compare/variantCommands';
+import { encodeTexts, exportSentenceTransformers } from './compare/encoderOutCommands';
 import { runAnalyze } from './runs/analyzeRun';
 import { newRunDir, runsRoot } from './runs/runLocation';
 import { formatBytes, formatParams, formatShare, formatGiB } from './shared/format/units';
@@ -66,6 +67,8 @@ export const COMMANDS: Record<CommandId, Handler> = {
     deleteRuns(s, await chooseRuns(s, invokedOn(arg, many), s.runsView.selection, { action: 'delete', applies: (r) => r.status !== 'running', many: true })),
   'l3prune.evaluate': (s, arg) => evaluateVariant(s, arg),
   'l3prune.exportOnnx': (s, arg) => exportVariantOnnx(s, arg),
+  'l3prune.exportSentenceTransformers': (s, arg) => exportSentenceTransformers(s, arg),
+  'l3prune.encodeTexts': (s, arg) => encodeTexts(s, arg),
   'l3prune.compareVariants': (s, arg) => void compareVariants(s, arg),
   'l3prune.revealRun': async (s, arg) => {
     const run = (await chooseRuns(s, arg, s.runsView.selection, ANY_RUN('reveal', false)))[0];

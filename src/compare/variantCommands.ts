@@ -17,7 +17,7 @@ import { runEvaluate, runExportOnnx, variantLabel, variantModelFolders, type Exp
 
 const MAX_EXAMPLES_KEY = 'l3prune.evaluate.maxExamples';
 
-interface ChosenVariant {
+export interface ChosenVariant {
   variant: Variant;
   label: string;
 }
@@ -58,7 +58,7 @@ async function encoderStack(s: Services, modelPath: string): Promise<LayerStack>
  * Which variant to act on: the run or model the command was invoked on (Runs or Models tree, a path),
  * else a pick among finished training runs (those selected in the Runs tree first) and open models.
  */
-async function chooseVariant(s: Services, arg: unknown, action: string): Promise<ChosenVariant | undefined> {
+export async function chooseVariant(s: Services, arg: unknown, action: string): Promise<ChosenVariant | undefined> {
   const run = runFromArg(s, arg);
   if (run) {
     if (!isSucceededTrainRun(run)) throw new Error(`Run ${run.id} is not a finished training run; ${action} a model, or a training run that succeeded.`);
@@ -125,7 +125,7 @@ async function chooseLayers(s: Services, stack: LayerStack, given?: number): Pro
   return typed ? base(Number(typed)) : undefined;
 }
 
-async function workerPython(s: Services, variant: Variant): Promise<string | undefined> {
+export async function workerPython(s: Services, variant: Variant): Promise<string | undefined> {
   const python = await findPython(vscode.Uri.file(variant.kind === 'trained' ? variant.fromRun : variant.model));
   s.log.info(`worker interpreter: ${python.executable} (${python.source})`);
   return (await ensureWorkerPackage(python.executable, s.extensionUri, s.log)) ? python.executable : undefined;

@@ -28,7 +28,7 @@ export function variantLabel(variant: Variant, modelName: string): string {
  * A trained variant is named by its run alone: the worker then loads the run's merged model, which is
  * faster than the base model plus adapter that an explicit `--model` would ask for.
  */
-function variantArgs(variant: Variant): string[] {
+export function variantArgs(variant: Variant): string[] {
   return variant.kind === 'trained' ? ['--from-run', variant.fromRun] : ['--model', variant.model, '--keep', String(variant.keep)];
 }
 

@@ -19,7 +19,7 @@ const statusText = (run: RunSummary): string => (run.status === 'unknown' ? UNKN
  * contextValue drives which menu items a run gets (Cancel for /\.running/): a verb from a shipped run.json
  * such as "x.running" must not add one, so only the verbs the worker has pass through.
  */
-const KNOWN_VERBS = new Set(['analyze', 'train', 'evaluate', 'export-onnx']);
+const KNOWN_VERBS = new Set(['analyze', 'train', 'evaluate', 'export-onnx', 'export-st', 'encode']);
 
 /** Runs tree: every run folder, newest first, with its status, model, cut, progress and last loss. */
 export class RunsTreeProvider implements vscode.TreeDataProvider<RunSummary>, vscode.Disposable {

@@ -1,7 +1,8 @@
 /**
  * End-to-end: evaluate two variants of the demo model through the palette (the full model and the first 4
  * layers), then compare them: both rows with their scores in the Compare Variants table, the Pareto plot,
- * the cost-axis toggle, a row opening its run, and a CSV export through the save dialog.
+ * the cost-axis toggle, a row opening its run, and a CSV export through the save dialog; then the 4-layer variant
+ * exported to ONNX (Try Encoder) and as a sentence-transformers folder.
  *
  * Needs what inspect.e2e.test.ts needs plus the demo model and data and a worker in .venv with the evaluate
  * verb; each evaluation scores 4 examples per task (the worker's smallest cap), so on an idle 2-core machine
@@ -210,5 +211,21 @@ describe('Evaluate and compare variants in VS Code (code-server)', function () {
     await page.locator('#compare').click();
     await page.locator('#similarity').waitFor({ state: 'attached', timeout: 120_000 });
     await h.screenshot('try-encoder');
+  });
+
+  it('exports the 4-layer variant as a sentence-transformers folder with a model card', async function () {
+    this.timeout(600_000);
+    await timed(`export-st keep ${SMALL_KEEP}`, async () => {
+      await h.runCommand('L³Prune: Export Sentence-Transformers Folder…');
+      await h.quickInputRows.filter({ hasText: model.name }).first().click();
+      await h.quickInputRows.filter({ hasText: 'Another number of layers' }).first().click();
+      await h.answerInput(/layers to keep \(the first n\)/, String(SMALL_KEEP));
+      await toast(/Exported .*sentence-transformers matches the worker/).waitFor({ state: 'visible', timeout: 540_000 });
+    });
+    const text = (await toast(/sentence-transformers matches/).locator('.notification-list-item-message').innerText()).trim();
+    log(text);
+    assert.match(text, new RegExp(`${SMALL_KEEP} of ${model.numLayers} layers.*cosine of at least (0\\.9999|1\\.0000)\\d* on \\d+ texts`));
+    await runsPane().locator('.monaco-list-row[role="treeitem"]').filter({ hasText: /export-st / }).first().waitFor({ state: 'visible', timeout: 30_000 });
+    await h.screenshot('export-sentence-transformers');
   });
 });

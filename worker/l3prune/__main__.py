@@ -4,6 +4,8 @@
     train                train/         prune to n layers and train as a text encoder; --resume continues a run
     evaluate             evaluate.py    MTEB-style evaluation of a pruned/trained encoder
     export-onnx          export_onnx.py the encoder as one parity-checked ONNX graph
+    export-st            export_st.py   the encoder as a parity-checked sentence-transformers folder with a model card
+    encode               encode.py      a .jsonl/.txt file of texts into a float32 .npy of unit-length embeddings (streamed)
     convert-safetensors  convert.py     the user's opt-in for pickle-only models (no run folder)
     download-model       download.py    a Hugging Face repo id into the hub cache, with --allow-download (no run folder)
     devices              devices.py     the CUDA devices, CPU and attention implementations the planner plans for (no run folder)
@@ -23,7 +25,7 @@ import sys
 
 from .verbs import Verb, add_arguments, run_verb
 
-VERB_MODULES = ("analyze", "train", "evaluate", "export_onnx", "convert", "download", "devices", "preview")
+VERB_MODULES = ("analyze", "train", "evaluate", "export_onnx", "export_st", "encode", "convert", "download", "devices", "preview")
 
 
 def verbs() -> dict[str, Verb]:

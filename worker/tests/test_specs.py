@@ -10,7 +10,7 @@ import pytest
 
 from l3prune import specs
 
-VERBS = ("analyze", "train", "evaluate", "export-onnx", "convert-safetensors", "download-model", "devices", "preview-data")
+VERBS = ("analyze", "train", "evaluate", "export-onnx", "export-st", "encode", "convert-safetensors", "download-model", "devices", "preview-data")
 
 
 def walk(node):
@@ -30,7 +30,7 @@ def test_each_spec_schema_is_complete_and_says_every_default(verb):
     assert s["$id"] == f"https://l3prune-studio.local/protocol/specs/{verb}.schema.json" and s["title"]
     assert s["additionalProperties"] is False
     required = set(s.get("required", []))
-    conditionally = {"model"} if verb in ("evaluate", "export-onnx") else set()  # or fromRun
+    conditionally = {"model"} if verb in ("evaluate", "export-onnx", "export-st", "encode") else set()  # or fromRun
     for name, prop in s["properties"].items():
         assert prop.get("description"), f"{verb}.{name} has no description"
         if name not in required | conditionally:
@@ -71,10 +71,10 @@ def test_every_spec_field_has_a_flag_and_the_typed_view_takes_the_schemas_defaul
     assert set(specs.fields(verb)) <= dests
     if verb in ("convert-safetensors", "download-model"):
         return
-    module = {"analyze": "analyze", "train": "train", "evaluate": "evaluate", "export-onnx": "export_onnx", "devices": "devices", "preview-data": "preview"}[verb]
+    module = {"analyze": "analyze", "train": "train", "evaluate": "evaluate", "export-onnx": "export_onnx", "export-st": "export_st", "encode": "encode", "devices": "devices", "preview-data": "preview"}[verb]
     import importlib
 
-    view = {"analyze": "AnalyzeSpec", "train": "TrainSpec", "evaluate": "EvalSpec", "export-onnx": "ExportSpec", "devices": "DevicesSpec", "preview-data": "PreviewSpec"}[verb]
+    view = {"analyze": "AnalyzeSpec", "train": "TrainSpec", "evaluate": "EvalSpec", "export-onnx": "ExportSpec", "export-st": "ExportStSpec", "encode": "EncodeSpec", "devices": "DevicesSpec", "preview-data": "PreviewSpec"}[verb]
     cls = getattr(importlib.import_module(f"l3prune.{module}"), view)
     import dataclasses
 

@@ -1,8 +1,8 @@
-import type { ErrorEvent, EvaluationFinishedEvent, ExportedEvent, LayerLossesEvent, ProgressEvent, TaskResultEvent, WorkerEvent } from './generated/events';
+import type { EncodedEvent, ErrorEvent, EvaluationFinishedEvent, ExportedEvent, LayerLossesEvent, ProgressEvent, StExportedEvent, TaskResultEvent, WorkerEvent } from './generated/events';
 import type { RunRecord } from './generated/run';
 import { isArrayOf, isFiniteNumber, isInteger, isString } from './validate';
 
-export type { ErrorEvent, EvaluationFinishedEvent, ExportedEvent, LayerLossesEvent, ProgressEvent, RunRecord, TaskResultEvent, WorkerEvent };
+export type { EncodedEvent, ErrorEvent, EvaluationFinishedEvent, ExportedEvent, LayerLossesEvent, ProgressEvent, RunRecord, StExportedEvent, TaskResultEvent, WorkerEvent };
 
 /**
  * Reading the worker's run folders. The types are generated from protocol/events.schema.json and
@@ -20,7 +20,16 @@ export interface UncheckedEvent {
 }
 
 /** An events.jsonl line as parsed: the kinds below are checked field by field, every other kind is passed on. */
-export type RunEvent = LayerLossesEvent | ProgressEvent | ErrorEvent | TaskResultEvent | EvaluationFinishedEvent | ExportedEvent | UncheckedEvent;
+export type RunEvent =
+  | LayerLossesEvent
+  | ProgressEvent
+  | ErrorEvent
+  | TaskResultEvent
+  | EvaluationFinishedEvent
+  | ExportedEvent
+  | StExportedEvent
+  | EncodedEvent
+  | UncheckedEvent;
 
 /** evaluate: the variant's size, scores and speed, as its closing event and run.json's result give them. */
 export type EvaluationResult = Pick<
@@ -82,6 +91,15 @@ export function parseRunEvent(raw: unknown): RunEvent | undefined {
         isFiniteNumber(raw.parityMeanCosine) && isPositiveCount(raw.numLayers) && isNonNegative(raw.seconds)
         ? checked<ExportedEvent>(raw)
         : undefined;
+    case 'st_exported':
+      return isString(raw.outDir) && raw.outDir !== '' && isCount(raw.bytes) && isPositiveCount(raw.numLayers) && isFiniteNumber(raw.parityMinCosine) &&
+        isPositiveCount(raw.parityTexts) && isNonNegative(raw.seconds)
+        ? checked<StExportedEvent>(raw)
+        : undefined;
+    case 'encoded':
+      return isString(raw.output) && raw.output !== '' && isPositiveCount(raw.rows) && isPositiveCount(raw.dim) && isNonNegative(raw.seconds)
+        ? checked<EncodedEvent>(raw)
+        : undefined;
     default:
       return raw as UncheckedEvent;
   }
@@ -108,3 +126,5 @@ export const isLayerLosses = (e: RunEvent | undefined): e is LayerLossesEvent =>
 export const isTaskResult = (e: RunEvent | undefined): e is TaskResultEvent => e?.event === 'task_result';
 export const isEvaluationFinished = (e: RunEvent | undefined): e is EvaluationFinishedEvent => e?.event === 'evaluation_finished';
 export const isExported = (e: RunEvent | undefined): e is ExportedEvent => e?.event === 'exported';
+export const isStExported = (e: RunEvent | undefined): e is StExportedEvent => e?.event === 'st_exported';
+export const isEncoded = (e: RunEvent | undefined): e is EncodedEvent => e?.event === 'encoded';

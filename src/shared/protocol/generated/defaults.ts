@@ -3,8 +3,10 @@ import type { AnalyzeSpec } from './specs/analyze';
 import type { ConvertSafetensorsSpec } from './specs/convert-safetensors';
 import type { DevicesSpec } from './specs/devices';
 import type { DownloadModelSpec } from './specs/download-model';
+import type { EncodeSpec } from './specs/encode';
 import type { EvaluateSpec } from './specs/evaluate';
 import type { ExportOnnxSpec } from './specs/export-onnx';
+import type { ExportStSpec } from './specs/export-st';
 import type { PreviewDataSpec } from './specs/preview-data';
 import type { TrainSpec } from './specs/train';
 
@@ -40,6 +42,21 @@ export const DOWNLOAD_MODEL_DEFAULTS: Readonly<Required<Pick<DownloadModelSpec, 
   allowDownload: false,
 };
 
+/** encode: the `default`s of protocol/specs/encode.schema.json. */
+export const ENCODE_DEFAULTS: Readonly<Required<Pick<EncodeSpec, 'keep' | 'adapter' | 'fromRun' | 'instruction' | 'pooling' | 'maxLength' | 'batchSize' | 'device' | 'chatTemplate' | 'trustRemoteCode' | 'allowDownload'>>> = {
+  keep: null,
+  adapter: null,
+  fromRun: null,
+  instruction: null,
+  pooling: 'weighted_mean',
+  maxLength: 512,
+  batchSize: 32,
+  device: 'auto',
+  chatTemplate: 'auto',
+  trustRemoteCode: false,
+  allowDownload: false,
+};
+
 /** evaluate: the `default`s of protocol/specs/evaluate.schema.json. */
 export const EVALUATE_DEFAULTS: Readonly<Required<Pick<EvaluateSpec, 'keep' | 'adapter' | 'fromRun' | 'tasks' | 'mtebTasks' | 'dataDir' | 'instructions' | 'pooling' | 'maxLength' | 'batchSize' | 'maxExamples' | 'seed' | 'device' | 'chatTemplate' | 'trustRemoteCode' | 'allowDownload'>>> = {
   keep: null,
@@ -72,6 +89,20 @@ export const EXPORT_ONNX_DEFAULTS: Readonly<Required<Pick<ExportOnnxSpec, 'out' 
   precision: 'fp32',
   parityData: null,
   minCosine: null,
+  chatTemplate: 'auto',
+  trustRemoteCode: false,
+  allowDownload: false,
+};
+
+/** export-st: the `default`s of protocol/specs/export-st.schema.json. */
+export const EXPORT_ST_DEFAULTS: Readonly<Required<Pick<ExportStSpec, 'out' | 'keep' | 'adapter' | 'fromRun' | 'pooling' | 'maxLength' | 'minCosine' | 'chatTemplate' | 'trustRemoteCode' | 'allowDownload'>>> = {
+  out: null,
+  keep: null,
+  adapter: null,
+  fromRun: null,
+  pooling: 'weighted_mean',
+  maxLength: 512,
+  minCosine: 0.9999,
   chatTemplate: 'auto',
   trustRemoteCode: false,
   allowDownload: false,

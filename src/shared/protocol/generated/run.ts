@@ -8,7 +8,7 @@ export interface RunRecord {
    * the run folder's name
    */
   runId: string;
-  verb: 'analyze' | 'train' | 'export-onnx' | 'evaluate';
+  verb: 'analyze' | 'train' | 'export-onnx' | 'export-st' | 'encode' | 'evaluate';
   /**
    * the verb's spec (protocol/specs/<verb>.schema.json) resolved: every field, defaults filled in, paths absolute (that file's $defs/resolved); train --resume reads it back
    */
@@ -63,6 +63,29 @@ export interface RunRecord {
         parityMeanCosine: number;
         numLayers: number;
         precision?: 'fp32' | 'fp16';
+        seconds: number;
+      }
+    | {
+        outDir: string;
+        bytes: number;
+        numLayers: number;
+        originalNumLayers: number;
+        pooling: 'mean' | 'weighted_mean' | 'last_token';
+        parityMinCosine: number;
+        parityMeanCosine: number;
+        parityTexts: number;
+        modelIndexResults: number;
+        lossCurve: string | null;
+        seconds: number;
+      }
+    | {
+        output: string;
+        rows: number;
+        dim: number;
+        numLayers: number;
+        pooling: 'mean' | 'weighted_mean' | 'last_token';
+        device: string;
+        textsPerSecond: number | null;
         seconds: number;
       }
     | {
