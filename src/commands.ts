@@ -211,7 +211,7 @@ function showPanel(s: Services, stack: LayerStack, keep?: number): LayerStackPan
     initialLoss: s.analyses.get(stack.path),
     keep,
     log: (line) => s.log.warn(line),
-    onPruneAt: (picked, k) => void rememberCut(s, picked, k),
+    onTrainAt: (picked, k) => void trainAtCut(s, picked, k),
   });
   // The training plan next to each cut is for the device the worker would use: asked once, in the background.
   void s.devices(vscode.Uri.file(stack.path)).then((report) => report && panel.setDevice(profileFromReport(report)));
@@ -400,6 +400,13 @@ async function rememberCut(s: Services, stack: LayerStack, keep: number): Promis
     next,
   );
   if (choice === next) await vscode.commands.executeCommand('l3prune.pruneAndFinetune', stack.path);
+}
+
+/** The panel's "Train at this cut…": its slider's cut, straight into Prune and Finetune (no toast to chase). */
+async function trainAtCut(s: Services, stack: LayerStack, keep: number): Promise<void> {
+  const pending: PendingPrune = { model: stack.path, keep };
+  await s.workspaceState.update(PENDING_PRUNE_KEY, pending);
+  await vscode.commands.executeCommand('l3prune.pruneAndFinetune', stack.path);
 }
 
 async function pruneAndFinetune(s: Services, arg: unknown): Promise<void> {

@@ -23,7 +23,8 @@ export class LayerStackPanel implements vscode.Disposable {
       initialLoss?: InitialLossView;
       keep?: number;
       log: (line: string) => void;
-      onPruneAt?: (stack: LayerStack, keep: number) => void;
+      /** The page's "Train at this cut…", with the slider's keep. */
+      onTrainAt?: (stack: LayerStack, keep: number) => void;
     },
   ): LayerStackPanel {
     const existing = LayerStackPanel.open.get(stack.path);
@@ -38,7 +39,7 @@ export class LayerStackPanel implements vscode.Disposable {
       vscode.ViewColumn.Active,
       webviewOptions(extensionUri),
     );
-    const created = new LayerStackPanel(panel, extensionUri, stack, options.initialLoss, options.keep, options.log, options.onPruneAt);
+    const created = new LayerStackPanel(panel, extensionUri, stack, options.initialLoss, options.keep, options.log, options.onTrainAt);
     LayerStackPanel.open.set(stack.path, created);
     return created;
   }
@@ -54,7 +55,7 @@ export class LayerStackPanel implements vscode.Disposable {
     private initialLoss: InitialLossView | undefined,
     keep: number | undefined,
     log: (line: string) => void,
-    onPruneAt?: (stack: LayerStack, keep: number) => void,
+    onTrainAt?: (stack: LayerStack, keep: number) => void,
   ) {
     this.keep = keep ?? stack.layers.length;
     panel.webview.html = renderPage(panel.webview, extensionUri, {
@@ -77,8 +78,9 @@ export class LayerStackPanel implements vscode.Disposable {
             case 'keepChanged':
               this.keep = message.keep;
               return;
-            case 'pruneAt':
-              onPruneAt?.(this.stack, message.keep);
+            case 'trainAt':
+              this.keep = message.keep;
+              onTrainAt?.(this.stack, message.keep);
               return;
           }
         },

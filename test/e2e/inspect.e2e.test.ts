@@ -130,6 +130,7 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
 
   let initial: Plan;
   let web: FrameLocator; // the Layer Stack panel's document
+  let cuts: { small: number; large: number } | undefined; // L³Prune's, once the initial loss is computed
 
   it('shows the layer stack with one bar per layer', async function () {
     await timed('show layer stack', async () => {
@@ -150,6 +151,11 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
     log(`initial plan: ${JSON.stringify(initial)}`);
     assert.ok(initial.keep >= 1 && initial.keep <= model.numLayers, `keep ${initial.keep} within 1…N`);
     assert.ok(initial.params > 0 && initial.bytes > 0, 'plan has params and bytes');
+    // The next step is offered before any analysis: "Train at this cut…" opens Prune and Finetune's first prompt.
+    await web.locator('#train-at-cut').click();
+    await h.quickInput.waitFor({ state: 'visible', timeout: 30_000 });
+    await h.page.keyboard.press('Escape');
+    await h.quickInput.waitFor({ state: 'hidden', timeout: 10_000 });
   });
 
   it('updates the plan when the kept layer count changes', async function () {
@@ -192,7 +198,7 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
   it('ignores hostile messages posted from the layer-stack page', async function () {
     this.timeout(90_000);
     const runs = path.join(scratch, 'workspace', '.l3prune');
-    await assertPanelIgnoresHostileMessages(h, web, ['ready', 'keepChanged', 'pruneAt'], { seed: 1, watched: [runs] });
+    await assertPanelIgnoresHostileMessages(h, web, ['ready', 'keepChanged', 'trainAt'], { seed: 1, watched: [runs] });
     // That the panel still works afterwards is shown by the next tests: the host redraws it with the initial
     // loss, and its small-cut button starts the training run.
   });
@@ -230,6 +236,57 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
     assert.equal(await web.locator('#loss-chart canvas').count(), 1, 'the curve is drawn');
     assert.equal(await web.locator(`.cut-summary[data-variant="small"][data-keep="${small}"]`).count(), 1);
     assert.equal(await web.locator(`.cut-summary[data-variant="large"][data-keep="${large}"]`).count(), 1);
+    cuts = { small, large };
+    // Both cuts are labelled markers on the curve, with a legend whose swatches wear the marks' colours.
+    assert.equal(await chart.getAttribute('data-cut-labels'), `small · keep ${small} | large · keep ${large}`);
+    assert.equal(await chart.getAttribute('data-band'), 'shown', 'the bootstrap band is drawn');
+    assert.ok(Number(await chart.getAttribute('data-bootstrap-bars')) >= 2, 'a bootstrap bar for each cut at least');
+    const swatches = await web.locator('#loss-legend').evaluate((legend) => {
+      // The theme's colour for each mark, resolved by the browser, against what the swatch shows.
+      const probe = document.createElement('span');
+      document.body.append(probe);
+      const resolve = (variable: string) => {
+        probe.style.color = `var(${variable})`;
+        return getComputedStyle(probe).color;
+      };
+      const shown = (swatch: string, property: 'borderTopColor' | 'borderLeftColor') => {
+        const element = legend.querySelector(`.swatch-${swatch}`);
+        return element ? getComputedStyle(element)[property] : 'missing';
+      };
+      const result = {
+        curve: [shown('curve', 'borderTopColor'), resolve('--vscode-charts-blue')],
+        small: [shown('small', 'borderLeftColor'), resolve('--vscode-charts-green')],
+        large: [shown('large', 'borderLeftColor'), resolve('--vscode-charts-orange')],
+        current: [shown('current', 'borderLeftColor'), resolve('--vscode-foreground')],
+        entries: [...legend.querySelectorAll('li')].map((li) => li.textContent ?? ''),
+      };
+      probe.remove();
+      return result;
+    });
+    log(`legend: ${JSON.stringify(swatches)}`);
+    for (const mark of ['curve', 'small', 'large', 'current'] as const) {
+      const [shown, theme] = swatches[mark];
+      assert.equal(shown, theme, `the ${mark} swatch shows the theme's colour`);
+      assert.doesNotMatch(shown, /rgba\(0, 0, 0, 0\)/, `the ${mark} swatch is not transparent`);
+    }
+    assert.ok(swatches.entries.some((t) => t.startsWith(`small cut (L³Prune): keep ${small}`)), 'the small cut in the legend');
+    assert.ok(swatches.entries.some((t) => /^bootstrap: /.test(t)), 'the bootstrap bars in the legend');
+
+    // A click on the curve sets the cut: the slider, the number box, the plan and the curve's own marker follow.
+    const current = Number(await web.locator('#keep-slider').inputValue());
+    const target = [Math.round((small + large) / 2), small + 1, large - 1].find((d) => d !== small && d !== large && d !== current) ?? small;
+    await clickCurveAt(target);
+    await web.locator(`#plan[data-keep="${target}"]`).waitFor({ state: 'attached', timeout: 10_000 });
+    assert.equal(await web.locator('#keep-slider').inputValue(), String(target), 'the slider follows the click');
+    assert.equal(await web.locator('#keep-input').inputValue(), String(target), 'the number box follows the click');
+    assert.equal(await chart.getAttribute('data-marked-keep'), String(target), 'the slider\'s line moved on the curve');
+    assert.equal((await readPlan()).params, planParams(target), 'the plan is the plan of the clicked depth');
+    await h.screenshot('cut-clicked-on-curve');
+    // The panel's cut buttons move the slider (they no longer only toast a keep the slider does not show).
+    await web.locator('#cut-large').click();
+    await web.locator(`#plan[data-keep="${large}"]`).waitFor({ state: 'attached', timeout: 10_000 });
+    assert.equal(await web.locator('#keep-slider').inputValue(), String(large), 'the slider moved to the large cut');
+    assert.equal(await chart.getAttribute('data-marked-keep'), String(large));
     // The proposals also appear under the model in the tree, as its first two children (the tree is
     // virtualised and scrolled down to the layers, so walk to them with the keyboard).
     await modelItem().click();
@@ -273,13 +330,19 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
 
     it('launches a 20-step run from the small-cut button with a tuned recipe', async function () {
       this.timeout(300_000);
-      await web.locator('#prune-small').click();
-      await h.page.locator('.notifications-toasts .monaco-button', { hasText: 'Prune and Finetune…' }).first().click();
+      assert.ok(cuts, 'the initial loss was computed');
+      await web.locator('#cut-small').click();
+      await web.locator(`#plan[data-keep="${cuts.small}"]`).waitFor({ state: 'attached', timeout: 10_000 });
+      assert.equal(await web.locator('#keep-slider').inputValue(), String(cuts.small), 'the slider moved to the small cut');
+      await h.screenshot('small-cut-chosen');
+      // "Train at this cut…" goes straight to Prune and Finetune with the slider's keep.
+      await web.locator('#train-at-cut').click();
       await h.quickInputRows.filter({ hasText: 'triples.jsonl' }).first().click();
-      // keep: pre-filled with the small cut
+      // keep: pre-filled with the slider's cut
       const keepTitle = h.page.locator('.quick-input-widget .quick-input-title').filter({ hasText: /layers to keep/ });
       await keepTitle.waitFor({ state: 'visible', timeout: 30_000 });
       const smallCut = await h.quickInput.inputValue();
+      assert.equal(smallCut, String(cuts.small), 'the form starts from the slider\'s cut');
       await h.answerInput(/layers to keep/, smallCut);
       await h.answerInput(/^Training steps/, '20');
       for (const [field, value] of [['Batch size per device', '8'], ['Max length (tokens)', '48'], ['Warm-up steps', '2'], ['Checkpoint every (steps)', '4']]) {
@@ -353,6 +416,27 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
       assert.deepEqual([...new Set(steps)].sort((a, b) => a - b), Array.from({ length: 20 }, (_, i) => i + 1), 'every step 1..20 was logged');
     });
   });
+
+  /** Params after keeping the first `keep` layers, from the safetensors headers (not the extension's plan). */
+  function planParams(keep: number): number {
+    const layersFrom = (from: number) => {
+      let total = 0;
+      for (let layer = from; layer < model.numLayers; layer++) total += layerParamsFromHeaders(model.dir, layer);
+      return total;
+    };
+    const whole = initial.params + layersFrom(initial.keep);
+    return whole - layersFrom(keep);
+  }
+
+  /** A click where the chart draws depth d: its plot area spans the x range the chart reports. */
+  async function clickCurveAt(depth: number): Promise<void> {
+    const chart = web.locator('#loss-chart');
+    const [min, max] = [Number(await chart.getAttribute('data-x-min')), Number(await chart.getAttribute('data-x-max'))];
+    const over = chart.locator('.u-over');
+    const box = await over.boundingBox();
+    assert.ok(box && box.width > 0, 'the plot area is laid out');
+    await over.click({ position: { x: ((depth - min) / (max - min)) * box.width, y: box.height / 2 } });
+  }
 
   async function readPlan(): Promise<Plan> {
     const plan = web.locator('#plan');

@@ -30,21 +30,23 @@ describe('webview security', () => {
     it('accepts exactly the messages of the protocol', () => {
       assert.deepEqual(parseLayerStackMessage({ type: 'ready' }, 30), { type: 'ready' });
       assert.deepEqual(parseLayerStackMessage({ type: 'keepChanged', keep: 12 }, 30), { type: 'keepChanged', keep: 12 });
-      assert.deepEqual(parseLayerStackMessage({ type: 'pruneAt', keep: 30 }, 30), { type: 'pruneAt', keep: 30 });
+      assert.deepEqual(parseLayerStackMessage({ type: 'trainAt', keep: 30 }, 30), { type: 'trainAt', keep: 30 });
+      assert.deepEqual(parseLayerStackMessage({ type: 'trainAt', keep: 1 }, 30), { type: 'trainAt', keep: 1 });
     });
     it('rejects wrong types, extra fields and keeps outside the stack', () => {
       const bad: unknown[] = [
         null, undefined, 'ready', 42, [], {}, { type: 'READY' }, { type: 'ready', extra: 1 },
         { type: 'keepChanged' }, { type: 'keepChanged', keep: 0 }, { type: 'keepChanged', keep: 31 },
         { type: 'keepChanged', keep: 2.5 }, { type: 'keepChanged', keep: '3' }, { type: 'keepChanged', keep: Number.NaN },
-        { type: 'pruneAt', keep: -1 }, JSON.parse('{"type":"keepChanged","keep":3,"__proto__":{"admin":true}}'),
+        { type: 'trainAt', keep: -1 }, { type: 'trainAt', keep: 31 }, { type: 'trainAt' }, { type: 'trainAt', keep: 7, data: '/etc/passwd' },
+        { type: 'pruneAt', keep: 7 }, JSON.parse('{"type":"keepChanged","keep":3,"__proto__":{"admin":true}}'),
         { type: 'runCommand', command: 'rm -rf /' },
       ];
       for (const message of bad) assert.equal(parseLayerStackMessage(message, 30), undefined, JSON.stringify(message));
     });
     it('never accepts a random value that is not a valid message (fuzz)', () => {
       fc.assert(
-        fc.property(fc.oneof(fc.anything(), fc.record({ type: fc.constantFrom('ready', 'keepChanged', 'pruneAt'), keep: fc.anything() })), (raw) => {
+        fc.property(fc.oneof(fc.anything(), fc.record({ type: fc.constantFrom('ready', 'keepChanged', 'trainAt'), keep: fc.anything() })), (raw) => {
           const parsed = parseLayerStackMessage(raw, 30);
           if (parsed === undefined) return;
           assert.ok(parsed.type === 'ready' || (Number.isInteger(parsed.keep) && parsed.keep >= 1 && parsed.keep <= 30));
@@ -57,7 +59,7 @@ describe('webview security', () => {
   describe('the hostile messages the end-to-end tests post to live panels', () => {
     // The e2e counts one "ignored" log line per message, so every case must be invalid for its panel.
     const panels: Array<[string, readonly string[], (raw: unknown) => unknown]> = [
-      ['layer stack', ['ready', 'keepChanged', 'pruneAt'], (raw) => parseLayerStackMessage(raw, 30)],
+      ['layer stack', ['ready', 'keepChanged', 'trainAt'], (raw) => parseLayerStackMessage(raw, 30)],
       ['loss plot', ['ready', 'openRun'], (raw) => parseRunPlotMessage(raw, new Set(['run-a']))],
       ['compare', ['ready', 'openRun', 'export'], (raw) => parseCompareMessage(raw, new Set(['run-a']))],
       ['try encoder', ['ready', 'compare'], parseTryEncoderMessage],

@@ -22,7 +22,8 @@ export type LayerStackToWebview =
 export type LayerStackFromWebview =
   | { type: 'ready' }
   | { type: 'keepChanged'; keep: number }
-  | { type: 'pruneAt'; keep: number };
+  /** "Train at this cut…": Prune and Finetune at the slider's keep. */
+  | { type: 'trainAt'; keep: number };
 
 /** Checks depend on the stack shown: a keep outside 1..N is as invalid as a missing one. */
 export function parseLayerStackMessage(raw: unknown, numLayers: number): LayerStackFromWebview | undefined {
@@ -30,7 +31,7 @@ export function parseLayerStackMessage(raw: unknown, numLayers: number): LayerSt
   const checks: Check<LayerStackFromWebview>[] = [
     isMessage('ready', {}),
     isMessage('keepChanged', { keep }),
-    isMessage('pruneAt', { keep }),
+    isMessage('trainAt', { keep }),
   ];
   return firstMatch(raw, checks);
 }
