@@ -4,6 +4,7 @@
  * and src/commands.ts's handler table is keyed by CommandId, so the three cannot drift apart.
  */
 export const COMMAND_IDS = [
+  'l3prune.openWalkthrough',
   'l3prune.openModelFolder',
   'l3prune.openOnnxModel',
   'l3prune.openHuggingFaceModel',

@@ -19,6 +19,7 @@ import { ensureWorkerPackage } from './worker/workerPackage';
 import { runWithProgress } from './worker/workerProgress';
 import { tryEncoder } from './inference/tryEncoderCommand';
 import { DataPreviewPanel } from './views/dataPreviewPanel';
+import { revealPath } from './views/reveal';
 import { PREVIEW_DATA_DEFAULTS } from './shared/protocol/generated/defaults';
 import { cancelRuns, chooseRuns, deleteRuns, openRuns, resumeRun, startTraining, type RunPurpose } from './runs/runCommands';
 import { isResumable } from './runs/runStore';
@@ -48,8 +49,11 @@ function invokedOn(arg: unknown, many: unknown): unknown {
 }
 
 export const COMMANDS: Record<CommandId, Handler> = {
-  'l3prune.openModelFolder': (s, arg) => openModel(s, arg, 'folder'),
-  'l3prune.openOnnxModel': (s, arg) => openModel(s, arg, 'onnx'),
+  'l3prune.openWalkthrough': () => vscode.commands.executeCommand('workbench.action.openWalkthrough', 'l3prune.l3prune-studio#firstUse', false),
+  // Only a path or a Uri names the model to open: the Models view's title button passes the selected row,
+  // which would reopen that row's model instead of showing the dialog the user asked for.
+  'l3prune.openModelFolder': (s, arg) => openModel(s, pathOrUri(arg), 'folder'),
+  'l3prune.openOnnxModel': (s, arg) => openModel(s, pathOrUri(arg), 'onnx'),
   'l3prune.openHuggingFaceModel': (s, arg) => openHuggingFaceModel(s, arg),
   'l3prune.showLayerStack': (s, arg) => showLayerStack(s, arg),
   'l3prune.removeModel': (s, arg) => removeModel(s, arg),
@@ -69,11 +73,13 @@ export const COMMANDS: Record<CommandId, Handler> = {
   'l3prune.exportOnnx': (s, arg) => exportVariantOnnx(s, arg),
   'l3prune.exportSentenceTransformers': (s, arg) => exportSentenceTransformers(s, arg),
   'l3prune.encodeTexts': (s, arg) => encodeTexts(s, arg),
-  'l3prune.compareVariants': (s, arg) => void compareVariants(s, arg),
+  'l3prune.compareVariants': (s, arg) => {
+    compareVariants(s, arg);
+    if (s.store.list().some((r) => r.verb === 'evaluate' && r.status === 'succeeded')) void s.guide.note('compared');
+  },
   'l3prune.revealRun': async (s, arg) => {
     const run = (await chooseRuns(s, arg, s.runsView.selection, ANY_RUN('reveal', false)))[0];
-    if (run) return vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(run.runDir));
-    return undefined;
+    if (run) await revealPath(run.runDir);
   },
   'l3prune.tryEncoder': (s, arg, texts) => tryEncoder(s, arg, texts),
   'l3prune.showDevices': (s) => showDevices(s),
@@ -98,6 +104,10 @@ export function registerCommands(services: Services): vscode.Disposable[] {
       }
     }),
   );
+}
+
+function pathOrUri(arg: unknown): string | vscode.Uri | undefined {
+  return typeof arg === 'string' || arg instanceof vscode.Uri ? arg : undefined;
 }
 
 /** A command may get a path, a Uri (explorer, scripts, tests) or a tree node (context menus). */
@@ -394,6 +404,7 @@ async function rememberCut(s: Services, stack: LayerStack, keep: number): Promis
   const plan = planKeep(stack, keep);
   const pending: PendingPrune = { model: stack.path, keep };
   await s.workspaceState.update(PENDING_PRUNE_KEY, pending);
+  await s.guide.note('cutChosen');
   const next = 'Prune and Finetune…';
   const choice = await vscode.window.showInformationMessage(
     `Cut chosen for ${stack.name}: keep ${keep} of ${plan.numLayers} layers, ${formatParams(plan.params)} params, ${formatBytes(plan.bytes)} (−${formatShare(plan.paramsRemovedShare)}).`,

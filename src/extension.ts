@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { registerCommands } from './commands';
+import { PENDING_PRUNE_KEY, registerCommands } from './commands';
 import { followWithProgress } from './runs/runCommands';
 import { runsRoot } from './runs/runLocation';
 import { DEFAULT_MAX_RUNS, RunStore, type RunSummary } from './runs/runStore';
@@ -18,6 +18,7 @@ import { createRemoteCodeConsent } from './worker/remoteCodeDialog';
 import { setWorkerHome } from './worker/workerEnv';
 import { ensureWorkerPackage } from './worker/workerPackage';
 import { AnalysisStore } from './workspace/analyses';
+import { GuideContext } from './workspace/guideContext';
 import { ModelRegistry } from './workspace/modelRegistry';
 
 let shuttingDown = false;
@@ -41,6 +42,7 @@ export function activate(context: vscode.ExtensionContext): void {
   const store = new RunStore(root, undefined, { maxRuns: () => vscode.workspace.getConfiguration('l3prune').get<number>('maxRuns', DEFAULT_MAX_RUNS) });
   const runsTree = new RunsTreeProvider(store);
   const runsView = vscode.window.createTreeView<RunSummary>('l3prune.runs', { treeDataProvider: runsTree, canSelectMany: true });
+  const guide = new GuideContext(registry, analyses, store, context.workspaceState, () => context.workspaceState.get(PENDING_PRUNE_KEY) !== undefined);
   const lossPlot = new LossPlotViewProvider(context.extensionUri, store, (line) => log.warn(line));
 
   // The task type and the commands launch training alike; a launch is followed in a progress notification.
@@ -71,6 +73,7 @@ export function activate(context: vscode.ExtensionContext): void {
     log,
     registry,
     analyses,
+    guide,
     store,
     trainTasks,
     consent,
@@ -89,6 +92,7 @@ export function activate(context: vscode.ExtensionContext): void {
     runsTree,
     runsView,
     lossPlot,
+    guide,
     new RunStatusBar(store),
     store,
     vscode.window.registerWebviewViewProvider(LossPlotViewProvider.viewId, lossPlot),

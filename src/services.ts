@@ -3,6 +3,7 @@ import type { RunStore, RunSummary } from './runs/runStore';
 import type { TrainTaskDeps } from './runs/trainTask';
 import type { ModelsNode } from './views/modelsTree';
 import type { AnalysisStore } from './workspace/analyses';
+import type { GuideContext } from './workspace/guideContext';
 import type { ModelRegistry } from './workspace/modelRegistry';
 import type { RemoteCodeConsent } from './worker/remoteCode';
 import type { DevicesReport } from './shared/protocol/generated/devices-report';
@@ -21,6 +22,8 @@ export interface Services {
   /** Models opened in this workspace, and the initial-loss analyses computed for them. */
   registry: ModelRegistry;
   analyses: AnalysisStore;
+  /** The first-use walkthrough's progress, told what no store records (a cut chosen, variants compared). */
+  guide: GuideContext;
   /** Every run folder, kept current by polling; its `onDidChange` listeners are disposables. */
   store: RunStore;
   /** What the `l3prune` task type needs to launch and follow a training run. */

@@ -8,6 +8,7 @@ import { WorkspaceNotTrustedError } from '../worker/python';
 import { refusedCode } from '../worker/remoteCodeDialog';
 import { runWorkerVerb, type Cancellation, type VerbOutcome } from '../worker/workerVerb';
 import { runWithProgress } from '../worker/workerProgress';
+import { revealPath } from '../views/reveal';
 import { chooseVariant, workerPython } from './variantCommands';
 import { variantArgs, variantModelFolders, type Variant } from './variantRuns';
 
@@ -106,7 +107,7 @@ export async function exportSentenceTransformers(s: Services, arg: unknown): Pro
     reveal,
     card,
   );
-  if (choice === reveal) await vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(path.join(result.outDir, 'README.md')));
+  if (choice === reveal) await revealPath(path.join(result.outDir, 'README.md'));
   if (choice === card) await vscode.commands.executeCommand('markdown.showPreview', vscode.Uri.file(path.join(result.outDir, 'README.md')));
 }
 
@@ -159,5 +160,5 @@ export async function encodeTexts(s: Services, arg: unknown): Promise<void> {
       `${result.textsPerSecond ? `, ${result.textsPerSecond.toFixed(1)} texts/s` : ''}).`,
     reveal,
   );
-  if (choice === reveal) await vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(result.output));
+  if (choice === reveal) await revealPath(result.output);
 }

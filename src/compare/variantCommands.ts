@@ -8,6 +8,7 @@ import { planKeep } from '../shared/prune/plan';
 import { newRunDir, runsRoot } from '../runs/runLocation';
 import type { RunSummary } from '../runs/runStore';
 import { ComparePanel } from '../views/comparePanel';
+import { revealPath } from '../views/reveal';
 import type { ModelsNode } from '../views/modelsTree';
 import { findPython, WorkspaceNotTrustedError } from '../worker/python';
 import { refusedCode } from '../worker/remoteCodeDialog';
@@ -264,7 +265,7 @@ export async function exportVariantOnnx(s: Services, arg: unknown): Promise<void
     reveal,
   );
   if (choice === open) await vscode.commands.executeCommand('l3prune.openOnnxModel', result.path);
-  if (choice === reveal) await vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(result.path));
+  if (choice === reveal) await revealPath(result.path);
 }
 
 const STAGES: Record<string, string> = {

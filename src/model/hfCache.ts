@@ -353,6 +353,6 @@ export async function resolveModelTarget(target: string, cacheDir: string = hubC
   throw new ModelReadError(
     repoRefText(ref),
     `is neither a model folder nor a model in the Hugging Face cache ${cacheDir}`,
-    `get it with \`${downloadCommand(ref)}\` (older huggingface_hub: \`huggingface-cli download ${ref.repoId}${ref.explicit ? ` --revision ${ref.revision}` : ''}\`), or in VS Code with "L³Prune: Open Hugging Face Model…" (the Models view lists the cache), or pass a model folder`,
+    `get it with \`${downloadCommand(ref)}\` (older huggingface_hub: \`huggingface-cli download ${ref.repoId}${ref.explicit ? ` --revision ${ref.revision}` : ''}\`), or in VS Code with "L3Prune: Open Hugging Face Model…" (the Models view lists the cache), or pass a model folder`,
   );
 }

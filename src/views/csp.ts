@@ -10,7 +10,9 @@ export function contentSecurityPolicy(cspSource: string, nonce: string): string 
     "default-src 'none'",
     `img-src ${cspSource} data:`,
     `font-src ${cspSource}`,
-    `style-src ${cspSource}`,
+    // The nonce admits the one <style> the toolkit inserts itself (its :focus-visible probe reads the nonce from
+    // <meta property="csp-nonce">); style attributes stay blocked, so pages style through classes only.
+    `style-src ${cspSource} 'nonce-${nonce}'`,
     `script-src 'nonce-${nonce}'`,
     "connect-src 'none'",
     "frame-src 'none'",

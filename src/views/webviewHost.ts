@@ -33,6 +33,7 @@ export function renderPage(webview: vscode.Webview, extensionUri: vscode.Uri, sp
   <head>
     <meta charset="UTF-8">
     <meta http-equiv="Content-Security-Policy" content="${contentSecurityPolicy(webview.cspSource, nonce)}">
+    <meta property="csp-nonce" content="${nonce}">
     <meta name="viewport" content="width=device-width, initial-scale=1.0">
     ${links}
     <title>${escapeHtml(spec.title)}</title>

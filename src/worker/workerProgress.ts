@@ -1,4 +1,5 @@
 import * as vscode from 'vscode';
+import { revealPath } from '../views/reveal';
 import type { RunEvent } from '../shared/protocol/workerEvents';
 import type { Cancellation, VerbOutcome } from './workerVerb';
 
@@ -38,7 +39,7 @@ export async function runWithProgress<Result>(job: WorkerJob<Result>): Promise<{
   if (outcome.status === 'failed') {
     const open = 'Reveal Run Folder';
     void vscode.window.showErrorMessage(`${job.what} failed: ${outcome.message}`, open).then((choice) => {
-      if (choice) void vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(outcome.runDir));
+      if (choice) void revealPath(outcome.runDir);
     });
     return undefined;
   }

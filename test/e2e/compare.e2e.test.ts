@@ -81,7 +81,7 @@ describe('Evaluate and compare variants in VS Code (code-server)', function () {
 
   /** Runs "L³Prune: Evaluate…" on the demo model, choosing the layers with `chooseLayers`, and waits for the score. */
   async function evaluate(variant: string, chooseLayers: () => Promise<void>): Promise<string> {
-    await h.runCommand('L³Prune: Evaluate…');
+    await h.runCommand('L3Prune: Evaluate…');
     await h.quickInputRows.filter({ hasText: model.name }).first().click();
     await chooseLayers();
     await h.answerInput(/Examples per task/, EXAMPLES_PER_TASK);
@@ -129,7 +129,7 @@ describe('Evaluate and compare variants in VS Code (code-server)', function () {
 
   it('compares both variants: a row each with every task’s score, and the Pareto plot', async function () {
     this.timeout(120_000);
-    await h.runCommand('L³Prune: Compare Variants');
+    await h.runCommand('L3Prune: Compare Variants');
     await h.editorTab('Compare Variants').waitFor({ state: 'visible' });
     web = await h.webview('#variants', 60_000);
     const rows = web.locator('#variants tbody tr.variant-row');
@@ -195,7 +195,7 @@ describe('Evaluate and compare variants in VS Code (code-server)', function () {
   it('exports the 4-layer variant to ONNX; its Try Encoder page ignores hostile messages and still compares texts', async function () {
     this.timeout(600_000);
     await timed(`export keep ${SMALL_KEEP}`, async () => {
-      await h.runCommand('L³Prune: Export ONNX…');
+      await h.runCommand('L3Prune: Export ONNX…');
       await h.quickInputRows.filter({ hasText: model.name }).first().click();
       await h.quickInputRows.filter({ hasText: 'Another number of layers' }).first().click();
       await h.answerInput(/layers to keep \(the first n\)/, String(SMALL_KEEP));
@@ -203,7 +203,7 @@ describe('Evaluate and compare variants in VS Code (code-server)', function () {
       await h.pick(/^Precision of the ONNX export/, /^fp32/);
       await toast(/Exported .*ONNX Runtime matches torch/).waitFor({ state: 'visible', timeout: 540_000 });
     });
-    await h.runCommand('L³Prune: Try Encoder…');
+    await h.runCommand('L3Prune: Try Encoder…');
     await h.quickInputRows.filter({ hasText: `keep ${SMALL_KEEP}` }).first().click();
     const page = await h.webview('#texts', 120_000);
     await assertPanelIgnoresHostileMessages(h, page, ['ready', 'compare'], { seed: 4, watched: [path.join(workspace, '.l3prune')] });
@@ -216,7 +216,7 @@ describe('Evaluate and compare variants in VS Code (code-server)', function () {
   it('exports the 4-layer variant as a sentence-transformers folder with a model card', async function () {
     this.timeout(600_000);
     await timed(`export-st keep ${SMALL_KEEP}`, async () => {
-      await h.runCommand('L³Prune: Export Sentence-Transformers Folder…');
+      await h.runCommand('L3Prune: Export Sentence-Transformers Folder…');
       await h.quickInputRows.filter({ hasText: model.name }).first().click();
       await h.quickInputRows.filter({ hasText: 'Another number of layers' }).first().click();
       await h.answerInput(/layers to keep \(the first n\)/, String(SMALL_KEEP));

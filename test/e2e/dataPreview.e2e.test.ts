@@ -81,7 +81,7 @@ describe('Preview training data in VS Code (code-server)', function () {
   it('previews the Parquet triples: format, mapped columns, tasks, samples and the histogram', async function () {
     this.timeout(300_000);
     await timed('preview data', async () => {
-      await h.runCommand('L³Prune: Preview Training Data…');
+      await h.runCommand('L3Prune: Preview Training Data…');
       await h.quickInputRows.filter({ hasText: 'triples.parquet' }).first().click();
       await h.editorTab(/^Preview: triples\.parquet/).waitFor({ state: 'visible', timeout: 30_000 });
       // The page's own ids (#app is every page's root, the Loss view's too): the report, or the worker's sentence.

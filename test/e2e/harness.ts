@@ -318,7 +318,7 @@ export class CodeServerHarness {
   }
 
   /**
-   * Runs a command by its palette title (e.g. "L³Prune: Show Layer Stack"). Picks the row whose label
+   * Runs a command by its palette title (e.g. "L3Prune: Show Layer Stack"). Picks the row whose label
    * equals the title exactly, so fuzzy matches or "recently used" ordering cannot pick another command.
    */
   async runCommand(title: string): Promise<void> {

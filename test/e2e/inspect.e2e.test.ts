@@ -82,7 +82,7 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
 
   it('opens a model folder through "Open Model Folder…" and its folder dialog', async function () {
     await timed('open model folder', async () => {
-      await h.runCommand('L³Prune: Open Model Folder…');
+      await h.runCommand('L3Prune: Open Model Folder…');
       await h.pickFolderInSimpleDialog(model.dir);
       await modelItem().waitFor({ state: 'visible' });
     });
@@ -134,7 +134,7 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
 
   it('shows the layer stack with one bar per layer', async function () {
     await timed('show layer stack', async () => {
-      await h.runCommand('L³Prune: Show Layer Stack');
+      await h.runCommand('L3Prune: Show Layer Stack');
       // With one model open the command uses it; should it ask anyway (a quick pick of models), answer.
       // (Selecting the model row first is no alternative: a click also toggles its expansion.)
       const tab = h.editorTab(`Layer Stack: ${model.name}`);
@@ -211,7 +211,7 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
     }
     this.timeout(240_000);
     await timed('compute initial loss', async () => {
-      await h.runCommand('L³Prune: Compute Initial Loss…');
+      await h.runCommand('L3Prune: Compute Initial Loss…');
       // Data file: the configured demo triples are offered first.
       await h.quickInputRows.filter({ hasText: 'triples.jsonl' }).first().click();
       // Sample: a custom small one (32 triples, 2 batches of 16) keeps the run short on a CPU.

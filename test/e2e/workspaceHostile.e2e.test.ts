@@ -192,7 +192,7 @@ describe('A hostile workspace in VS Code (code-server)', function () {
   });
 
   it('finds nothing to cancel from the palette; nothing was signalled', async function () {
-    await h.runCommand('L³Prune: Cancel Run');
+    await h.runCommand('L3Prune: Cancel Run');
     await toast(/There is no run to cancel/).waitFor({ state: 'visible', timeout: 15_000 }).catch(async () => {
       throw new Error(`no "nothing to cancel" notice; notifications: ${JSON.stringify(await h.notifications())}`);
     });
@@ -225,7 +225,7 @@ describe('A hostile workspace in VS Code (code-server)', function () {
     assert.ok(!fs.existsSync(path.join(runsDir, 'shipped-pid-1')), 'the pid-1 run folder was deleted');
 
     // From the palette, with nothing selected in the Runs view: a pick among the runs that can be deleted.
-    await h.runCommand('L³Prune: Delete Run');
+    await h.runCommand('L3Prune: Delete Run');
     const choice = h.quickInputRows.filter({ hasText: 'shipped-foreign-pid' });
     await choice.first().waitFor({ state: 'visible', timeout: 15_000 });
     await choice.first().locator('input[type="checkbox"], .monaco-checkbox, .quick-input-list-checkbox').first().click();
@@ -244,7 +244,7 @@ describe('A hostile workspace in VS Code (code-server)', function () {
 
   it('converts a shipped pickle-only model after consent without writing through its planted links', async function () {
     this.timeout(300_000);
-    await h.runCommand('L³Prune: Convert Pickle Weights to Safetensors…');
+    await h.runCommand('L3Prune: Convert Pickle Weights to Safetensors…');
     await h.pickFolderInSimpleDialog(pickleModel);
     const dialog = h.page.locator('.monaco-dialog-box');
     await dialog.waitFor({ state: 'visible', timeout: 15_000 });

@@ -12,6 +12,8 @@ describe('webview security', () => {
     const csp = contentSecurityPolicy('https://webview.example', 'abc123');
     assert.match(csp, /default-src 'none'/);
     assert.match(csp, /script-src 'nonce-abc123'(;|$)/);
+    // Styles: our files and the toolkit's nonce-tagged probe; never an inline style attribute.
+    assert.match(csp, /style-src https:\/\/webview\.example 'nonce-abc123'(;|$)/);
     assert.doesNotMatch(csp, /unsafe-eval|unsafe-inline|\*/);
     assert.match(csp, /connect-src 'none'/);
   });

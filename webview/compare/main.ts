@@ -46,7 +46,7 @@ function render(): void {
   const header = el('header');
   header.append(el('h1', undefined, 'Compare Variants'));
   if (!rows.length) {
-    header.append(el('p', 'hint', 'No evaluated variant yet. Run “L³Prune: Evaluate…” on a model (full or cut) or on a finished training run; each evaluation becomes a row here.'));
+    header.append(el('p', 'hint', 'No evaluated variant yet. Run “L3Prune: Evaluate…” on a model (full or cut) or on a finished training run; each evaluation becomes a row here.'));
     app.replaceChildren(header);
     return;
   }
