@@ -8,12 +8,12 @@ import { planKeep } from '../shared/prune/plan';
 import { newRunDir, runsRoot } from '../runs/runLocation';
 import type { RunSummary } from '../runs/runStore';
 import { ComparePanel } from '../views/comparePanel';
-import { revealPath } from '../views/reveal';
 import type { ModelsNode } from '../views/modelsTree';
 import { findPython, WorkspaceNotTrustedError } from '../worker/python';
 import { refusedCode } from '../worker/remoteCodeDialog';
 import { ensureWorkerPackage } from '../worker/workerPackage';
 import { runWithProgress } from '../worker/workerProgress';
+import { OrtNodeSpeeds } from './ortNodeSpeeds';
 import { runEvaluate, runExportOnnx, variantLabel, variantModelFolders, type ExportPrecision, type Variant } from './variantRuns';
 
 const MAX_EXAMPLES_KEY = 'l3prune.evaluate.maxExamples';
@@ -213,11 +213,12 @@ export async function evaluateVariant(s: Services, arg: unknown): Promise<void> 
 const PRECISION_DETAILS: Record<ExportPrecision, string> = {
   fp32: 'float32 weights; ONNX Runtime matches torch to a cosine of 0.9999',
   fp16: 'float16 weights and matmuls, half the bytes, for serving on a GPU; float32 input and output; parity to a cosine of 0.999',
+  int8: 'int8 matmul weights (onnxruntime dynamic quantization), for serving on a CPU; float32 input and output; parity to a mean cosine of 0.99, min 0.98',
 };
 
-/** fp32 (the worker's default, first, so Enter takes it) or fp16. */
+/** fp32 (the worker's default, first, so Enter takes it), fp16 or int8. */
 async function askExportPrecision(): Promise<ExportPrecision | undefined> {
-  const items = (['fp32', 'fp16'] as const).map((precision) => ({
+  const items = (['fp32', 'fp16', 'int8'] as const).map((precision) => ({
     label: precision,
     description: precision === EXPORT_ONNX_DEFAULTS.precision ? 'default' : undefined,
     detail: PRECISION_DETAILS[precision],
@@ -258,14 +259,42 @@ export async function exportVariantOnnx(s: Services, arg: unknown): Promise<void
   const { result } = outcome;
   const open = 'Open ONNX Model';
   const reveal = 'Reveal Folder';
+  const score = 'Evaluate and Compare';
   const choice = await vscode.window.showInformationMessage(
     `Exported ${label}: ${formatBytes(result.bytes)}, opset ${result.opset}, ${result.numLayers} layers; ` +
       `ONNX Runtime matches torch to a cosine of at least ${result.parityMinCosine.toFixed(5)}.`,
     open,
     reveal,
+    score,
   );
   if (choice === open) await vscode.commands.executeCommand('l3prune.openOnnxModel', result.path);
-  if (choice === reveal) await revealPath(result.path);
+  if (choice === reveal) await vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(result.path));
+  if (choice === score) await evaluateExport(s, python, result.outDir, label);
+}
+
+/**
+ * evaluate --onnx on an export: the graph scored in onnxruntime on the same tasks as a torch evaluation, so the
+ * Compare view shows it beside its float variant with the score change (and its onnxruntime-node speed).
+ */
+async function evaluateExport(s: Services, python: string, folder: string, label: string): Promise<void> {
+  const maxExamples = await askMaxExamples(s);
+  if (maxExamples === null) return;
+  const runDir = await newRunDir(runsRoot(s.globalStorageUri), 'evaluate');
+  s.log.info(`evaluate --onnx ${folder} → ${runDir}`);
+  const outcome = await runWithProgress({
+    title: `Evaluating ${label} (ONNX)`,
+    what: 'Evaluation',
+    start: (onEvent, token) => runEvaluate({ python, runDir, variant: { kind: 'onnx', folder }, maxExamples, dataDir: evaluationDataDir() }, onEvent, token),
+    progressOf: (event) => {
+      if (event.event === 'progress' && typeof event.batch === 'number' && typeof event.batches === 'number' && event.batches > 0) {
+        return { done: event.batch / event.batches, message: typeof event.task === 'string' ? `embedding ${event.task}` : undefined };
+      }
+      if (event.event === 'task_result') return { message: `${event.task}: ${typeof event.mainScore === 'number' ? event.mainScore.toFixed(4) : '—'}` };
+      return undefined;
+    },
+  });
+  void s.store.refresh();
+  if (outcome) await vscode.commands.executeCommand('l3prune.compareVariants', outcome.runDir);
 }
 
 const STAGES: Record<string, string> = {
@@ -285,6 +314,7 @@ export function compareVariants(s: Services, arg: unknown): ComparePanel {
       log: (line) => s.log.warn(line),
       openRun: (chosen) => showEvaluationRun(s, chosen),
       exportFolder: () => vscode.workspace.workspaceFolders?.[0]?.uri,
+      ortNodeSpeeds: () => new OrtNodeSpeeds((line) => s.log.warn(line)),
     },
     run?.verb === 'evaluate' ? run : undefined,
   );

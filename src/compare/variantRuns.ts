@@ -32,10 +32,16 @@ export function variantArgs(variant: Variant): string[] {
   return variant.kind === 'trained' ? ['--from-run', variant.fromRun] : ['--model', variant.model, '--keep', String(variant.keep)];
 }
 
+/** An export-onnx folder scored in onnxruntime (evaluate --onnx): the variant is the one its manifest names. */
+export interface OnnxTarget {
+  kind: 'onnx';
+  folder: string;
+}
+
 export interface EvaluateRequest {
   python: string;
   runDir: string;
-  variant: Variant;
+  variant: Variant | OnnxTarget;
   tasks?: string[];
   /** Examples per task; fewer make a quick, rougher score. */
   maxExamples?: number;
@@ -47,11 +53,12 @@ export interface EvaluateRequest {
 }
 
 export function evaluateArgs(request: EvaluateRequest): string[] {
-  const args = variantArgs(request.variant);
+  const args = request.variant.kind === 'onnx' ? ['--onnx', request.variant.folder] : variantArgs(request.variant);
   if (request.tasks?.length) args.push('--tasks', request.tasks.join(','));
   if (request.maxExamples) args.push('--max-examples', String(request.maxExamples));
   if (request.dataDir) args.push('--data-dir', request.dataDir);
-  if (request.trustRemoteCode) args.push('--trust-remote-code');
+  // An ONNX graph runs no model code; consent is never passed where nothing would use it.
+  if (request.trustRemoteCode && request.variant.kind !== 'onnx') args.push('--trust-remote-code');
   return args;
 }
 
@@ -59,7 +66,7 @@ export function runEvaluate(request: EvaluateRequest, onEvent: (event: RunEvent)
   return runWorkerVerb({ python: request.python, verb: 'evaluate', args: evaluateArgs(request), runDir: request.runDir, env: request.env }, isEvaluationFinished, onEvent, cancellation);
 }
 
-/** The graph's weights and arithmetic: fp32, or fp16 (half the bytes) for serving on a GPU. */
+/** The graph's weights and arithmetic: fp32, fp16 (half the bytes) for serving on a GPU, or int8 for a CPU. */
 export type ExportPrecision = NonNullable<ExportOnnxSpec['precision']>;
 
 export interface ExportOnnxRequest {

@@ -77,7 +77,7 @@ async function pickEncoderFolder(s: TryEncoderServices): Promise<string | undefi
   const items = [
     ...exported.map(({ run, folder }) => ({
       label: path.basename(run.runDir),
-      description: [run.model && path.basename(run.model), run.keep && `keep ${run.keep}`, exportPrecision(run) === 'fp16' && 'fp16'].filter(Boolean).join(' · '),
+      description: [run.model && path.basename(run.model), run.keep && `keep ${run.keep}`, exportPrecision(run) !== 'fp32' && exportPrecision(run)].filter(Boolean).join(' · '),
       detail: folder,
       folder,
     })),

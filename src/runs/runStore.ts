@@ -385,6 +385,8 @@ const evaluationOf = (e: EvaluationResult): EvaluationResult => ({
   batchSize: e.batchSize,
   maxLength: e.maxLength,
   device: e.device,
+  // evaluate --onnx: the exported graph that was scored (the Compare view's ONNX rows).
+  ...(e.onnx ? { onnx: { folder: e.onnx.folder, precision: e.onnx.precision, provider: e.onnx.provider } } : {}),
 });
 
 const exportOf = (e: ExportResult): ExportResult => ({
@@ -407,10 +409,10 @@ export function isResumable(run: RunSummary): boolean {
 }
 
 /** An export's precision as its resolved spec says (runs made before fp16 exports have none: fp32); any other value a folder holds reads as fp32. */
-export function exportPrecision(run: RunSummary): 'fp32' | 'fp16' | undefined {
+export function exportPrecision(run: RunSummary): 'fp32' | 'fp16' | 'int8' | undefined {
   if (run.verb !== 'export-onnx') return undefined;
   const precision = (run.record.spec as { precision?: unknown }).precision;
-  return precision === 'fp16' ? 'fp16' : 'fp32';
+  return precision === 'fp16' || precision === 'int8' ? precision : 'fp32';
 }
 
 /** Seconds left at the current pace, from the last 20 steps. */

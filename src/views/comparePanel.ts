@@ -1,7 +1,7 @@
 import { lstat } from 'node:fs/promises';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { toCsv, toJson, variantRows, type VariantRow } from '../shared/compare/variants';
+import { toCsv, toJson, unmeasuredExports, variantRows, withOrtNodeSpeeds, type OrtNodeSpeed, type VariantRow } from '../shared/compare/variants';
 import { parseCompareMessage, type CompareToWebview, type ExportFormat } from '../shared/protocol/compareMessages';
 import type { RunStore, RunSummary } from '../runs/runStore';
 import { onValidatedMessage, renderPage, webviewOptions } from './webviewHost';
@@ -14,6 +14,14 @@ export interface CompareOptions {
   openRun: (run: RunSummary) => unknown;
   /** Where the save dialog starts. */
   exportFolder: () => vscode.Uri | undefined;
+  /** The onnxruntime-node timer of the ONNX rows' exports (src/compare/ortNodeSpeeds), one per panel. */
+  ortNodeSpeeds?: () => OrtNodeSpeedSource;
+}
+
+export interface OrtNodeSpeedSource extends vscode.Disposable {
+  readonly measured: ReadonlyMap<string, OrtNodeSpeed>;
+  request(folders: readonly string[], batchSize: number): void;
+  onDidChange(listener: () => void): vscode.Disposable;
 }
 
 /**
@@ -29,6 +37,7 @@ export class ComparePanel implements vscode.Disposable {
   private ready = false;
   private highlight: string | undefined;
   private disposed = false;
+  private readonly speeds: OrtNodeSpeedSource | undefined;
 
   static show(extensionUri: vscode.Uri, store: RunStore, options: CompareOptions, highlight?: RunSummary): ComparePanel {
     const panel = ComparePanel.current ?? new ComparePanel(extensionUri, store, options);
@@ -56,8 +65,10 @@ export class ComparePanel implements vscode.Disposable {
       ],
       body: '<main id="app" aria-live="polite"><p class="hint">Reading the evaluations…</p></main>',
     });
+    this.speeds = options.ortNodeSpeeds?.();
     this.disposables.push(
       store.onDidChange(() => this.push(false)),
+      ...(this.speeds ? [this.speeds, this.speeds.onDidChange(() => this.push(false))] : []),
       onValidatedMessage(
         this.panel.webview,
         (raw) => parseCompareMessage(raw, new Set(this.rows.map((r) => r.id))),
@@ -82,7 +93,12 @@ export class ComparePanel implements vscode.Disposable {
 
   /** Sends the rows when they changed (or always, on a page load or an explicit show). */
   private push(always: boolean): void {
-    this.rows = variantRows(this.store.list());
+    const speeds = this.speeds;
+    this.rows = speeds ? withOrtNodeSpeeds(variantRows(this.store.list()), speeds.measured) : variantRows(this.store.list());
+    // Each export is timed once, at the batch size its evaluation used, while the panel is open.
+    if (speeds && this.ready) {
+      for (const row of this.rows) if (row.onnx && unmeasuredExports([row], speeds.measured).length) speeds.request([row.onnx.folder], row.batchSize);
+    }
     const signature = JSON.stringify(this.rows);
     if (!this.ready || (!always && signature === this.sentSignature)) return;
     this.sentSignature = signature;

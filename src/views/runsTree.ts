@@ -49,7 +49,7 @@ export class RunsTreeProvider implements vscode.TreeDataProvider<RunSummary>, vs
       run.verb === 'train'
         ? `${model} · keep ${run.keep ?? '?'}`
         : variant
-          ? `${run.verb} ${model}${depth}${run.fromRun ? ' (trained)' : ''}${exportPrecision(run) === 'fp16' ? ' · fp16' : ''}`
+          ? `${run.verb} ${model}${depth}${run.fromRun ? ' (trained)' : ''}${exportPrecision(run) !== undefined && exportPrecision(run) !== 'fp32' ? ` · ${exportPrecision(run)}` : ''}`
           : `${run.verb} ${model}`;
     const item = new vscode.TreeItem(label);
     item.id = `run:${run.runDir}`;

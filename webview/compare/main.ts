@@ -39,6 +39,10 @@ post({ type: 'ready' });
 
 const AXIS_LABEL: Record<CostAxis, string> = { params: 'parameters', latency: 'latency (ms per batch)' };
 const formatScore = (v: number | null | undefined) => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(4) : '—');
+const formatChange = (row: VariantRow) =>
+  !row.onnx ? '' : typeof row.scoreChange === 'number' && Number.isFinite(row.scoreChange) ? `${row.scoreChange >= 0 ? '+' : '−'}${Math.abs(row.scoreChange).toFixed(4)}` : '—';
+const formatOrtNode = (row: VariantRow) =>
+  !row.onnx ? '' : row.ortNodeTextsPerSecond === undefined ? 'timing…' : row.ortNodeTextsPerSecond === null ? '—' : `${row.ortNodeTextsPerSecond.toFixed(1)}${row.ortNodeSpeedup !== undefined && row.onnx.precision !== 'fp32' ? ` (×${row.ortNodeSpeedup.toFixed(2)})` : ''}`;
 const formatCost = (v: number, axis: CostAxis) => (axis === 'params' ? formatParams(Math.round(v)) : `${v >= 100 ? Math.round(v) : v.toFixed(1)} ms`);
 
 function render(): void {
@@ -100,11 +104,17 @@ function variantTable(tasks: string[]): HTMLTableElement {
   t.id = 'variants';
   const head = el('thead');
   const headRow = el('tr');
-  const columns = ['', 'Variant', 'Layers', 'Params', 'Size', ...tasks, 'Average', 'Latency (ms/batch)', 'Texts/s'];
+  const columns = ['', 'Variant', 'Layers', 'Params', 'Size', ...tasks, 'Average', 'Latency (ms/batch)', 'Texts/s', 'Runtime', 'Δ average vs float', 'onnxruntime-node texts/s'];
+  const titles: Record<string, string> = {
+    'Latency (ms/batch)': 'measured by the worker: torch, or onnxruntime for an ONNX row',
+    'Texts/s': 'measured by the worker: torch, or onnxruntime for an ONNX row',
+    'Δ average vs float': 'an ONNX row’s average score minus that of the latest torch evaluation of the same variant',
+    'onnxruntime-node texts/s': 'measured by the extension in onnxruntime-node on the same texts for every export; × is the speed-up over the fp32 export of the same variant',
+  };
   columns.forEach((name, i) => {
     // MTEB names are long CamelCase words: let the header break between the words, not the table widen.
     const th = el('th', i >= 2 ? 'num' : undefined, name.replace(/(?<=[a-z])(?=[A-Z])/g, '\u200b'));
-    th.title = name;
+    th.title = titles[name] ?? name;
     th.scope = 'col';
     if (i === 0) th.title = 'Pareto-optimal for the cost axis chosen above';
     headRow.append(th);
@@ -129,6 +139,9 @@ function variantTable(tasks: string[]): HTMLTableElement {
       [formatScore(row.averageScore), 'num average'],
       [row.latencyMsPerBatch.toFixed(1), 'num'],
       [row.textsPerSecond.toFixed(1), 'num'],
+      [row.onnx ? `ONNX ${row.onnx.precision}` : 'torch', 'runtime'],
+      [formatChange(row), 'num score-change'],
+      [formatOrtNode(row), 'num ort-node'],
     ];
     for (const [text, className] of cells) tr.append(el('td', className, text));
     const choose = () => {

@@ -2,11 +2,14 @@
 
     python -m l3prune evaluate --run-dir DIR --model MODEL_DIR [--keep N] [--adapter ADAPTER_DIR]
     python -m l3prune evaluate --run-dir DIR --from-run TRAIN_RUN_DIR [...]
+    python -m l3prune evaluate --run-dir DIR --onnx EXPORT_DIR [...]
 
 The encoder is the trainer's: encoder.load_encoder, encoder.prune (model.layers = model.layers[:n]), the same
 pooling. A LoRA adapter is merged after pruning to its depth, so base + adapter and the train run's merged model/
 are the same network. Tasks score the raw pooled embeddings (as MTEB scores a model's output; the similarity is
 cosine), each task's queries embedded with its instruction (spec instructions, LLM2Vec's table by default).
+With --onnx an export-onnx folder is scored instead, in onnxruntime (onnx_encoder.py): the same text pipeline and
+tasks, the graph's pooled output, so an fp32 export scores as its torch model and an int8 one shows its quantization.
 
 Built-in tasks (evaltasks.py) score the demo data by MTEB's procedures (mteb's own evaluators where mteb is
 installed, the worker's fallback otherwise; task_result's scoredBy says which) and write MTEB result files to
@@ -34,6 +37,7 @@ from .data import DataError
 from .datadir import default_eval_data_dir
 from .encoder import Encoder, ModelError, model_loaded_fields, resolve_device
 from .fileio import write_json_atomic
+from .onnx_encoder import OnnxEncoder
 from .textpipe import as_text
 from .variant import load_variant, resolve_source
 from .verbs import Advice, Job, Outcome, Verb, add_pause_after_load, disk_full_in, main_for
@@ -88,14 +92,39 @@ SPEC_FLAGS = {
 }
 
 
+def _derive_onnx(given: dict) -> dict:
+    """evaluate --onnx: the variant, its pooling and text pipeline are the export's (its manifest), and
+    onnxruntime's CPU provider runs it; a flag that says otherwise is refused rather than ignored."""
+    from .onnx_encoder import read_export
+
+    clash = [f"--{specs.kebab(k)}" for k in ("model", "keep", "adapter", "fromRun") if given.get(k) is not None]
+    if clash:
+        raise ValueError(f"--onnx evaluates the exported graph, whose variant its l3prune-encoder.json names; leave out {', '.join(clash)}")
+    try:
+        m = read_export(given["onnx"])
+    except ModelError as e:
+        raise ValueError(str(e)) from None
+    chat = "auto" if m["textPipeline"]["chatPrefix"] is not None else "off"
+    for k, v in (("pooling", m["pooling"]), ("chatTemplate", chat)):
+        if given.get(k) not in (None, v):
+            raise ValueError(f"the graph in {given['onnx']} was exported with {specs.kebab(k)} {v}; leave out --{specs.kebab(k)} or export again with {given[k]}")
+    if given.get("device") not in (None, "auto", "cpu"):
+        raise ValueError(f"--onnx runs on onnxruntime's CPU provider; leave out --device {given['device']}")
+    return {"model": m.get("loadedFrom") or m["sourceModel"], "keep": m["numLayers"], "adapter": m.get("adapter"),
+            "fromRun": m.get("fromRun"), "pooling": m["pooling"], "chatTemplate": chat, "device": "cpu"}
+
+
 def _derive(given: dict) -> dict:
-    """What the given fields imply: the variant (a train run's model, adapter and cut), its training's pooling
-    and trustRemoteCode unless given, and the data folder."""
-    source = resolve_source(given.get("model"), given.get("adapter"), given.get("keep"), given.get("fromRun"), purpose="evaluate")
-    out = {"model": source.model, "keep": source.keep, "adapter": source.adapter}
-    # maxLength is the evaluation's condition (512, the paper's), not the training's: a variant trained at 128 is
-    # still evaluated at 512 unless maxLength is given; run.json stores the length used.
-    out.update({k: v for k, v in source.trained_with.items() if k not in given and v is not None and k != "maxLength"})
+    """What the given fields imply: the variant (a train run's model, adapter and cut, or an ONNX export's), its
+    training's pooling and trustRemoteCode unless given, and the data folder."""
+    if given.get("onnx") is not None:
+        out = _derive_onnx(given)
+    else:
+        source = resolve_source(given.get("model"), given.get("adapter"), given.get("keep"), given.get("fromRun"), purpose="evaluate")
+        out = {"model": source.model, "keep": source.keep, "adapter": source.adapter}
+        # maxLength is the evaluation's condition (512, the paper's), not the training's: a variant trained at 128 is
+        # still evaluated at 512 unless maxLength is given; run.json stores the length used.
+        out.update({k: v for k, v in source.trained_with.items() if k not in given and v is not None and k != "maxLength"})
     mteb = given.get("mtebTasks") or []
     if mteb:
         out["mtebTasks"] = [t.strip() for t in mteb]
@@ -110,13 +139,13 @@ def _derive(given: dict) -> dict:
 
 def spec_from_args(args: argparse.Namespace, _world=None) -> EvalSpec:
     """Spec file, then flags, then --from-run and defaults, into the spec run.json stores (paths absolute)."""
-    values = specs.resolve("evaluate", specs.gather("evaluate", args), derive=_derive, paths=("model", "adapter", "fromRun", "dataDir"))
+    values = specs.resolve("evaluate", specs.gather("evaluate", args), derive=_derive, paths=("model", "adapter", "fromRun", "dataDir", "onnx"))
     return EvalSpec(**values)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # encoding
-def embed(enc: Encoder, texts: list[str], pooling: str, batch_size: int, on_batch: Callable[[int], None] | None = None,
+def embed(enc: Encoder | OnnxEncoder, texts: list[str], pooling: str, batch_size: int, on_batch: Callable[[int], None] | None = None,
           *, normalize: bool = True) -> np.ndarray:
     """Unit-length embeddings (normalize=False: the raw pooled vectors, what MTEB scores), rows in the order of `texts`.
 
@@ -139,7 +168,7 @@ def embed(enc: Encoder, texts: list[str], pooling: str, batch_size: int, on_batc
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
-def measure_latency(enc: Encoder, texts: list[str], pooling: str, batch_size: int, device: str) -> tuple[float, float]:
+def measure_latency(enc: Encoder | OnnxEncoder, texts: list[str], pooling: str, batch_size: int, device: str) -> tuple[float, float]:
     """(median ms per batch, texts per second) of encode + pooling + normalisation on one fixed batch."""
     batch = [texts[i % len(texts)] for i in range(batch_size)]
 
@@ -175,14 +204,28 @@ def run_evaluate(spec: EvalSpec, emit: Callable[..., object], run_dir: Path, *, 
     device = resolve_device(spec.device)
     torch.manual_seed(spec.seed)
     t0 = time.monotonic()
-    enc, info = load_variant(spec.model, spec.keep, spec.adapter, max_length=spec.maxLength, device=device,
-                             trust_remote_code=spec.trustRemoteCode)
-    enc.set_chat_template(spec.chatTemplate)  # the text pipeline (textpipe.py) as the spec says
-    params = sum(p.numel() for p in enc.model.parameters())
-    nbytes = sum(p.numel() * p.element_size() for p in enc.model.parameters())
-    emit("model_loaded", **model_loaded_fields(enc.model, num_layers=enc.num_layers, load_seconds=time.monotonic() - t0,
-                                               originalNumLayers=info["originalNumLayers"], totalParams=params, device=device,
-                                               precision="fp32"))
+    onnx_info = None
+    if spec.onnx:
+        import onnxruntime
+
+        from .onnx_encoder import PROVIDER, load_onnx_encoder
+
+        enc = load_onnx_encoder(spec.onnx, max_length=spec.maxLength)
+        params, nbytes = enc.parameter_count()
+        m = enc.manifest
+        emit("model_loaded", numLayers=enc.num_layers, modelType=str(m.get("modelType", "unknown")), hiddenSize=int(m["hiddenSize"]),
+             finalNorm=None, loadSeconds=round(time.monotonic() - t0, 3), originalNumLayers=int(m["originalNumLayers"]),
+             totalParams=params, device=device, precision=enc.precision)
+        onnx_info = {"folder": str(enc.folder), "precision": enc.precision, "provider": PROVIDER, "onnxruntime": onnxruntime.__version__}
+    else:
+        enc, info = load_variant(spec.model, spec.keep, spec.adapter, max_length=spec.maxLength, device=device,
+                                 trust_remote_code=spec.trustRemoteCode)
+        enc.set_chat_template(spec.chatTemplate)  # the text pipeline (textpipe.py) as the spec says
+        params = sum(p.numel() for p in enc.model.parameters())
+        nbytes = sum(p.numel() * p.element_size() for p in enc.model.parameters())
+        emit("model_loaded", **model_loaded_fields(enc.model, num_layers=enc.num_layers, load_seconds=time.monotonic() - t0,
+                                                   originalNumLayers=info["originalNumLayers"], totalParams=params, device=device,
+                                                   precision="fp32"))
     if sleep_after_load:
         time.sleep(sleep_after_load)
 
@@ -255,6 +298,7 @@ def run_evaluate(spec: EvalSpec, emit: Callable[..., object], run_dir: Path, *, 
         "device": device,
         "seconds": round(time.monotonic() - t_start, 3),
         "resultsDir": str(results_dir.resolve()),
+        **({"onnx": onnx_info} if onnx_info else {}),
     }
 
 

@@ -205,11 +205,12 @@ def test_fp16_export_is_half_the_bytes_says_so_and_matches_float32_torch(demo_ex
         by_type[t.data_type] = by_type.get(t.data_type, 0) + numpy_helper.to_array(t).nbytes
     assert by_type[TensorProto.FLOAT16] > 0.99 * sum(by_type.values()), by_type
     assert {p.key: p.value for p in model.metadata_props}["l3prune.precision"] == "fp16"
-    # The contract clients rely on does not change: int64 inputs, a float32 [batch, hidden] embedding.
+    # The contract clients rely on does not change: int64 inputs, a float32 [batch, hidden] embedding (and the
+    # same before the norm, which evaluate --onnx scores).
     g = model.graph
     assert [(i.name, i.type.tensor_type.elem_type) for i in g.input] == [(n, TensorProto.INT64) for n in ("input_ids", "attention_mask", "embed_mask")]
     assert [(o.name, o.type.tensor_type.elem_type, [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim]) for o in g.output] == [
-        ("embedding", TensorProto.FLOAT, ["batch", 576])]
+        ("embedding", TensorProto.FLOAT, ["batch", 576]), ("pooled", TensorProto.FLOAT, ["batch", 576])]
     del model, g
     # Against the float32 torch model, on texts the export never saw, padded together.
     enc = demo_encoder
@@ -220,17 +221,17 @@ def test_fp16_export_is_half_the_bytes_says_so_and_matches_float32_torch(demo_ex
     assert cos(got, reference_embeddings(enc, TEXTS, "weighted_mean")).min() >= 0.999
 
 
-def test_a_precision_other_than_fp32_or_fp16_is_refused_before_a_run_folder_exists(tiny_llama, tmp_path, capsys):
+def test_a_precision_other_than_fp32_fp16_or_int8_is_refused_before_a_run_folder_exists(tiny_llama, tmp_path, capsys):
     from l3prune.export_onnx import ExportSpec
 
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({"model": str(tiny_llama), "precision": "bf16"}), encoding="utf-8")
     rc, _, err = run_inproc("export-onnx", ["--run-dir", str(tmp_path / "r"), "--spec", str(spec)], capsys)
-    assert rc == 2 and "spec field 'precision' must be one of fp32, fp16, got 'bf16'" in err and err.strip().count("\n") == 0, err
-    rc, _, err = run_inproc("export-onnx", ["--run-dir", str(tmp_path / "r"), "--model", str(tiny_llama), "--precision", "int8"], capsys)
-    assert rc == 2 and "argument --precision: invalid choice: 'int8'" in err, err
+    assert rc == 2 and "spec field 'precision' must be one of fp32, fp16, int8, got 'bf16'" in err and err.strip().count("\n") == 0, err
+    rc, _, err = run_inproc("export-onnx", ["--run-dir", str(tmp_path / "r"), "--model", str(tiny_llama), "--precision", "int4"], capsys)
+    assert rc == 2 and "argument --precision: invalid choice: 'int4'" in err, err
     assert not (tmp_path / "r").exists()
-    with pytest.raises(ValueError, match="'precision' must be one of fp32, fp16"):
+    with pytest.raises(ValueError, match="'precision' must be one of fp32, fp16, int8"):
         ExportSpec(model=str(tiny_llama), precision="fp8")
 
 

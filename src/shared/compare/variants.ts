@@ -28,7 +28,26 @@ export interface VariantRow {
   maxLength: number;
   device: string;
   evaluatedAt: string;
+  /** evaluate --onnx: the exported graph this row scored (in onnxruntime in the worker); absent for torch. */
+  onnx?: { folder: string; precision: OnnxPrecision };
+  /**
+   * An ONNX row's average score minus its float variant's (the latest torch evaluation of the same model, training
+   * run and layers); null when there is none to compare with, or either average is undefined.
+   */
+  scoreChange?: number | null;
+  /** The torch row `scoreChange` is measured against. */
+  floatRunId?: string;
+  /**
+   * An ONNX row's texts per second in onnxruntime-node (the extension's own runtime), measured by the host; null when
+   * it could not be measured; absent until it is.
+   */
+  ortNodeTextsPerSecond?: number | null;
+  /** ortNodeTextsPerSecond over that of the fp32 export of the same variant, measured on the same texts. */
+  ortNodeSpeedup?: number;
 }
+
+export type OnnxPrecision = 'fp32' | 'fp16' | 'int8';
+const PRECISION_ORDER: Record<OnnxPrecision, number> = { fp32: 0, fp16: 1, int8: 2 };
 
 export type CostAxis = 'params' | 'latency';
 export const COST_AXES: readonly CostAxis[] = ['params', 'latency'];
@@ -41,7 +60,7 @@ export interface VariantSource {
   status: string;
   model?: string;
   fromRun?: string;
-  evaluation?: { originalNumLayers?: number; result?: EvaluationResult };
+  evaluation?: { originalNumLayers?: number; result?: EvaluationResult & { onnx?: { folder: string; precision: OnnxPrecision } } };
   record: { endedAt: string | null; heartbeatAt: string };
 }
 
@@ -61,10 +80,11 @@ export function variantRows(runs: readonly VariantSource[]): VariantRow[] {
     const fromRun = run.fromRun;
     const originalLayers = run.evaluation?.originalNumLayers;
     const depth = originalLayers === undefined ? `keep ${result.numLayers}` : result.numLayers === originalLayers ? `full (${originalLayers} layers)` : `keep ${result.numLayers} of ${originalLayers}`;
+    const onnx = result.onnx ? { folder: result.onnx.folder, precision: result.onnx.precision } : undefined;
     rows.push({
       id: run.runDir,
       runId: run.id,
-      label: `${modelName} · ${depth}${fromRun ? ` · trained (${baseName(fromRun)})` : ''}`,
+      label: `${modelName} · ${depth}${fromRun ? ` · trained (${baseName(fromRun)})` : ''}${onnx ? ` · ONNX ${onnx.precision}` : ''}`,
       model,
       modelName,
       fromRun,
@@ -80,15 +100,68 @@ export function variantRows(runs: readonly VariantSource[]): VariantRow[] {
       maxLength: result.maxLength,
       device: result.device,
       evaluatedAt: run.record.endedAt ?? run.record.heartbeatAt,
+      ...(onnx ? { onnx } : {}),
     });
   }
-  return rows.sort(
+  rows.sort(
     (a, b) =>
       a.modelName.localeCompare(b.modelName) ||
       b.layers - a.layers ||
       Number(!!a.fromRun) - Number(!!b.fromRun) ||
+      // Each variant's torch row first, then its exports: fp32, fp16, int8.
+      (a.onnx ? 1 + PRECISION_ORDER[a.onnx.precision] : 0) - (b.onnx ? 1 + PRECISION_ORDER[b.onnx.precision] : 0) ||
       b.evaluatedAt.localeCompare(a.evaluatedAt),
   );
+  return withScoreChanges(rows);
+}
+
+/** One variant, however it runs: the model, the training run and the layers kept. */
+const variantKey = (row: VariantRow) => JSON.stringify([row.model, row.fromRun ?? null, row.layers]);
+
+/**
+ * Each ONNX row's score change against its float variant: the latest torch evaluation of the same model, training
+ * run and depth (rows are sorted newest first within a variant, so the first torch row seen is the latest).
+ */
+export function withScoreChanges(rows: VariantRow[]): VariantRow[] {
+  const float = new Map<string, VariantRow>();
+  for (const row of rows) if (!row.onnx && !float.has(variantKey(row))) float.set(variantKey(row), row);
+  return rows.map((row) => {
+    if (!row.onnx) return row;
+    const base = float.get(variantKey(row));
+    const change = base && row.averageScore !== null && base.averageScore !== null ? row.averageScore - base.averageScore : null;
+    return { ...row, scoreChange: change, ...(base ? { floatRunId: base.runId } : {}) };
+  });
+}
+
+/** A measurement of one export in onnxruntime-node, keyed by its folder (the host's cache). */
+export interface OrtNodeSpeed {
+  textsPerSecond: number;
+}
+
+/**
+ * The host's onnxruntime-node speeds put on the ONNX rows, with each export's speed-up over the fp32 export of
+ * the same variant (both measured by the host on the same texts, so the ratio holds even on a busy machine).
+ */
+export function withOrtNodeSpeeds(rows: readonly VariantRow[], speeds: ReadonlyMap<string, OrtNodeSpeed>): VariantRow[] {
+  const measured = rows.map((row): VariantRow => {
+    const speed = row.onnx ? speeds.get(row.onnx.folder) : undefined;
+    const { ortNodeTextsPerSecond: _old, ortNodeSpeedup: _oldRatio, ...rest } = row;
+    if (!speed) return rest;
+    return { ...rest, ortNodeTextsPerSecond: Number.isFinite(speed.textsPerSecond) && speed.textsPerSecond > 0 ? speed.textsPerSecond : null };
+  });
+  const fp32 = new Map<string, number>();
+  for (const row of measured) {
+    if (row.onnx?.precision === 'fp32' && typeof row.ortNodeTextsPerSecond === 'number' && !fp32.has(variantKey(row))) fp32.set(variantKey(row), row.ortNodeTextsPerSecond);
+  }
+  return measured.map((row) => {
+    const reference = fp32.get(variantKey(row));
+    return row.onnx && typeof row.ortNodeTextsPerSecond === 'number' && reference !== undefined ? { ...row, ortNodeSpeedup: row.ortNodeTextsPerSecond / reference } : row;
+  });
+}
+
+/** The export folders whose rows still lack an onnxruntime-node measurement, each once. */
+export function unmeasuredExports(rows: readonly VariantRow[], speeds: ReadonlyMap<string, unknown>): string[] {
+  return [...new Set(rows.flatMap((r) => (r.onnx && !speeds.has(r.onnx.folder) ? [r.onnx.folder] : [])))];
 }
 
 /** Task columns: every task any variant was scored on, alphabetically, so rows line up. */
@@ -131,7 +204,9 @@ export function expectedCosts(rows: readonly VariantRow[], axis: CostAxis): Arra
   for (const row of rows) {
     const current = reference.get(row.model);
     // Among equally deep variants the base model is the natural reference: training does not change cost.
-    if (!current || row.layers > current.layers || (row.layers === current.layers && !row.fromRun && !!current.fromRun)) {
+    // Likewise torch over an export: the reference is the float model the cut is measured against.
+    const better = (a: VariantRow, b: VariantRow) => (a.fromRun ? 1 : 0) - (b.fromRun ? 1 : 0) || (a.onnx ? 1 : 0) - (b.onnx ? 1 : 0);
+    if (!current || row.layers > current.layers || (row.layers === current.layers && better(row, current) < 0)) {
       reference.set(row.model, row);
     }
   }
@@ -223,10 +298,14 @@ export function csvField(value: string | number | boolean | null | undefined): s
 
 export function toCsv(rows: readonly VariantRow[]): string {
   const tasks = taskColumns(rows);
-  const header = ['run', 'model', 'from_run', 'layers_kept', 'layers_total', 'params', 'bytes', ...tasks, 'average', 'latency_ms_per_batch', 'texts_per_second', 'batch_size', 'max_length', 'device', 'pareto_by_params', 'pareto_by_latency'];
+  const header = [
+    'run', 'model', 'from_run', 'layers_kept', 'layers_total', 'params', 'bytes', ...tasks, 'average', 'latency_ms_per_batch', 'texts_per_second', 'batch_size', 'max_length', 'device', 'pareto_by_params', 'pareto_by_latency',
+    'runtime', 'onnx_folder', 'score_change_vs_float', 'float_run', 'ort_node_texts_per_second', 'ort_node_speedup_vs_fp32',
+  ];
   const lines = exportedVariants(rows).map((v) => [
     v.runId, v.model, v.fromRun, v.layers, v.originalLayers, v.params, v.bytes, ...tasks.map((t) => v.scores[t]), v.averageScore,
     v.latencyMsPerBatch, v.textsPerSecond, v.batchSize, v.maxLength, v.device, v.paretoByParams, v.paretoByLatency,
+    v.onnx ? `onnx-${v.onnx.precision}` : 'torch', v.onnx?.folder, v.scoreChange, v.floatRunId, v.ortNodeTextsPerSecond, v.ortNodeSpeedup,
   ]);
   return [header, ...lines].map((cells) => cells.map(csvField).join(',')).join('\r\n') + '\r\n';
 }

@@ -12,7 +12,7 @@ export interface EncoderSummary {
   pooling: string;
   normalize: boolean;
   /** The graph's weights and arithmetic (l3prune-encoder.json; fp32 for exports made before fp16). */
-  precision: 'fp32' | 'fp16';
+  precision: 'fp32' | 'fp16' | 'int8';
 }
 
 export interface ComparisonView {

@@ -34,7 +34,7 @@ export type RunEvent =
 /** evaluate: the variant's size, scores and speed, as its closing event and run.json's result give them. */
 export type EvaluationResult = Pick<
   EvaluationFinishedEvent,
-  'numLayers' | 'params' | 'bytes' | 'averageScore' | 'scores' | 'latencyMsPerBatch' | 'textsPerSecond' | 'batchSize' | 'maxLength' | 'device'
+  'numLayers' | 'params' | 'bytes' | 'averageScore' | 'scores' | 'latencyMsPerBatch' | 'textsPerSecond' | 'batchSize' | 'maxLength' | 'device' | 'onnx'
 >;
 
 /** export-onnx: where the graph went and how closely it matches the torch model. */
@@ -54,6 +54,10 @@ const isScoreTable = (v: unknown): v is Record<string, number | null> => isObjec
  * test/unit/protocol.test.ts holds to the schema.
  */
 const checked = <T extends RunEvent>(raw: Record<string, unknown>): T => raw as unknown as T;
+
+/** evaluate --onnx: which exported graph was scored; a row shows its folder and precision, so both must be sound. */
+const isOnnxScored = (v: unknown): boolean =>
+  isObject(v) && isString(v.folder) && v.folder !== '' && (v.precision === 'fp32' || v.precision === 'fp16' || v.precision === 'int8') && isString(v.provider);
 
 export function parseRunEvent(raw: unknown): RunEvent | undefined {
   if (!isObject(raw) || !isString(raw.event) || !isString(raw.time)) return undefined;
@@ -83,7 +87,8 @@ export function parseRunEvent(raw: unknown): RunEvent | undefined {
         isNonNegative(raw.textsPerSecond) &&
         isPositiveCount(raw.batchSize) &&
         isPositiveCount(raw.maxLength) &&
-        isString(raw.device)
+        isString(raw.device) &&
+        (raw.onnx === undefined || isOnnxScored(raw.onnx))
         ? checked<EvaluationFinishedEvent>(raw)
         : undefined;
     case 'exported':

@@ -58,10 +58,11 @@ export const ENCODE_DEFAULTS: Readonly<Required<Pick<EncodeSpec, 'keep' | 'adapt
 };
 
 /** evaluate: the `default`s of protocol/specs/evaluate.schema.json. */
-export const EVALUATE_DEFAULTS: Readonly<Required<Pick<EvaluateSpec, 'keep' | 'adapter' | 'fromRun' | 'tasks' | 'mtebTasks' | 'dataDir' | 'instructions' | 'pooling' | 'maxLength' | 'batchSize' | 'maxExamples' | 'seed' | 'device' | 'chatTemplate' | 'trustRemoteCode' | 'allowDownload'>>> = {
+export const EVALUATE_DEFAULTS: Readonly<Required<Pick<EvaluateSpec, 'keep' | 'adapter' | 'fromRun' | 'onnx' | 'tasks' | 'mtebTasks' | 'dataDir' | 'instructions' | 'pooling' | 'maxLength' | 'batchSize' | 'maxExamples' | 'seed' | 'device' | 'chatTemplate' | 'trustRemoteCode' | 'allowDownload'>>> = {
   keep: null,
   adapter: null,
   fromRun: null,
+  onnx: null,
   tasks: ['sts', 'retrieval', 'classification', 'clustering', 'pair_classification'],
   mtebTasks: [],
   dataDir: null,

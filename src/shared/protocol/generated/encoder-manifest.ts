@@ -50,6 +50,10 @@ export interface EncoderManifest {
    */
   output: string;
   /**
+   * the second graph output: the pooled vector before the L2 norm, float32 [batch, hiddenSize] (what evaluate --onnx scores, as it scores torch's raw pooled output); absent in exports made before it
+   */
+  pooledOutput?: string;
+  /**
    * where the worker's tokenizer pads (the graph gives the same vector for either)
    */
   paddingSide: 'left' | 'right';
@@ -116,9 +120,44 @@ export interface EncoderManifest {
    */
   opset?: number;
   /**
-   * the graph's weights and arithmetic (export-onnx --precision): fp16 halves the bytes and is meant for GPU serving; the inputs and the float32 output are the same either way. Absent in exports made before fp16: fp32
+   * the graph's weights and arithmetic (export-onnx --precision): fp16 halves the bytes and is meant for GPU serving; int8 (dynamic quantization, `quantization` says how) is meant for CPU serving; the inputs and the float32 output are the same either way. Absent in exports made before fp16: fp32
    */
-  precision?: 'fp32' | 'fp16';
+  precision?: 'fp32' | 'fp16' | 'int8';
+  /**
+   * int8 exports: how the float32 graph was quantized
+   */
+  quantization?: {
+    /**
+     * onnxruntime.quantization.quantize_dynamic
+     */
+    method?: string;
+    weightType?: 'QInt8' | 'QUInt8';
+    /**
+     * the activations' type, quantized at run time (DynamicQuantizeLinear)
+     */
+    activationType?: 'QInt8' | 'QUInt8';
+    /**
+     * one weight scale per output channel
+     */
+    perChannel?: boolean;
+    /**
+     * operator types quantized
+     */
+    opTypes?: string[];
+    /**
+     * MatMulInteger nodes in the graph
+     */
+    quantizedNodes?: number;
+    /**
+     * MatMul nodes left in float32 (the attention products and the nodes kept float)
+     */
+    floatNodes?: number;
+    /**
+     * which weight matmuls were kept float32 on purpose, and why in worker/l3prune/export_onnx.py
+     */
+    keptFloat?: string | null;
+    [k: string]: unknown;
+  };
   /**
    * absolute path of the unpruned model folder the encoder was cut from
    */
@@ -149,6 +188,10 @@ export interface EncoderManifest {
      * the minimum the check required
      */
     threshold?: number;
+    /**
+     * the mean cosine the check required
+     */
+    meanThreshold?: number;
     batchSize?: number;
     /**
      * texts, ids and torch embeddings of the check (parity-examples.json)

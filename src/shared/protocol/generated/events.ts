@@ -95,9 +95,9 @@ export interface ModelLoadedEvent {
    */
   device?: string;
   /**
-   * train and analyze: the resolved precision; evaluate: fp32
+   * train and analyze: the resolved precision; evaluate: fp32, or with --onnx the export's precision
    */
-  precision?: 'bf16' | 'fp32';
+  precision?: 'bf16' | 'fp32' | 'fp16' | 'int8';
   gradientCheckpointing?: boolean;
   /**
    * train: the LoRA target modules found in the model
@@ -347,7 +347,7 @@ export interface ExportedEvent {
   /**
    * the graph's weights and arithmetic (the spec's precision); absent from runs made before fp16 exports: fp32
    */
-  precision?: 'fp32' | 'fp16';
+  precision?: 'fp32' | 'fp16' | 'int8';
   seconds: number;
 }
 /**
@@ -516,6 +516,27 @@ export interface EvaluationFinishedEvent {
    * absolute path of <run-dir>/results
    */
   resultsDir: string;
+  /**
+   * evaluate --onnx: the exported graph that was scored (in onnxruntime, in the worker) instead of a torch model; params and bytes are then its initializers' elements and its files' bytes. Absent for a torch evaluation
+   */
+  onnx?: {
+    /**
+     * absolute path of the export folder (l3prune-encoder.json, model.onnx)
+     */
+    folder: string;
+    /**
+     * the manifest's precision
+     */
+    precision: 'fp32' | 'fp16' | 'int8';
+    /**
+     * the onnxruntime execution provider, e.g. CPUExecutionProvider
+     */
+    provider: string;
+    /**
+     * onnxruntime's version
+     */
+    onnxruntime?: string;
+  };
 }
 /**
  * The run failed; message is the same sentence the worker printed on stderr.

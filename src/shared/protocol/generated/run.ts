@@ -62,7 +62,7 @@ export interface RunRecord {
         parityMinCosine: number;
         parityMeanCosine: number;
         numLayers: number;
-        precision?: 'fp32' | 'fp16';
+        precision?: 'fp32' | 'fp16' | 'int8';
         seconds: number;
       }
     | {
@@ -103,6 +103,15 @@ export interface RunRecord {
         device: string;
         seconds: number;
         resultsDir: string;
+        /**
+         * evaluate --onnx: the exported graph that was scored (the evaluation_finished event's onnx)
+         */
+        onnx?: {
+          folder: string;
+          precision: 'fp32' | 'fp16' | 'int8';
+          provider: string;
+          onnxruntime?: string;
+        };
       };
 }
 

@@ -10,6 +10,10 @@ export type EvaluateSpec = (
       fromRun: string;
       [k: string]: unknown;
     }
+  | {
+      onnx: string;
+      [k: string]: unknown;
+    }
 ) & {
   /**
    * local Hugging Face model folder with safetensors weights, or the repo id of a model in the Hugging Face cache (org/name, org/name@revision); with fromRun: the run's base model, if it moved (required unless fromRun is given)
@@ -27,6 +31,10 @@ export type EvaluateSpec = (
    * a finished train run folder: its merged model/, or its base model plus adapter/ at its keep, with its pooling and maxLength
    */
   fromRun?: string | null;
+  /**
+   * an export-onnx folder (l3prune-encoder.json, model.onnx with the pooled output) scored in onnxruntime's CPU provider instead of a torch model, through the same text pipeline (the manifest's): model, keep, adapter, fromRun, pooling and chatTemplate then come from the manifest and may not be given otherwise, and device is cpu
+   */
+  onnx?: string | null;
   /**
    * built-in tasks, in the order run; default all five, none when only mtebTasks are given
    */
@@ -94,6 +102,7 @@ export type EvaluateSpecResolved = EvaluateSpec &
       | 'keep'
       | 'adapter'
       | 'fromRun'
+      | 'onnx'
       | 'tasks'
       | 'mtebTasks'
       | 'dataDir'

@@ -44,15 +44,15 @@ export type ExportOnnxSpec = (
    */
   opset?: number;
   /**
-   * the graph's weights and arithmetic: fp32, or fp16 for GPU serving (half the bytes): the model is traced in half precision as transformers runs it (float16 weights and matmuls; the model's own float32 parts, such as its norms, softmax and rotary angles, stay float32); inputs stay int64 and the embedding is pooled, normalised and returned in float32. Either way the parity check compares with the float32 torch model
+   * the graph's weights and arithmetic: fp32; fp16 for GPU serving (half the bytes): the model is traced in half precision as transformers runs it (float16 weights and matmuls; the model's own float32 parts, such as its norms, softmax and rotary angles, stay float32); int8 for CPU serving: the float32 graph dynamically quantized by onnxruntime (quantize_dynamic: MatMul weights int8 per output channel, activations uint8 per tensor at run time, the MLP down projections, embeddings and norms kept float32). Inputs stay int64 and the embedding is pooled, normalised and returned in float32. Either way the parity check compares with the float32 torch model
    */
-  precision?: 'fp32' | 'fp16';
+  precision?: 'fp32' | 'fp16' | 'int8';
   /**
    * JSONL (sts pairs or triples) the parity sentences are drawn from; null: a built-in list
    */
   parityData?: string | null;
   /**
-   * parity threshold: every sentence's ONNX/torch cosine must reach it (above 1 no export passes, which tests use); null: by precision, 0.9999 for fp32 and 0.999 for fp16 (docs/fidelity.md says why), and run.json records that number
+   * parity threshold: every sentence's ONNX/torch cosine must reach it (above 1 no export passes, which tests use); null: by precision, 0.9999 for fp32, 0.999 for fp16 and 0.98 for int8, whose mean cosine must also reach 0.99 (docs/fidelity.md says why), and run.json records that number
    */
   minCosine?: number | null;
   /**
