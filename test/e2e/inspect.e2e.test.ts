@@ -241,31 +241,29 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
     assert.equal(await chart.getAttribute('data-cut-labels'), `small · keep ${small} | large · keep ${large}`);
     assert.equal(await chart.getAttribute('data-band'), 'shown', 'the bootstrap band is drawn');
     assert.ok(Number(await chart.getAttribute('data-bootstrap-bars')) >= 2, 'a bootstrap bar for each cut at least');
-    const swatches = await web.locator('#loss-legend').evaluate((legend) => {
-      // The theme's colour for each mark, resolved by the browser, against what the swatch shows.
+    // Each swatch's colour against the theme's colour for its mark, both resolved by the browser. (No named
+    // functions in here: the test's compiler would wrap them in a helper the page does not have.)
+    const marks: Array<[string, string, string]> = [
+      ['curve', 'border-top-color', '--vscode-charts-blue'],
+      ['small', 'border-left-color', '--vscode-charts-green'],
+      ['large', 'border-left-color', '--vscode-charts-orange'],
+      ['current', 'border-left-color', '--vscode-foreground'],
+    ];
+    const swatches = await web.locator('#loss-legend').evaluate((legend, wanted) => {
       const probe = document.createElement('span');
       document.body.append(probe);
-      const resolve = (variable: string) => {
+      const colours: Record<string, [string, string]> = {};
+      for (const [mark, property, variable] of wanted) {
         probe.style.color = `var(${variable})`;
-        return getComputedStyle(probe).color;
-      };
-      const shown = (swatch: string, property: 'borderTopColor' | 'borderLeftColor') => {
-        const element = legend.querySelector(`.swatch-${swatch}`);
-        return element ? getComputedStyle(element)[property] : 'missing';
-      };
-      const result = {
-        curve: [shown('curve', 'borderTopColor'), resolve('--vscode-charts-blue')],
-        small: [shown('small', 'borderLeftColor'), resolve('--vscode-charts-green')],
-        large: [shown('large', 'borderLeftColor'), resolve('--vscode-charts-orange')],
-        current: [shown('current', 'borderLeftColor'), resolve('--vscode-foreground')],
-        entries: [...legend.querySelectorAll('li')].map((li) => li.textContent ?? ''),
-      };
+        const swatch = legend.querySelector(`.swatch-${mark}`);
+        colours[mark] = [swatch ? getComputedStyle(swatch).getPropertyValue(property) : 'missing', getComputedStyle(probe).color];
+      }
       probe.remove();
-      return result;
-    });
+      return { colours, entries: Array.from(legend.querySelectorAll('li'), (li) => li.textContent ?? '') };
+    }, marks);
     log(`legend: ${JSON.stringify(swatches)}`);
-    for (const mark of ['curve', 'small', 'large', 'current'] as const) {
-      const [shown, theme] = swatches[mark];
+    for (const [mark] of marks) {
+      const [shown, theme] = swatches.colours[mark];
       assert.equal(shown, theme, `the ${mark} swatch shows the theme's colour`);
       assert.doesNotMatch(shown, /rgba\(0, 0, 0, 0\)/, `the ${mark} swatch is not transparent`);
     }

@@ -350,16 +350,20 @@ class LossCurve {
       return x;
     };
     type Label = { lines: Array<{ text: string; bold?: boolean }>; x: number; stroke: string; x0: number; x1: number; y: number; h: number };
-    // Each label beside its line, on the side with more room; placed top down, moved below any label it would cover.
-    const label = (lines: Label['lines'], x: number, stroke: string, y: number): Label => {
+    // Each label beside its line, outward (the small cut's to the left, the large cut's to the right, so close cuts
+    // do not cover each other) where the plot has room on that side, else on the other; moved below any it would cover.
+    const label = (lines: Label['lines'], x: number, stroke: string, y: number, outward: 'left' | 'right' | 'room'): Label => {
       let widest = 0;
       for (const l of lines) {
         ctx.font = fontOf(!!l.bold);
         widest = Math.max(widest, ctx.measureText(l.text).width);
       }
-      const right = x > left + width / 2;
-      const x0 = right ? x - 4 * px - widest - pad : x + 4 * px - pad;
-      return { lines, x, stroke, x0, x1: x0 + widest + 2 * pad, y, h: lines.length * lineHeight + 2 * pad };
+      const w = widest + 2 * pad;
+      const roomLeft = x - 4 * px - w >= left;
+      const roomRight = x + 4 * px + w <= left + width;
+      const onLeft = outward === 'left' ? roomLeft || !roomRight : outward === 'right' ? !roomRight && roomLeft : x > left + width / 2;
+      const x0 = onLeft ? x - 4 * px - w : x + 4 * px;
+      return { lines, x, stroke, x0, x1: x0 + w, y, h: lines.length * lineHeight + 2 * pad };
     };
     const placed: Label[] = [];
     const place = (l: Label) => {
@@ -396,11 +400,11 @@ class LossCurve {
       const stroke = color(marker.variant);
       const x = vertical(marker.keep, stroke, [6, 4], 2);
       const lines = [{ text: marker.label, bold: true }, { text: marker.cost }, ...(marker.confidence ? [{ text: marker.confidence }] : [])];
-      labels.push(label(lines, x, stroke, top + 2 * px));
+      labels.push(label(lines, x, stroke, top + 2 * px, marker.variant === 'small' ? 'left' : 'right'));
     }
     const x = vertical(keep, color('current'), [], 1.5);
     // The slider's label flies above the plot (its own strip of padding), where it covers neither curve nor bars.
-    labels.push(label([{ text: `slider · keep ${keep}`, bold: true }], x, color('current'), top - lineHeight - 2 * pad - 2 * px));
+    labels.push(label([{ text: `slider · keep ${keep}`, bold: true }], x, color('current'), top - lineHeight - 2 * pad - 2 * px, 'room'));
     // Labels after every line, so no line crosses a label.
     for (const l of labels) {
       place(l);
