@@ -149,6 +149,14 @@ def test_int8_with_external_data_keeps_one_data_file(tiny_llama, tmp_path, monke
     assert ops(out / "model.onnx").get("MatMulInteger", 0) > 0 and res["parityMinCosine"] >= 0.98
 
 
+def test_an_int8_export_below_its_threshold_fails_and_names_the_way_out(tiny_llama, tmp_path, capsys):
+    out = tmp_path / "onnx"
+    rc, _, err = run_inproc("export-onnx", ["--run-dir", str(tmp_path / "r"), "--model", str(tiny_llama), "--out", str(out),
+                                            "--precision", "int8", "--min-cosine", "1.01"], capsys)
+    assert rc == 2 and "ONNX parity check failed: min cosine" in err and "export fp32 or fp16 instead" in err, err
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".onnx")]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # evaluate --onnx
 def evaluate(run_dir: Path, *args: str, data: Path) -> dict:
