@@ -417,6 +417,7 @@ async function rememberCut(s: Services, stack: LayerStack, keep: number): Promis
 async function trainAtCut(s: Services, stack: LayerStack, keep: number): Promise<void> {
   const pending: PendingPrune = { model: stack.path, keep };
   await s.workspaceState.update(PENDING_PRUNE_KEY, pending);
+  await s.guide.note('cutChosen');
   await vscode.commands.executeCommand('l3prune.pruneAndFinetune', stack.path);
 }
 
