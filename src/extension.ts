@@ -61,6 +61,7 @@ export function activate(context: vscode.ExtensionContext): void {
     log: (line) => log.warn(line),
     onLaunched: (runDir) => followWithProgress(store, runDir),
     isShuttingDown: () => shuttingDown,
+    devices: (python) => deviceReports.get(python).catch(() => undefined),
   };
   const deviceReports = new DeviceReports(log);
   // Asked in the background (the layer-stack panel's plan): never an install prompt, only a trusted workspace.

@@ -7,7 +7,9 @@ import { planInputFromSpec, profileFromReport, trainPlanOrNone, type ResourcePla
 import type { LayerStack } from '../shared/model/stack';
 import type { RunServices } from '../services';
 import { RunPanel } from '../views/runPlots';
+import type { DevicesReport } from '../shared/protocol/generated/devices-report';
 import { cancelRun } from './trainLauncher';
+import { checkDevices, parseDevices, plannedDevices, processesOf } from './trainDevices';
 import type { TrainRecipe } from './trainDefinition';
 import { createTrainTask, type TrainTaskDefinition } from './trainTask';
 import { isResumable, type RunStore, type RunSummary } from './runStore';
@@ -39,12 +41,21 @@ export async function startTraining(s: RunServices, choice: TrainChoice): Promis
   // The plan before the launch: on the device the worker would use, for the recipe as it is being edited.
   const stack = await inspectModel(choice.model).catch(() => undefined);
   const report = await s.devices(vscode.Uri.file(choice.model));
-  const planFor = (recipe: TrainRecipe): ResourcePlan['train'] | undefined => {
-    if (!stack) return undefined;
-    const device = report ? profileFromReport(report, recipe.device ?? TRAIN_DEFAULTS.device) : undefined;
-    return device ? planOf(stack, { ...recipe, steps }, keep, device) : undefined;
+  // One plan per device of the launch (each process holds a full replica and 1/K of the global batch).
+  const planFor = (recipe: TrainRecipe, devices: string): DevicePlans | undefined => {
+    const parsed = parseDevices(devices);
+    if (!stack || !report || !parsed) return undefined;
+    const worldSize = processesOf(parsed, report);
+    const perDevice = plannedDevices(parsed, report, recipe.device ?? TRAIN_DEFAULTS.device).flatMap((device) => {
+      const plan = planOf(stack, { ...recipe, steps }, keep, profileFromReport(report, device), worldSize);
+      return plan ? [{ device, plan }] : [];
+    });
+    if (!perDevice.length) return undefined;
+    const worst = perDevice.find((d) => d.plan.fits === false) ?? perDevice[0];
+    return { plan: worst.plan, perDevice, worldSize, batchSize: recipe.batchSize ?? TRAIN_DEFAULTS.batchSize };
   };
-  const recipe = await editRecipe(planFor);
+  const launch = { devices: TRAIN_DEFAULTS.devices };
+  const recipe = await editRecipe(planFor, launch, report);
   if (!recipe) return;
   const definition: TrainTaskDefinition = {
     type: 'l3prune',
@@ -53,10 +64,11 @@ export async function startTraining(s: RunServices, choice: TrainChoice): Promis
     keep,
     data: choice.data,
     steps,
+    ...(launch.devices !== TRAIN_DEFAULTS.devices ? { devices: launch.devices } : {}),
     recipe,
   };
-  const plan = planFor(recipe);
-  if (plan) s.log.info(`plan for ${path.basename(choice.model)} keep ${keep}: ${planSummary(plan)}`);
+  const plan = planFor(recipe, launch.devices);
+  if (plan) s.log.info(`plan for ${path.basename(choice.model)} keep ${keep}: ${devicePlansSummary(plan)}`);
   await vscode.tasks.executeTask(createTrainTask(definition, s.trainTasks));
 }
 
@@ -71,8 +83,8 @@ const EDITABLE: Array<{ field: keyof TrainRecipe; label: string; kind: 'int' | '
   { field: 'checkpointEvery', label: 'Checkpoint every (steps)', kind: 'int' },
 ];
 
-function planOf(stack: LayerStack, recipe: TrainRecipe & { steps: number }, keep: number, device: ReturnType<typeof profileFromReport>): ResourcePlan['train'] | undefined {
-  return trainPlanOrNone(stack, planInputFromSpec({ ...TRAIN_DEFAULTS, ...recipe }, keep, device));
+function planOf(stack: LayerStack, recipe: TrainRecipe & { steps: number }, keep: number, device: ReturnType<typeof profileFromReport>, worldSize = 1): ResourcePlan['train'] | undefined {
+  return trainPlanOrNone(stack, { ...planInputFromSpec({ ...TRAIN_DEFAULTS, ...recipe }, keep, device), worldSize });
 }
 
 /** "peak 15.3 GiB of 21.6 GiB free on RTX 4090 — fits · 11 s a step, 3.1 h" */
@@ -82,26 +94,60 @@ export function planSummary(plan: ResourcePlan['train']): string {
   return `peak ${formatGiB(plan.peakBytes)}${verdict}${time}`;
 }
 
+/** The plans of one launch: per device, the one that decides (the first that does not fit), and the global batch. */
+export interface DevicePlans {
+  plan: ResourcePlan['train'];
+  perDevice: Array<{ device: string; plan: ResourcePlan['train'] }>;
+  worldSize: number;
+  batchSize: number;
+}
+
+/** One device: planSummary; several: "cuda:0 fits, cuda:1 does NOT fit (peak …) · global batch 4 × 64 = 256 · …". */
+export function devicePlansSummary(p: DevicePlans): string {
+  if (p.worldSize === 1 && p.perDevice.length === 1) return planSummary(p.plan);
+  const verdicts = p.perDevice.map(({ device, plan }) => `${device} ${plan.fits === null ? `peak ${formatGiB(plan.peakBytes)}` : plan.fits ? 'fits' : 'does NOT fit'}`);
+  const time = p.plan.secondsPerStep === null ? '' : ` · ${formatDuration(p.plan.secondsPerStep)} a step, ${formatDuration(p.plan.totalSeconds!)} in all`;
+  const processes = p.perDevice.length === 1 && p.worldSize > 1 ? ` (${p.worldSize} processes)` : '';
+  return `peak ${formatGiB(p.plan.peakBytes)} a device: ${verdicts.join(', ')}${processes} · global batch ${p.worldSize} × ${p.batchSize} = ${p.worldSize * p.batchSize}${time}`;
+}
+
 /**
  * The recipe form. With a plan, it heads the list (peak memory, fit, time) and follows every change; starting a
  * run that would not fit asks first and offers the changes that make it fit.
  */
-async function editRecipe(planFor: (recipe: TrainRecipe) => ResourcePlan['train'] | undefined): Promise<TrainRecipe | undefined> {
+async function editRecipe(
+  planFor: (recipe: TrainRecipe, devices: string) => DevicePlans | undefined,
+  launch: { devices: string },
+  report: DevicesReport | undefined,
+): Promise<TrainRecipe | undefined> {
   const recipe: TrainRecipe = {};
   for (;;) {
     const current = { ...TRAIN_DEFAULTS, ...recipe };
-    const plan = planFor(recipe);
+    const plans = planFor(recipe, launch.devices);
+    const plan = plans?.plan;
     const start = {
       label: '$(play) Start training',
-      description: plan ? planSummary(plan) : 'with the values below',
+      description: plans ? devicePlansSummary(plans) : 'with the values below',
       detail: plan ? `resource plan for ${planDevice(plan)}: ${plan.terms.map((t) => `${t.name} ${formatGiB(t.bytes)}`).join(', ')}` : undefined,
-      field: undefined as keyof TrainRecipe | undefined,
+      field: undefined as keyof TrainRecipe | 'devices' | undefined,
     };
+    const devicesRow = { label: 'Devices (one process each)', description: launch.devices, field: 'devices' as const };
     const picked = await vscode.window.showQuickPick(
-      [start, ...EDITABLE.map((e) => ({ label: e.label, description: current[e.field] === null ? 'off' : String(current[e.field]), field: e.field as keyof TrainRecipe | undefined }))],
+      [start, devicesRow, ...EDITABLE.map((e) => ({ label: e.label, description: current[e.field] === null ? 'off' : String(current[e.field]), field: e.field as keyof TrainRecipe | 'devices' | undefined }))],
       { title: 'Recipe (the paper’s defaults; every field can also be set in tasks.json)', matchOnDetail: false },
     );
     if (!picked) return undefined;
+    if (picked.field === 'devices') {
+      const seen = report?.cuda.length ? report.cuda.map((g) => `cuda:${g.index} ${g.name}`).join(', ') : 'no CUDA device';
+      const value = await vscode.window.showInputBox({
+        title: 'Devices',
+        prompt: `auto, cpu, cpu:K, cuda:N, cuda:N,M,… or all; more than one starts torchrun (this machine: ${seen})`,
+        value: launch.devices,
+        validateInput: (v) => checkDevices(v.trim(), report),
+      });
+      if (value) launch.devices = value.trim();
+      continue;
+    }
     if (!picked.field) {
       if (plan?.fits !== false) return recipe;
       const fix = await confirmWontFit(plan);

@@ -3,6 +3,7 @@ import trainSchema from '../../protocol/specs/train.schema.json';
 import { schemaCheck, type JsonSchema } from '../protocol/schemas';
 import { TRAIN_DEFAULTS } from '../shared/protocol/generated/defaults';
 import type { TrainSpec, TrainSpecResolved } from '../shared/protocol/generated/specs/train';
+import { checkDevices, checkRendezvous, parseDevices, type Rendezvous } from './trainDevices';
 
 /** Kept free of the vscode module so the task's validation is unit-tested like any other input check. */
 export const TASK_TYPE = 'l3prune';
@@ -12,7 +13,7 @@ export const TASK_TYPE = 'l3prune';
  * a `recipe` field. package.json's taskDefinitions lists these and gets its recipe properties from the
  * schema (scripts/generate-protocol.mjs); test/unit/taskDefinition.test.ts keeps the three in step.
  */
-export const TASK_SPEC_FIELDS = ['model', 'keep', 'data', 'steps'] as const;
+export const TASK_SPEC_FIELDS = ['model', 'keep', 'data', 'steps', 'devices'] as const;
 
 /** The recipe: any train spec field besides the task's own, each defaulting to the paper's value. */
 export type TrainRecipe = Omit<TrainSpec, (typeof TASK_SPEC_FIELDS)[number]>;
@@ -30,6 +31,12 @@ export interface TrainTaskDefinition {
   recipe?: TrainRecipe;
   /** Continue this run folder from its last checkpoint instead of starting a new run. */
   resumeRunDir?: string;
+  /** auto, cpu, cpu:K, cuda:N, cuda:N,M,… or all (src/runs/trainDevices.ts); with resumeRunDir, the devices to continue on. */
+  devices?: string;
+  /** A multi-node run: this window launches this node's share (torchrun --nnodes/--node-rank/--rdzv-endpoint). */
+  nnodes?: number;
+  nodeRank?: number;
+  rdzvEndpoint?: string;
 }
 
 const TRAIN_CHECK = schemaCheck(trainSchema as JsonSchema);
@@ -45,6 +52,9 @@ export function checkDefinition(definition: { [key: string]: unknown }): string 
   const d = definition as Partial<TrainTaskDefinition>;
   if (d.verb !== 'train') return 'an l3prune task needs "verb": "train"';
   if (d.resumeRunDir !== undefined && typeof d.resumeRunDir !== 'string') return '"resumeRunDir" must be a path';
+  if (d.devices !== undefined && (typeof d.devices !== 'string' || !parseDevices(d.devices))) return checkDevices(String(d.devices), undefined);
+  const rendezvous = checkRendezvous(d);
+  if (rendezvous) return rendezvous;
   // A resumed run's spec is the one its run.json already holds.
   if (d.resumeRunDir) return undefined;
   const recipe: unknown = d.recipe ?? {};
@@ -85,6 +95,7 @@ export function specFromDefinition(d: TrainTaskDefinition, workspaceRoot?: strin
     ...TRAIN_DEFAULTS,
     ...(d.recipe ?? {}),
     ...(d.steps ? { steps: d.steps } : {}),
+    ...(d.devices ? { devices: d.devices } : {}),
     model: resolve(d.model),
     keep: d.keep,
     data: resolve(d.data),
@@ -95,4 +106,9 @@ export function specFromDefinition(d: TrainTaskDefinition, workspaceRoot?: strin
 
 export function taskName(d: TrainTaskDefinition): string {
   return d.resumeRunDir ? `resume ${path.basename(d.resumeRunDir)}` : `train ${path.basename(d.model)} keep ${d.keep}`;
+}
+
+/** The task's rendezvous fields, when it is one node of several (nnodes > 1). */
+export function rendezvousOf(d: TrainTaskDefinition): Rendezvous | undefined {
+  return d.nnodes !== undefined && d.nnodes > 1 ? { nnodes: d.nnodes, nodeRank: d.nodeRank ?? 0, rdzvEndpoint: d.rdzvEndpoint ?? '' } : undefined;
 }

@@ -2,8 +2,10 @@ import { spawn } from 'node:child_process';
 import { closeSync } from 'node:fs';
 import * as path from 'node:path';
 import type { TrainSpecResolved } from '../shared/protocol/generated/specs/train';
+import type { DevicesReport } from '../shared/protocol/generated/devices-report';
 import { ownProcesses, type OwnProcesses } from '../worker/ownProcesses';
 import { workerCwd, workerEnv } from '../worker/workerEnv';
+import { launchLine, type Rendezvous } from './trainDevices';
 import { createExclusive, makeNewDir, openAppend, runFolderLinkProblem, UnsafePathError } from './safeFiles';
 
 export const SPEC_FILE = 'spec.json';
@@ -14,6 +16,16 @@ export interface TrainLaunchOptions {
   /** Consent given in the dialog for the model's own code; never read from a file. */
   trustRemoteCode?: boolean;
   env?: Record<string, string>;
+  /**
+   * Where the processes go (trainDevices.ts); default the spec's devices. For a resume, run.json's unless the
+   * task chose others, which then also travel as --devices (the worker keeps the global batch).
+   */
+  devices?: string;
+  /** Set on a resume whose devices differ from run.json's: passes --devices to the worker. */
+  changeDevices?: boolean;
+  /** The devices report, for `all` (how many GPUs) and the CUDA_VISIBLE_DEVICES it means. */
+  report?: DevicesReport;
+  rendezvous?: Rendezvous;
 }
 
 /**
@@ -30,7 +42,7 @@ export async function launchTrain(python: string, runDir: string, spec: TrainSpe
   } else {
     makeNewDir(runDir);
   }
-  const args = ['-m', 'l3prune', 'train', '--run-dir', runDir];
+  const args = ['--run-dir', runDir];
   if (spec) {
     // Consent travels on the command line only; the file says false whatever the spec object held.
     createExclusive(path.join(runDir, SPEC_FILE), `${JSON.stringify({ ...spec, trustRemoteCode: false, allowDownload: false }, null, 2)}\n`);
@@ -38,13 +50,17 @@ export async function launchTrain(python: string, runDir: string, spec: TrainSpe
   }
   if (options.resume) args.push('--resume');
   if (options.trustRemoteCode) args.push('--trust-remote-code');
+  const devices = options.devices ?? spec?.devices ?? 'auto';
+  if (options.resume && options.changeDevices) args.push('--devices', devices);
+  // torchrun, when there is more than one process, leads the detached group: a SIGTERM to it reaches every rank.
+  const line = launchLine(args, devices, options.report, options.rendezvous);
   const log = openAppend(path.join(runDir, WORKER_LOG));
   try {
-    const child = spawn(python, args, {
+    const child = spawn(python, line.argv, {
       cwd: workerCwd(),
       detached: true,
       stdio: ['ignore', log, log],
-      env: { ...process.env, ...workerEnv(options.env) },
+      env: { ...process.env, ...workerEnv({ ...line.env, ...options.env }) },
     });
     const pid = await new Promise<number>((resolve, reject) => {
       child.once('error', reject);

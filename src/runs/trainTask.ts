@@ -2,7 +2,9 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { RemoteCodeConsent } from '../worker/remoteCode';
 import { cancelRun, launchTrain } from './trainLauncher';
-import { checkDefinition, consentFieldsIn, specFromDefinition, taskName, TASK_TYPE, type TrainTaskDefinition } from './trainDefinition';
+import type { DevicesReport } from '../shared/protocol/generated/devices-report';
+import { checkDefinition, consentFieldsIn, rendezvousOf, specFromDefinition, taskName, TASK_TYPE, type TrainTaskDefinition } from './trainDefinition';
+import { checkDevices, launchLine, parseDevices } from './trainDevices';
 import { readRunRecord } from './runFolder';
 import { newRunDir } from './runLocation';
 import type { RunStore, RunSummary } from './runStore';
@@ -22,6 +24,8 @@ export interface TrainTaskDeps {
   log: (line: string) => void;
   onLaunched?: (runDir: string) => void;
   isShuttingDown: () => boolean;
+  /** The worker's devices report for an interpreter (undefined when it cannot be had): GPUs are checked against it. */
+  devices?: (python: string) => Promise<DevicesReport | undefined>;
 }
 
 export function createTrainTask(definition: TrainTaskDefinition, deps: TrainTaskDeps, scope: vscode.TaskScope | vscode.WorkspaceFolder = vscode.TaskScope.Workspace): vscode.Task {
@@ -92,12 +96,28 @@ class TrainTerminal implements vscode.Pseudoterminal {
       const model = spec?.model ?? (resumeDir ? stringField((await readRunRecord(resumeDir))?.spec, 'model') : undefined);
       const trust = await this.deps.consent.decide([model]);
       if (trust === 'refused') return this.fail(`the model ${model} needs its own Python code, which was not allowed; nothing was started`);
+      // Devices are checked before anything is spawned: a GPU that is not there is one sentence here, not a worker log.
+      const stored = resumeDir ? stringField((await readRunRecord(resumeDir))?.spec, 'devices') : undefined;
+      const devices = this.definition.devices ?? spec?.devices ?? stored ?? 'auto';
+      const choice = parseDevices(devices);
+      const report = choice && (choice.kind === 'cuda' || choice.kind === 'all') ? await this.deps.devices?.(python) : undefined;
+      const rendezvous = rendezvousOf(this.definition);
+      const deviceProblem = checkDevices(devices, report, rendezvous);
+      if (deviceProblem) return this.fail(`${deviceProblem}; nothing was started`);
       this.runDir = resumeDir ?? (await newRunDir(this.deps.runsRoot(), 'train'));
       this.line(`L³Prune ${resume ? 'resuming' : 'training'} → ${this.runDir}`);
       if (spec) this.line(`model ${spec.model}, keep ${spec.keep} layers, ${spec.steps} steps, batch ${spec.batchSize}, lr ${spec.learningRate}`);
       if (trust === 'trusted') this.line(`the model's own code is allowed (your answer in the dialog)`);
-      const pid = await launchTrain(python, this.runDir, spec, { resume, trustRemoteCode: trust === 'trusted' });
-      this.line(`worker pid ${pid} (detached: it keeps running if this window closes)`);
+      const launch = { resume, trustRemoteCode: trust === 'trusted', devices, changeDevices: resume && devices !== (stored ?? 'auto'), report, rendezvous };
+      const where = launchLine([], devices, report, rendezvous);
+      if (where.worldSize > 1) {
+        const node = rendezvous ? `node ${rendezvous.nodeRank} of ${rendezvous.nnodes}, ` : '';
+        // A resume keeps the run's global batch whatever the count (the worker splits it), so only a new run says it.
+        this.line(`${node}${where.processes} process(es) here on ${devices}, ${where.worldSize} in all` +
+          (spec ? `: global batch ${where.worldSize} × ${spec.batchSize} = ${where.worldSize * spec.batchSize}` : ''));
+      }
+      const pid = await launchTrain(python, this.runDir, spec, launch);
+      this.line(`${where.worldSize > 1 ? 'launcher (torchrun)' : 'worker'} pid ${pid} (detached: it keeps running if this window closes)`);
       this.deps.onLaunched?.(this.runDir);
       this.subscription = this.deps.store.onDidChange(() => this.follow());
       await this.deps.store.refresh();

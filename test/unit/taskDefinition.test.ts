@@ -46,8 +46,8 @@ describe('the l3prune task type and protocol/specs/train.schema.json', () => {
     const base = { type: TASK_TYPE, verb: 'train', model: 'models/m', keep: 12, data: 'data/t.jsonl' };
 
     it('accepts every recipe field at its default', () => {
-      const { steps, ...recipe } = TRAIN_DEFAULTS;
-      assert.equal(checkDefinition({ ...base, steps, recipe }), undefined);
+      const { steps, devices, ...recipe } = TRAIN_DEFAULTS;
+      assert.equal(checkDefinition({ ...base, steps, devices, recipe }), undefined);
     });
 
     it('names the recipe field, what it must be and what it got', () => {

@@ -32,6 +32,14 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+
+def owner_pid() -> int:
+    """The pid a reader signals and checks for this run: under torchrun the launcher's (its agent, our parent),
+    which leads the process group every rank runs in, so a SIGTERM there reaches them all and outlives no rank."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and os.environ.get("TORCHELASTIC_RUN_ID"):
+        return os.getppid()
+    return os.getpid()
+
 class RunFolderError(Exception):
     """The run folder cannot be used (already holds a run, or is not writable)."""
 
@@ -79,7 +87,7 @@ class RunFolder:
             "verb": self.verb,
             "spec": self.spec,
             "status": "running",
-            "pid": os.getpid(),
+            "pid": owner_pid(),
             "startedAt": start,
             "heartbeatAt": start,
             "endedAt": None,
@@ -114,7 +122,7 @@ class RunFolder:
             os.close(fd)
             raise
         t = now_iso()
-        state.update(status="running", pid=os.getpid(), heartbeatAt=t, endedAt=None, error=None, result=None, spec=self.spec)
+        state.update(status="running", pid=owner_pid(), heartbeatAt=t, endedAt=None, error=None, result=None, spec=self.spec)
         self._state = state
         self._events_fh = os.fdopen(fd, "a", encoding="utf-8")
         self._write_run_json()

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import hfcache, specs
-from .events import RunFolder, RunFolderError
+from .events import RunFolder, RunFolderError, owner_pid
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL = 1
@@ -200,7 +200,7 @@ class Verb:
     distributed: bool = False
     # Hooks: the device to hold for the whole run (None: none), how the folder opens (True: it was reopened, so
     # no "started"), and what a cancel adds to its message and event.
-    device: Callable[[Job], str | None] = _no_device
+    device: Callable[[Job], str | list[str] | None] = _no_device
     open_folder: Callable[[Job], bool] = _open
     cancelled: Callable[[Job], tuple[str, dict]] = _no_cancel_detail
 
@@ -229,8 +229,8 @@ def run_verb(verb: Verb, args: argparse.Namespace) -> int:
     job = Job(args=args, world=D.env_world() if verb.distributed else D.World(), stop=StopFlag())
     job.stop.install()
     quiet_libraries()
-    say = say_on_stderr if job.world.is_main else _silent
-    lock = None
+    say = say_on_stderr if job.world.is_main else D.rank_say(getattr(args, "run_dir", "."), job.world) if job.world.distributed else _silent
+    locks: list = []
     try:
         try:
             job.spec = verb.resolve(args, job.world)
@@ -250,17 +250,20 @@ def run_verb(verb: Verb, args: argparse.Namespace) -> int:
                 say(str(e))
                 return EXIT_USER_ERROR
             if not reopened:
-                job.run.emit("started", verb=verb.name, pid=os.getpid(), spec=spec_json)
+                job.run.emit("started", verb=verb.name, pid=owner_pid(), spec=spec_json)
             job.run.start_heartbeat(args.heartbeat_seconds)
         try:
             # A model named by a repo id the cache lacked, with --allow-download: fetched now, with events.
             hfcache.fetch(job)
-            device = verb.device(job) if job.world.is_main else None
-            if device is not None:
+            # Local rank 0 of each node holds the node's devices (train under torchrun: every chosen GPU).
+            device = verb.device(job) if job.world.local_rank == 0 else None
+            if device:
                 from .devicelock import DeviceLock
 
-                lock = DeviceLock(device, Path(args.run_dir).resolve())
-                lock.acquire()  # the kernel also drops it if this process dies, however it dies
+                for name in [device] if isinstance(device, str) else device:
+                    one = DeviceLock(name, Path(args.run_dir).resolve())
+                    one.acquire()  # the kernel also drops it if this process dies, however it dies
+                    locks.append(one)
             outcome = verb.work(job.spec, job)
             # Inside the try: a disk that fills now must still end in "failed", not a traceback.
             if job.run is not None:
@@ -276,6 +279,10 @@ def run_verb(verb: Verb, args: argparse.Namespace) -> int:
                 return fail(job.run, verb.advice(job).out_of_memory, "resource", EXIT_USER_ERROR, say)
             if disk_full(e):
                 return fail(job.run, verb.advice(job).disk_full, "resource", EXIT_USER_ERROR, say)
+            # Under torchrun most errors of rank 0 that no check foresaw are a collective another rank left.
+            peer = D.peer_failure(args.run_dir, job.world) if verb.run_folder else None
+            if peer:
+                return fail(job.run, peer, "internal", EXIT_INTERNAL, say, detail=traceback.format_exc())
             return fail(job.run, f"internal error ({type(e).__name__}: {e}); see events.jsonl for the traceback", "internal",
                         EXIT_INTERNAL, say, detail=traceback.format_exc())
         if job.run is not None:
@@ -286,8 +293,8 @@ def run_verb(verb: Verb, args: argparse.Namespace) -> int:
         return record_cancelled(job.run, c, f"cancelled by {c.signal_name}{note}", say, **fields_)
     finally:
         # Released here too, not only at exit: tests and tools run verbs inside a longer-lived process.
-        if lock is not None:
-            lock.release()
+        for one in locks:
+            one.release()
         D.shutdown()
 
 

@@ -217,8 +217,8 @@ def test_torchrun_two_processes_match_one_process_with_the_double_batch(tiny_lla
     spec = {"steps": 3, "batchSize": 4, "learningRate": 1e-3, "warmupSteps": 1, "scheduleEpochs": 3, "scheduleSteps": None,
             "maxLength": 24, "miniBatchSize": None, "loraR": 16, "loraAlpha": 32,
             "loraDropout": 0, "targetModules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-            "scale": 50, "pooling": "weighted_mean", "checkpointEvery": 2, "seed": 0, "device": "auto", "precision": "auto",
-            "gradientCheckpointing": "auto", "taskHomogeneous": True, "mergeAtEnd": False, "trustRemoteCode": False, "allowDownload": False, "chatTemplate": "auto",
+            "scale": 50, "pooling": "weighted_mean", "checkpointEvery": 2, "seed": 0, "device": "auto", "devices": "auto", "precision": "auto",
+            "gradientCheckpointing": "auto", "taskHomogeneous": True, "dataColumns": None, "mergeAtEnd": False, "trustRemoteCode": False, "allowDownload": False, "chatTemplate": "auto",
             "model": str(tiny_llama), "keep": 2, "data": str(data40)}
     (one / "spec.json").write_text(json.dumps(spec, indent=2))
     p = train(one, "--spec", str(one / "spec.json"))

@@ -25,6 +25,7 @@ import argparse
 import signal
 from pathlib import Path
 
+from .. import distributed as D
 from ..data import DataError
 from ..encoder import ModelError
 from ..verbs import Advice, Cancelled, Job, Outcome, StopFlag, Verb, main_for
@@ -50,7 +51,7 @@ def _open_folder(job: Job) -> bool:
 
 def _work(spec: TrainSpec, job: Job) -> Outcome:
     trainer = Trainer(spec, job.run_dir, job.world, job.emit, job.stop,
-                      kill_after=job.args.debug_kill_after_step, step_sleep=job.args.debug_step_sleep)
+                      kill_after=job.args.debug_kill_after_step, kill_rank=job.args.debug_kill_rank, step_sleep=job.args.debug_step_sleep)
     job.state["trainer"] = trainer
     out = trainer.run(resume=job.args.resume)
     if out["cancelled"]:
@@ -80,6 +81,7 @@ def _add_arguments(t: argparse.ArgumentParser) -> None:
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its newest checkpoint")
     # Test hooks: a real kill -9 of this process right after step N's event, and a pause per step.
     t.add_argument("--debug-kill-after-step", type=int, default=None, help=argparse.SUPPRESS)
+    t.add_argument("--debug-kill-rank", type=int, default=0, help=argparse.SUPPRESS)
     t.add_argument("--debug-step-sleep", type=float, default=0.0, help=argparse.SUPPRESS)
 
 
@@ -94,7 +96,7 @@ VERB = Verb(
     user_errors=(DataError, ModelError, ValueError),
     distributed=True,
     # One training per device: two on one GPU would both run out of memory or crawl.
-    device=lambda job: train_device(job.spec.device, job.world),
+    device=lambda job: D.lock_names(train_device(job.spec, job.world), job.world),
     open_folder=_open_folder,
     cancelled=_cancelled,
 )

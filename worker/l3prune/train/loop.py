@@ -41,7 +41,7 @@ from .. import specs
 from ..data import Triple, batch_texts, read_triples, text_chunks
 from ..encoder import Encoder, attention_implementation, find_layers, load_encoder, model_loaded_fields, pool, prune, resolve_device, resolve_precision
 from ..flops import gpu_peak_bf16, model_flops_shape, useful_flops_per_token
-from ..events import now_iso
+from ..events import now_iso, owner_pid
 from ..fileio import discard_dir, fsync_dir, fsync_tree, make_fresh_dir, write_json_atomic
 from ..losses import HardNegativeInfoNCE
 from ..variant import ENCODER_INFO
@@ -94,9 +94,11 @@ def linear_warmup_decay(warmup: int, total: int) -> Callable[[int], float]:
     return f
 
 
-def train_device(device: str, world: D.World) -> str:
-    """The spec's device as every verb resolves it; under torchrun each process takes its own GPU."""
-    return resolve_device(device, local_rank=world.local_rank if world.distributed else None)
+def train_device(spec, world: D.World) -> str:
+    """The spec's device (or its devices) as every verb resolves it; under torchrun each process takes its own GPU."""
+    D.check_launch(spec.devices, world)
+    wanted = D.wanted_device(spec.device, spec.devices, world)
+    return resolve_device(wanted, local_rank=world.local_rank if world.distributed else None)
 
 
 def present_targets(model: torch.nn.Module, wanted: list[str]) -> list[str]:
@@ -113,13 +115,14 @@ def present_targets(model: torch.nn.Module, wanted: list[str]) -> list[str]:
 class Trainer:
     """One train run in one process: setup, then run() (which restores, loops, checkpoints and finishes)."""
 
-    def __init__(self, spec, run_dir: Path, world: D.World, emit, stop: StopFlag, *, kill_after=None, step_sleep=0.0):
+    def __init__(self, spec, run_dir: Path, world: D.World, emit, stop: StopFlag, *, kill_after=None, kill_rank=0, step_sleep=0.0):
         self.spec = spec
         self.run_dir = run_dir.resolve()
         self.world = world
         self.emit = emit
         self.stop = stop
         self.kill_after = kill_after
+        self.kill_rank = kill_rank
         self.step_sleep = step_sleep
         self.step = 0
         self.last_checkpoint: Path | None = None
@@ -129,12 +132,13 @@ class Trainer:
     # -- setup: data, model pruned to keep layers, LoRA, optimizer, schedule ------------------------------------
     def setup(self) -> None:
         spec, world = self.spec, self.world
-        self.device = train_device(spec.device, world)
+        self.device = train_device(spec, world)
         D.init(world, self.device)
         self.precision = resolve_precision(spec.precision, self.device)
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
         self.triples = read_triples(spec.data, spec.dataColumns)
         self.plan = BatchPlan(self.triples, spec.batchSize * world.size, spec.seed, spec.taskHomogeneous, source=f"data file {spec.data}")
+        self.per_rank = spec.batchSize
         t0 = time.monotonic()
         random.seed(spec.seed)
         np.random.seed(spec.seed % 2**32)
@@ -204,9 +208,7 @@ class Trainer:
                 continue
             st = c["state"]
             if st.get("worldSize", 1) != self.world.size:
-                raise ValueError(
-                    f"checkpoint {ck.name} was written by {st.get('worldSize')} process(es); resume with the same number (now {self.world.size})"
-                )
+                self.regroup(ck.name, int(st.get("globalBatchSize") or self.spec.batchSize * int(st.get("worldSize", 1))))
             if st.get("numTriples") != len(self.triples):
                 raise ValueError(f"the data file changed since the run started ({st.get('numTriples')} triples then, {len(self.triples)} now); resume needs the same data")
             apply_checkpoint(c, self.peft_model, self.opt, self.sched, self.device)
@@ -217,6 +219,18 @@ class Trainer:
             set_rng_state(ranks[self.world.rank] if self.world.rank < len(ranks) else ranks[0])
             return ck
         return None
+
+    def regroup(self, name: str, global_batch: int) -> None:
+        """Resume on another number of processes: the data position is a global batch index, so the global batch
+        stays what the run started with and each process takes its new share of it (batchSize in run.json remains
+        the first launch's per-process value)."""
+        if global_batch % self.world.size:
+            raise ValueError(
+                f"checkpoint {name} was trained at a global batch of {global_batch}, which {self.world.size} processes cannot share "
+                f"evenly; resume with a number of processes that divides {global_batch}"
+            )
+        self.per_rank = global_batch // self.world.size
+        self.plan = BatchPlan(self.triples, global_batch, self.spec.seed, self.spec.taskHomogeneous, source=f"data file {self.spec.data}")
 
     def checkpoint(self) -> Path | None:
         rngs = D.gather_objects(rng_state(), self.world)
@@ -250,15 +264,16 @@ class Trainer:
         self.setup()
         if resume:
             self.last_checkpoint = ck = self.restore()
-            self.emit("resumed", step=self.step, checkpoint=str(ck) if ck else None, pid=os.getpid())
+            self.emit("resumed", step=self.step, checkpoint=str(ck) if ck else None, pid=owner_pid())
         self.wrap()
         D.barrier(world)
+        D.register_rank(self.run_dir, world)
         # From here a signal stops the run after the step in flight and a checkpoint, so --resume loses nothing.
         self.stop.deferred = True
         if self.stop.signum is not None:
             return {"cancelled": True}
         self.t_train = time.monotonic()
-        b = spec.batchSize
+        b = self.per_rank
         while self.step < spec.steps:
             t_step = time.monotonic()
             # data: this process's share of global batch k
@@ -286,7 +301,7 @@ class Trainer:
                 gpuMemoryBytes=int(torch.cuda.max_memory_allocated(self.device)) if self.device.startswith("cuda") else None,
                 elapsedSeconds=round(self.elapsed(), 3),
             )
-            if self.kill_after is not None and self.step == self.kill_after and world.is_main:
+            if self.kill_after is not None and self.step == self.kill_after and world.rank == self.kill_rank:
                 os.kill(os.getpid(), signal.SIGKILL)
             # checkpoint: every checkpointEvery steps, and before stopping for a signal
             if self.step % spec.checkpointEvery == 0 or stop_votes > 0:

@@ -19,7 +19,8 @@ SPEC_FIELDS = specs.fields("train")
 # Every spec field has a flag (dest = the field's name); --resume refuses them all but consent, which is never
 # taken from run.json (specs.CONSENT_FIELDS): a resumed run gets it from its own command line or not at all.
 FLAG_FIELDS = SPEC_FIELDS
-RESUME_FLAGS = specs.CONSENT_FIELDS
+# devices too: a resumed run may go onto another number of processes (the launch, not the recipe, changed).
+RESUME_FLAGS = (*specs.CONSENT_FIELDS, "devices")
 SPEC_FLAGS = {
     "keep": {"help": "number of layers to keep (the first N)"},
     "mergeAtEnd": {"flag": "--merge", "help": "save the merged pruned model to <run-dir>/model at the end (default: yes)"},
@@ -87,6 +88,8 @@ def _stored_spec(stored: dict, source: str, args: argparse.Namespace) -> TrainSp
     values = specs.from_dict("train", stored, source)
     for k in specs.CONSENT_FIELDS:
         values[k] = getattr(args, k, None) is True
+    if getattr(args, "devices", None) is not None:
+        values["devices"] = args.devices
     return _resolve(specs.Given(values, source=source, from_file=True))
 
 

@@ -121,7 +121,7 @@ export const PREVIEW_DATA_DEFAULTS: Readonly<Required<Pick<PreviewDataSpec, 'dat
 };
 
 /** train: the `default`s of protocol/specs/train.schema.json, the paper's recipe. */
-export const TRAIN_DEFAULTS: Readonly<Required<Pick<TrainSpec, 'steps' | 'batchSize' | 'learningRate' | 'warmupSteps' | 'scheduleEpochs' | 'scheduleSteps' | 'maxLength' | 'miniBatchSize' | 'loraR' | 'loraAlpha' | 'loraDropout' | 'targetModules' | 'scale' | 'pooling' | 'checkpointEvery' | 'seed' | 'device' | 'precision' | 'gradientCheckpointing' | 'taskHomogeneous' | 'dataColumns' | 'mergeAtEnd' | 'chatTemplate' | 'trustRemoteCode' | 'allowDownload'>>> = {
+export const TRAIN_DEFAULTS: Readonly<Required<Pick<TrainSpec, 'steps' | 'batchSize' | 'learningRate' | 'warmupSteps' | 'scheduleEpochs' | 'scheduleSteps' | 'maxLength' | 'miniBatchSize' | 'loraR' | 'loraAlpha' | 'loraDropout' | 'targetModules' | 'scale' | 'pooling' | 'checkpointEvery' | 'seed' | 'device' | 'devices' | 'precision' | 'gradientCheckpointing' | 'taskHomogeneous' | 'dataColumns' | 'mergeAtEnd' | 'chatTemplate' | 'trustRemoteCode' | 'allowDownload'>>> = {
   steps: 1000,
   batchSize: 64,
   learningRate: 0.0002,
@@ -139,6 +139,7 @@ export const TRAIN_DEFAULTS: Readonly<Required<Pick<TrainSpec, 'steps' | 'batchS
   checkpointEvery: 100,
   seed: 0,
   device: 'auto',
+  devices: 'auto',
   precision: 'auto',
   gradientCheckpointing: 'auto',
   taskHomogeneous: true,

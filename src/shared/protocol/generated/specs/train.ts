@@ -86,6 +86,10 @@ export interface TrainSpec {
    */
   device?: string;
   /**
+   * where the run's processes go, one process per device: auto (one process on device), cpu, cpu:K (K processes on the CPU, gloo), cuda:1, cuda:0,1,2,3 or all (every CUDA device); more than one is a launch of python -m torch.distributed.run --nproc_per_node=K with CUDA_VISIBLE_DEVICES set to the chosen ones (the extension does it; by hand, the worker checks that its launch matches); on several nodes it is each node's share; batchSize stays per process, so the global batch is K x nodes x batchSize
+   */
+  devices?: string;
+  /**
    * auto: bf16 where the CUDA device supports it, else fp32
    */
   precision?: 'auto' | 'bf16' | 'fp32';
@@ -153,6 +157,7 @@ export type TrainSpecResolved = TrainSpec &
       | 'checkpointEvery'
       | 'seed'
       | 'device'
+      | 'devices'
       | 'precision'
       | 'gradientCheckpointing'
       | 'taskHomogeneous'
