@@ -2,7 +2,7 @@
 
     python -m l3prune train --run-dir DIR [--spec FILE] [flags of protocol/specs/train.schema.json]
     python -m l3prune train --run-dir DIR --resume          # after a cancel, a crash or a kill -9
-    torchrun --nproc_per_node=K -m l3prune train ...        # DDP: gloo on CPU, nccl on GPU
+    torchrun --nproc_per_node=K -m l3prune train ...        # DDP: gloo on CPU, nccl on GPU (--devices cuda:0,1 / cpu:2)
 
 The package: spec.py (where a spec comes from: file and flags, or run.json for --resume), loop.py (the training
 loop, which reads top to bottom), batches.py (the data order), checkpoints.py (checkpoint IO and RNG state).
@@ -15,6 +15,8 @@ Run folder (protocol/run.schema.json, protocol/events.schema.json):
   checkpoints/step-00000100/     adapter (safetensors), optimizer (safetensors + json), scheduler, RNG states of
                                  every rank, data position; written to a temp folder, fsynced, then renamed, so a
                                  kill -9 at any moment leaves the previous complete checkpoint; the last 2 are kept
+  ranks/<rank>.json, .stderr     under torchrun: each rank's pid and host, and its failure sentence (rank 0's
+                                 error names the first rank that failed or died)
   adapter/                       the final LoRA adapter (peft save_pretrained, safetensors)
   model/                         mergeAtEnd: the merged, pruned model (AutoModel.from_pretrained loads it) and
                                  l3prune_encoder.json (protocol/encoder-info.schema.json)
