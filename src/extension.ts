@@ -12,6 +12,7 @@ import { LossPlotViewProvider } from './views/runPlots';
 import { RunsTreeProvider } from './views/runsTree';
 import { RunStatusBar } from './views/runStatusBar';
 import { DeviceReports } from './worker/devices';
+import { MtebTaskLists } from './worker/mtebTasks';
 import { ownProcesses } from './worker/ownProcesses';
 import { findPython } from './worker/python';
 import { createRemoteCodeConsent } from './worker/remoteCodeDialog';
@@ -79,6 +80,7 @@ export function activate(context: vscode.ExtensionContext): void {
     trainTasks,
     consent,
     devices,
+    mtebTasks: new MtebTaskLists(log),
     modelsView,
     runsView,
   };

@@ -7,6 +7,7 @@ import type { GuideContext } from './workspace/guideContext';
 import type { ModelRegistry } from './workspace/modelRegistry';
 import type { RemoteCodeConsent } from './worker/remoteCode';
 import type { DevicesReport } from './shared/protocol/generated/devices-report';
+import type { MtebTaskLists } from './worker/mtebTasks';
 
 /**
  * What commands, tasks and panels share, built once by extension.ts (the composition root) and handed down;
@@ -32,6 +33,8 @@ export interface Services {
   consent: RemoteCodeConsent;
   /** The worker's devices report (asked once per interpreter and session; undefined untrusted or on failure). */
   devices: (resource?: vscode.Uri) => Promise<DevicesReport | undefined>;
+  /** The MTEB tasks each interpreter's mteb knows, with their cache state (asked once per interpreter and session). */
+  mtebTasks: MtebTaskLists;
   modelsView: vscode.TreeView<ModelsNode>;
   runsView: vscode.TreeView<RunSummary>;
 }

@@ -5,13 +5,16 @@ import { formatBytes, formatParams } from '../shared/format/units';
 import { EXPORT_ONNX_DEFAULTS } from '../shared/protocol/generated/defaults';
 import type { LayerStack } from '../shared/model/stack';
 import { planKeep } from '../shared/prune/plan';
+import { chosenTasks, taskRows, type TaskRow } from '../shared/compare/evaluationTasks';
 import { newRunDir, runsRoot } from '../runs/runLocation';
 import type { RunSummary } from '../runs/runStore';
 import { ComparePanel } from '../views/comparePanel';
+import { revealPath } from '../views/reveal';
 import type { ModelsNode } from '../views/modelsTree';
 import { findPython, WorkspaceNotTrustedError } from '../worker/python';
 import { refusedCode } from '../worker/remoteCodeDialog';
 import { ensureWorkerPackage } from '../worker/workerPackage';
+import { isDatasetsOffline, ONLINE_ENV } from '../worker/modelDownload';
 import { runWithProgress } from '../worker/workerProgress';
 import { OrtNodeSpeeds } from './ortNodeSpeeds';
 import { runEvaluate, runExportOnnx, variantLabel, variantModelFolders, type ExportPrecision, type Variant } from './variantRuns';
@@ -153,7 +156,7 @@ async function askMaxExamples(s: Services): Promise<number | undefined | null> {
   const remembered = s.workspaceState.get<string>(MAX_EXAMPLES_KEY, '');
   const text = await vscode.window.showInputBox({
     title: 'Examples per task',
-    prompt: 'Score each MTEB task on at most this many examples; empty scores every example (slow on a CPU, but the numbers papers report).',
+    prompt: 'Score each built-in task on at most this many examples; empty scores every example (slow on a CPU, but the numbers papers report). MTEB tasks always run whole, by MTEB’s procedure.',
     value: remembered,
     placeHolder: 'all examples',
     validateInput: (v) => (v.trim() === '' || (/^\d+$/.test(v.trim()) && Number(v) >= MIN_EXAMPLES) ? undefined : `a whole number from ${MIN_EXAMPLES} up, or empty for all`),
@@ -163,14 +166,81 @@ async function askMaxExamples(s: Services): Promise<number | undefined | null> {
   return text.trim() ? Number(text) : undefined;
 }
 
+type TaskItem = vscode.QuickPickItem & { row?: TaskRow };
+
+const taskItems = (rows: TaskRow[]): TaskItem[] =>
+  rows.map((row) => (row.heading ? { label: row.label, kind: vscode.QuickPickItemKind.Separator } : { label: row.label, description: row.description, detail: row.detail, row }));
+
+/**
+ * Which tasks: the five built-in ones (picked) at once, the MTEB tasks of the worker's mteb added when the worker
+ * has listed them (importing mteb takes seconds), keeping whatever the user ticked meanwhile.
+ */
+async function askTasks(s: Services, python: string): Promise<ReturnType<typeof chosenTasks> | undefined> {
+  const offline = isDatasetsOffline();
+  const pick = vscode.window.createQuickPick<TaskItem>();
+  pick.title = 'Tasks to evaluate';
+  pick.canSelectMany = true;
+  pick.matchOnDescription = true;
+  pick.matchOnDetail = true;
+  pick.placeholder = 'Listing the MTEB tasks of the worker’s mteb…';
+  pick.items = taskItems(taskRows(undefined, offline));
+  pick.selectedItems = pick.items.filter((i) => i.row?.picked);
+  pick.busy = true;
+  let open = true;
+  void s.mtebTasks.get(python).then((report) => {
+    if (!open) return;
+    const ticked = new Set(pick.selectedItems.map((i) => i.label));
+    pick.items = taskItems(taskRows(report, offline));
+    pick.selectedItems = pick.items.filter((i) => i.row && ticked.has(i.label));
+    pick.busy = false;
+    pick.placeholder = typeof report === 'string'
+      ? `Built-in tasks only: ${report}`
+      : `Built-in tasks, and ${report.tasks.length} MTEB tasks (${report.tasks.filter((t) => t.cached).length} cached)${offline ? '; the environment says offline, so only cached ones' : ''}`;
+  });
+  return new Promise((resolve) => {
+    pick.onDidAccept(() => {
+      const picked = chosenTasks(pick.selectedItems.flatMap((i) => (i.row ? [i.row] : [])));
+      if (!picked.tasks.length && !picked.mtebTasks.length) {
+        pick.placeholder = 'Tick at least one task';
+        return;
+      }
+      resolve(picked);
+      pick.hide();
+    });
+    pick.onDidHide(() => {
+      open = false;
+      resolve(undefined);
+      pick.dispose();
+    });
+    pick.show();
+  });
+}
+
+/** The user's consent to fetch the data of MTEB tasks the datasets cache lacks; never read from a file. */
+async function allowTaskDownload(names: string[]): Promise<boolean> {
+  if (!names.length) return false;
+  const download = 'Download';
+  const shown = names.slice(0, 5).join(', ') + (names.length > 5 ? ` and ${names.length - 5} more` : '');
+  const choice = await vscode.window.showWarningMessage(
+    `Download the data of ${names.length === 1 ? 'an MTEB task' : `${names.length} MTEB tasks`} (${shown}) from the Hugging Face hub?`,
+    { modal: true, detail: 'The worker fetches each task’s dataset into your Hugging Face datasets cache, so later evaluations run offline. Large retrieval corpora can take gigabytes.' },
+    download,
+  );
+  return choice === download;
+}
+
 export async function evaluateVariant(s: Services, arg: unknown): Promise<void> {
   if (!vscode.workspace.isTrusted) throw new WorkspaceNotTrustedError();
   const chosen = await chooseVariant(s, arg, 'evaluate');
   if (!chosen) return;
-  const maxExamples = await askMaxExamples(s);
-  if (maxExamples === null) return;
   const python = await workerPython(s, chosen.variant);
   if (!python) return;
+  const picked = await askTasks(s, python);
+  if (!picked) return;
+  const allowDownload = await allowTaskDownload(picked.toDownload);
+  if (picked.toDownload.length && !allowDownload) return;
+  const maxExamples = picked.tasks.length ? await askMaxExamples(s) : undefined;
+  if (maxExamples === null) return;
   const trust = await s.consent.decide(variantModelFolders(chosen.variant));
   if (trust === 'refused') return refusedCode(chosen.variant.model);
   const runDir = await newRunDir(runsRoot(s.globalStorageUri), 'evaluate');
@@ -181,7 +251,10 @@ export async function evaluateVariant(s: Services, arg: unknown): Promise<void> 
     title: `Evaluating ${chosen.label}`,
     what: 'Evaluation',
     start: (onEvent, token) =>
-      runEvaluate({ python, runDir, variant: chosen.variant, maxExamples, dataDir: evaluationDataDir(), trustRemoteCode: trust === 'trusted' }, onEvent, token),
+      runEvaluate({
+        python, runDir, variant: chosen.variant, tasks: picked.tasks, mtebTasks: picked.mtebTasks, allowDownload, maxExamples,
+        dataDir: evaluationDataDir(), trustRemoteCode: trust === 'trusted', env: allowDownload ? { ...ONLINE_ENV } : undefined,
+      }, onEvent, token),
     progressOf: (event) => {
       if (event.event === 'started') tasks = taskCount(event.spec);
       if (event.event === 'model_loaded') return { message: 'model loaded' };
@@ -268,7 +341,7 @@ export async function exportVariantOnnx(s: Services, arg: unknown): Promise<void
     score,
   );
   if (choice === open) await vscode.commands.executeCommand('l3prune.openOnnxModel', result.path);
-  if (choice === reveal) await vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(result.path));
+  if (choice === reveal) await revealPath(result.path);
   if (choice === score) await evaluateExport(s, python, result.outDir, label);
 }
 

@@ -43,6 +43,10 @@ export interface EvaluateRequest {
   runDir: string;
   variant: Variant | OnnxTarget;
   tasks?: string[];
+  /** Real MTEB tasks run through the mteb package (their data from the datasets cache, or downloaded with consent). */
+  mtebTasks?: string[];
+  /** The user's consent, from a modal dialog, to download MTEB task data the datasets cache lacks; never a file's. */
+  allowDownload?: boolean;
   /** Examples per task; fewer make a quick, rougher score. */
   maxExamples?: number;
   /** Folder with the evaluation data (sts.jsonl, eval/); the worker's default otherwise. */
@@ -54,7 +58,10 @@ export interface EvaluateRequest {
 
 export function evaluateArgs(request: EvaluateRequest): string[] {
   const args = request.variant.kind === 'onnx' ? ['--onnx', request.variant.folder] : variantArgs(request.variant);
-  if (request.tasks?.length) args.push('--tasks', request.tasks.join(','));
+  // An explicit empty list: MTEB tasks only (the worker's --tasks none).
+  if (request.tasks) args.push('--tasks', request.tasks.length ? request.tasks.join(',') : 'none');
+  for (const name of request.mtebTasks ?? []) args.push('--mteb-task', name);
+  if (request.allowDownload) args.push('--allow-download');
   if (request.maxExamples) args.push('--max-examples', String(request.maxExamples));
   if (request.dataDir) args.push('--data-dir', request.dataDir);
   // An ONNX graph runs no model code; consent is never passed where nothing would use it.

@@ -14,6 +14,12 @@ const isTrue = (v: string | undefined) => v !== undefined && ['1', 'ON', 'YES', 
 /** Whether the user's environment says offline, by huggingface_hub's rule (HF_HUB_OFFLINE, else TRANSFORMERS_OFFLINE). */
 export const isHubOffline = (env: NodeJS.ProcessEnv = process.env): boolean => isTrue(env.HF_HUB_OFFLINE || env.TRANSFORMERS_OFFLINE);
 
+/** Whether the user's environment keeps `datasets` offline (HF_DATASETS_OFFLINE, or the hub's own switch). */
+export const isDatasetsOffline = (env: NodeJS.ProcessEnv = process.env): boolean => isHubOffline(env) || isTrue(env.HF_DATASETS_OFFLINE);
+
+/** A worker's environment once the user allowed a dataset download: the worker's own offline defaults lifted. */
+export const ONLINE_ENV: Readonly<Record<string, string>> = { HF_HUB_OFFLINE: '0', TRANSFORMERS_OFFLINE: '0', HF_DATASETS_OFFLINE: '0' };
+
 export class DownloadRefusedError extends Error {}
 
 /**

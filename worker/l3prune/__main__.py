@@ -9,6 +9,7 @@
     convert-safetensors  convert.py     the user's opt-in for pickle-only models (no run folder)
     download-model       download.py    a Hugging Face repo id into the hub cache, with --allow-download (no run folder)
     devices              devices.py     the CUDA devices, CPU and attention implementations the planner plans for (no run folder)
+    mteb-tasks           mteb_tasks.py  the MTEB tasks of the installed mteb, each with whether its data is cached (no run folder)
     preview-data         preview.py     a data set as analyze/train read it: format, columns, tasks, samples, token lengths (no run folder)
 
 Every verb's spec is protocol/specs/<verb>.schema.json (flags: its fields in kebab-case) and every verb runs in the
@@ -25,7 +26,7 @@ import sys
 
 from .verbs import Verb, add_arguments, run_verb
 
-VERB_MODULES = ("analyze", "train", "evaluate", "export_onnx", "export_st", "encode", "convert", "download", "devices", "preview")
+VERB_MODULES = ("analyze", "train", "evaluate", "export_onnx", "export_st", "encode", "convert", "download", "devices", "preview", "mteb_tasks")
 
 
 def verbs() -> dict[str, Verb]:

@@ -200,7 +200,7 @@ def run_evaluate(spec: EvalSpec, emit: Callable[..., object], run_dir: Path, *, 
 
         mteb_tasks = mteb_adapter.get_tasks(spec.mtebTasks)
         for t in mteb_tasks:
-            mteb_adapter.load_local_data(t)
+            mteb_adapter.load_local_data(t, allow_download=spec.allowDownload is True)
     device = resolve_device(spec.device)
     torch.manual_seed(spec.seed)
     t0 = time.monotonic()

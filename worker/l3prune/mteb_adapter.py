@@ -78,16 +78,101 @@ def get_tasks(names: Sequence[str]) -> list:
     return tasks
 
 
-def load_local_data(task) -> None:
+def load_local_data(task, allow_download: bool = False) -> None:
+    """The task's data from the datasets cache; with the user's consent (allowDownload) and an environment that
+    does not say offline, from the hub (into that cache, so the next run is offline)."""
     name = task.metadata.name
+    from . import HUB_OFFLINE_GIVEN
+    from .hfcache import _is_true, offline_by_user
+
+    online = allow_download and not (offline_by_user() or _is_true(HUB_OFFLINE_GIVEN.get("HF_DATASETS_OFFLINE")))
     try:
-        task.load_data()
+        with _online() if online else contextlib.nullcontext():
+            task.load_data()
     except Exception as e:  # noqa: BLE001 - datasets raises many types when offline
         first = str(e).splitlines()[0][:200] if str(e) else ""
-        raise MtebUnavailable(
-            f"MTEB task {name}: its data is not available locally ({type(e).__name__}: {first}); this worker does not "
-            "download, so put the dataset into the Hugging Face datasets cache on a machine with access first"
-        ) from None
+        how = ("the download failed; check the network and the dataset's access terms" if online else
+               "allow the download in Evaluate… (or pass --allow-download) where the hub can be reached"
+               + (", and unset HF_HUB_OFFLINE / HF_DATASETS_OFFLINE" if allow_download else "")
+               + ", or put the dataset into the Hugging Face datasets cache on a machine with access first")
+        raise MtebUnavailable(f"MTEB task {name}: its data is not in the local datasets cache {datasets_cache_dir()} "
+                              f"({type(e).__name__}: {first}); {how}") from None
+
+
+@contextlib.contextmanager
+def _online():
+    """datasets and huggingface_hub read their offline switches once, at import (the worker sets them, l3prune/
+    __init__.py): lifted for one consented load, then restored."""
+    from datasets import config as dconfig
+    from huggingface_hub import constants
+
+    before = (dconfig.HF_HUB_OFFLINE, getattr(dconfig, "HF_DATASETS_OFFLINE", None), constants.HF_HUB_OFFLINE)
+    dconfig.HF_HUB_OFFLINE = False
+    if hasattr(dconfig, "HF_DATASETS_OFFLINE"):
+        dconfig.HF_DATASETS_OFFLINE = False
+    constants.HF_HUB_OFFLINE = False
+    try:
+        yield
+    finally:
+        dconfig.HF_HUB_OFFLINE, offline, constants.HF_HUB_OFFLINE = before
+        if offline is not None:
+            dconfig.HF_DATASETS_OFFLINE = offline
+
+
+# The configs a retrieval dataset needs besides its qrels (mteb's RetrievalDatasetLoader reads all three).
+RETRIEVAL_CONFIGS = ("corpus", "queries")
+
+
+def datasets_cache_dir() -> str:
+    """The Hugging Face datasets cache an offline load_dataset reads (HF_DATASETS_CACHE, else HF_HOME/datasets)."""
+    from datasets import config
+
+    return str(config.HF_DATASETS_CACHE)
+
+
+def cache_state(task) -> tuple[bool, bool]:
+    """(cached, cachedRevision) of a task's hub dataset in the datasets cache, by the rule an offline
+    `datasets.load_dataset` follows (datasets.load.CachedDatasetModuleFactory): <cache>/<org>___<name>/<config>/
+    <version>/<hash>/ prepared (dataset_info.json); for retrieval the corpus and queries configs too. A hub
+    dataset's <hash> is its commit, so cachedRevision says whether the pinned revision is the one cached."""
+    from pathlib import Path
+
+    from datasets.naming import camelcase_to_snakecase
+
+    path, revision = task.metadata.dataset.get("path", ""), str(task.metadata.dataset.get("revision", ""))
+    parts = path.split("/")
+    if not path or len(parts) > 2:
+        return False, False
+    parts[-1] = camelcase_to_snakecase(parts[-1])
+    root = Path(datasets_cache_dir()) / "___".join(parts)
+    prepared = [d for d in root.glob("*/*/*") if d.is_dir() and (d / "dataset_info.json").is_file()]
+    configs = {d.parent.parent.name for d in prepared}
+    needed = set(RETRIEVAL_CONFIGS) if task.metadata.type in ("Retrieval", "Reranking") else set()
+    cached = bool(configs) and needed <= configs
+    return cached, cached and any(d.name == revision for d in prepared)
+
+
+def list_tasks(types: Sequence[str], languages: Sequence[str]) -> list[dict]:
+    """The public, non-aggregate text tasks of these types and languages, each with its cache state."""
+    mteb = _import()
+    # Superseded tasks stay: the paper's and LLM2Vec's results name them (STSBenchmark, Banking77Classification).
+    kwargs = {"languages": list(languages), "task_types": list(types), "exclude_superseded": False, "modalities": ["text"]}
+    import inspect
+
+    accepted = inspect.signature(mteb.get_tasks).parameters
+    with _quiet():
+        found = mteb.get_tasks(**{k: v for k, v in kwargs.items() if k in accepted})
+    out = []
+    for task in found:
+        meta = task.metadata
+        dataset = meta.dataset or {}
+        if not getattr(meta, "is_public", True) or "/" not in str(dataset.get("path", "")) or getattr(task, "is_aggregate", False):
+            continue
+        cached, exact = cache_state(task)
+        out.append({"name": meta.name, "type": meta.type, "mainScore": str(meta.main_score), "dataset": str(dataset["path"]),
+                    "revision": str(dataset.get("revision", "")), "cached": cached, "cachedRevision": exact,
+                    "supersededBy": getattr(task, "superseded_by", None) or getattr(meta, "superseded_by", None)})
+    return out
 
 
 def _texts(inputs) -> list[str]:

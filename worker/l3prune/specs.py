@@ -36,6 +36,7 @@ PATTERN_WORDS = {
     "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$": "a path (not blank, no NUL character)",
     "^(auto|cpu|cuda(:[0-9]+)?)$": "auto, cpu, cuda or cuda:N",
     "\\S": "a name that is not blank",
+    "^[a-z]{3}$": "a three-letter ISO 639-3 language code (eng, deu, ...)",
 }
 TYPE_WORDS = {"integer": "a whole number", "number": "a number", "string": "a string", "boolean": "true or false",
               "array": "a list", "object": "a JSON object", "null": "null"}
@@ -306,7 +307,7 @@ def from_dict(verb: str, raw: Any, source: str) -> dict:
 # is the flag and nothing else. A spec file, a run.json or a train run can sit in a cloned repository, so none of
 # them may give it; the field stays in specs and run.json as the record of what this invocation was given.
 CONSENT_FIELDS = ("trustRemoteCode", "allowDownload")
-CONSENT_GRANTS = {"trustRemoteCode": "a model folder's own code runs", "allowDownload": "a model is downloaded"}
+CONSENT_GRANTS = {"trustRemoteCode": "a model folder's own code runs", "allowDownload": "a model or an MTEB task's data is downloaded"}
 
 
 def read_spec_file(verb: str, path: str | os.PathLike) -> dict:

@@ -10,7 +10,7 @@ import pytest
 
 from l3prune import specs
 
-VERBS = ("analyze", "train", "evaluate", "export-onnx", "export-st", "encode", "convert-safetensors", "download-model", "devices", "preview-data")
+VERBS = ("analyze", "train", "evaluate", "export-onnx", "export-st", "encode", "convert-safetensors", "download-model", "devices", "preview-data", "mteb-tasks")
 
 
 def walk(node):
@@ -56,7 +56,7 @@ def test_the_code_agrees_with_the_schemas():
 
     run_verbs = [name for name, v in verbs().items() if v.run_folder]
     assert set(specs.schema("run")["properties"]["verb"]["enum"]) == set(run_verbs)
-    assert set(run_verbs) | {"convert-safetensors", "download-model", "devices", "preview-data"} == set(VERBS)
+    assert set(run_verbs) | {"convert-safetensors", "download-model", "devices", "preview-data", "mteb-tasks"} == set(VERBS)
 
 
 @pytest.mark.parametrize("verb", VERBS)
@@ -71,10 +71,10 @@ def test_every_spec_field_has_a_flag_and_the_typed_view_takes_the_schemas_defaul
     assert set(specs.fields(verb)) <= dests
     if verb in ("convert-safetensors", "download-model"):
         return
-    module = {"analyze": "analyze", "train": "train", "evaluate": "evaluate", "export-onnx": "export_onnx", "export-st": "export_st", "encode": "encode", "devices": "devices", "preview-data": "preview"}[verb]
+    module = {"analyze": "analyze", "train": "train", "evaluate": "evaluate", "export-onnx": "export_onnx", "export-st": "export_st", "encode": "encode", "devices": "devices", "preview-data": "preview", "mteb-tasks": "mteb_tasks"}[verb]
     import importlib
 
-    view = {"analyze": "AnalyzeSpec", "train": "TrainSpec", "evaluate": "EvalSpec", "export-onnx": "ExportSpec", "export-st": "ExportStSpec", "encode": "EncodeSpec", "devices": "DevicesSpec", "preview-data": "PreviewSpec"}[verb]
+    view = {"analyze": "AnalyzeSpec", "train": "TrainSpec", "evaluate": "EvalSpec", "export-onnx": "ExportSpec", "export-st": "ExportStSpec", "encode": "EncodeSpec", "devices": "DevicesSpec", "preview-data": "PreviewSpec", "mteb-tasks": "MtebTasksSpec"}[verb]
     cls = getattr(importlib.import_module(f"l3prune.{module}"), view)
     import dataclasses
 

@@ -7,6 +7,7 @@ import type { EncodeSpec } from './specs/encode';
 import type { EvaluateSpec } from './specs/evaluate';
 import type { ExportOnnxSpec } from './specs/export-onnx';
 import type { ExportStSpec } from './specs/export-st';
+import type { MtebTasksSpec } from './specs/mteb-tasks';
 import type { PreviewDataSpec } from './specs/preview-data';
 import type { TrainSpec } from './specs/train';
 
@@ -107,6 +108,12 @@ export const EXPORT_ST_DEFAULTS: Readonly<Required<Pick<ExportStSpec, 'out' | 'k
   chatTemplate: 'auto',
   trustRemoteCode: false,
   allowDownload: false,
+};
+
+/** mteb-tasks: the `default`s of protocol/specs/mteb-tasks.schema.json. */
+export const MTEB_TASKS_DEFAULTS: Readonly<Required<Pick<MtebTasksSpec, 'types' | 'languages'>>> = {
+  types: ['STS', 'Retrieval', 'Classification', 'Clustering', 'PairClassification', 'Reranking'],
+  languages: ['eng'],
 };
 
 /** preview-data: the `default`s of protocol/specs/preview-data.schema.json. */

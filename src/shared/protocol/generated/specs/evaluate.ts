@@ -70,7 +70,7 @@ export type EvaluateSpec = (
    */
   maxExamples?: number | null;
   /**
-   * the seed of MTEB's procedures (mteb's task seed; taken modulo 2**32): the classification undersampling and logistic regression, the clustering bootstrap and MiniBatchKMeans; never which examples a --max-examples cap keeps
+   * the seed of MTEB's procedures on the built-in tasks (mteb's task seed; taken modulo 2**32): the classification undersampling and logistic regression, the clustering bootstrap and MiniBatchKMeans; never which examples a --max-examples cap keeps. Real MTEB tasks (mtebTasks) keep mteb's own seed (42), so their scores are the leaderboard's procedure; --seed 42 makes a built-in task match its MTEB twin on the same data
    */
   seed?: number;
   /**
@@ -86,7 +86,7 @@ export type EvaluateSpec = (
    */
   trustRemoteCode?: boolean;
   /**
-   * download the model when model is a Hugging Face repo id (org/name[@revision]) that the hub cache lacks: only its safetensors, JSON and tokenizer files, never while the environment says offline (HF_HUB_OFFLINE=1); set only by --allow-download on this command line: a spec file that sets it true is refused, and neither run.json (--resume) nor a --from-run train run gives it; run.json records the value used
+   * download the model when model is a Hugging Face repo id (org/name[@revision]) that the hub cache lacks (only its safetensors, JSON and tokenizer files), and the data of an mtebTasks task that the datasets cache lacks (into that cache); never while the environment says offline (HF_HUB_OFFLINE=1, HF_DATASETS_OFFLINE=1 for task data); set only by --allow-download on this command line: a spec file that sets it true is refused, and neither run.json (--resume) nor a --from-run train run gives it; run.json records the value used
    */
   allowDownload?: boolean;
 };
