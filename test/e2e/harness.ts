@@ -62,6 +62,8 @@ export interface HarnessOptions {
   machineSettings?: Record<string, unknown>;
   /** Browser viewport. */
   viewport?: { width: number; height: number };
+  /** Extra environment for code-server and so the extension host (e.g. HF_HUB_CACHE). */
+  env?: Record<string, string>;
 }
 
 /** Prints `[e2e +12.3s] message` so a slow step is easy to spot in CI logs. */
@@ -145,6 +147,7 @@ export class CodeServerHarness {
       XDG_DATA_HOME: d.xdgData,
       XDG_CACHE_HOME: d.xdgCache,
       XDG_STATE_HOME: d.xdgState,
+      ...this.options.env,
     };
   }
 
@@ -297,6 +300,25 @@ export class CodeServerHarness {
       throw new Error(`no quick pick titled ${title}; shown: "${await titleBar.innerText().catch(() => 'none')}"`);
     });
     await this.quickInputRows.filter({ hasText: row }).first().click();
+    await titleBar.filter({ hasText: title }).waitFor({ state: 'hidden', timeout: 15_000 });
+  }
+
+  /**
+   * Accepts the quick pick titled `title` as it stands (a multi-select pick: its ticked rows), once it shows and,
+   * when `settled` is given, once its placeholder matches it (a pick that fills in its rows while shown).
+   */
+  async acceptPick(title: RegExp, settled?: { placeholder: RegExp; timeout: number; screenshot?: string }): Promise<void> {
+    const titleBar = this.page.locator('.quick-input-widget .quick-input-title');
+    await titleBar.filter({ hasText: title }).waitFor({ state: 'visible', timeout: 60_000 }).catch(async () => {
+      throw new Error(`no quick pick titled ${title}; shown: "${await titleBar.innerText().catch(() => 'none')}"`);
+    });
+    if (settled) {
+      const source = settled.placeholder.source;
+      await this.page.waitForFunction((re) => new RegExp(re).test(document.querySelector<HTMLInputElement>('.quick-input-widget .quick-input-box input')?.placeholder ?? ''),
+        source, { timeout: settled.timeout });
+      if (settled.screenshot) await this.screenshot(settled.screenshot);
+    }
+    await this.page.keyboard.press('Enter');
     await titleBar.filter({ hasText: title }).waitFor({ state: 'hidden', timeout: 15_000 });
   }
 
