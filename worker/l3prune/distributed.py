@@ -167,6 +167,18 @@ def _ranks_dir(run_dir) -> "os.PathLike":
     return Path(run_dir) / "ranks"
 
 
+def clear_ranks(run_dir, world: World) -> None:
+    """Rank 0, before the group's first barrier: a resumed run's old ranks/ (another count, an earlier failure)
+    must not name a rank of this attempt."""
+    if not world.distributed or not world.is_main:
+        return
+    d = _ranks_dir(run_dir)
+    if d.is_dir() and not d.is_symlink():
+        for p in d.iterdir():
+            if p.is_file() and not p.is_symlink() and p.suffix in (".json", ".stderr"):
+                p.unlink(missing_ok=True)
+
+
 def register_rank(run_dir, world: World) -> None:
     if not world.distributed:
         return

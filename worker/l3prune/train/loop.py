@@ -266,6 +266,7 @@ class Trainer:
             self.last_checkpoint = ck = self.restore()
             self.emit("resumed", step=self.step, checkpoint=str(ck) if ck else None, pid=owner_pid())
         self.wrap()
+        D.clear_ranks(self.run_dir, world)
         D.barrier(world)
         D.register_rank(self.run_dir, world)
         # From here a signal stops the run after the step in flight and a checkpoint, so --resume loses nothing.
