@@ -413,6 +413,33 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
       const steps = events.filter((e) => e.event === 'step').map((e) => e.step as number);
       assert.deepEqual([...new Set(steps)].sort((a, b) => a - b), Array.from({ length: 20 }, (_, i) => i + 1), 'every step 1..20 was logged');
     });
+
+    it('exports the trained run as a sentence-transformers folder with a model card', async function () {
+      this.timeout(600_000);
+      const toast = (text: RegExp) => h.page.locator('.notifications-toasts .notification-list-item').filter({ hasText: text });
+      await timed('export-st of the trained run', async () => {
+        await h.runCommand('L3Prune: Export Sentence-Transformers Folder…');
+        // The pick lists finished training runs first, each "finetuned by <run id>".
+        await h.quickInputRows.filter({ hasText: /finetuned by train-/ }).first().click();
+        await toast(/Exported .*sentence-transformers matches the worker/).waitFor({ state: 'visible', timeout: 540_000 });
+      });
+      const text = (await toast(/sentence-transformers matches/).locator('.notification-list-item-message').innerText()).trim();
+      log(text);
+      assert.match(text, /cosine of at least (0\.9999|1\.0000)\d* on \d+ texts/);
+      await h.screenshot('export-st-trained-run');
+      const runsDir = path.join(scratch, 'workspace', '.l3prune', 'runs');
+      const exportDir = fs.readdirSync(runsDir).find((name) => name.startsWith('export-st-'));
+      assert.ok(exportDir, `an export-st-* folder in ${runsDir}`);
+      const run = JSON.parse(fs.readFileSync(path.join(runsDir, exportDir, 'run.json'), 'utf8'));
+      assert.equal(run.status, 'succeeded');
+      assert.match(String(run.spec.fromRun), /train-/, 'exported from the training run, not a base cut');
+      const outDir = String(run.result.outDir);
+      for (const file of ['modules.json', 'config_sentence_transformers.json', 'README.md', 'model.safetensors']) {
+        assert.ok(fs.existsSync(path.join(outDir, file)), `${file} in ${outDir}`);
+      }
+      const card = fs.readFileSync(path.join(outDir, 'README.md'), 'utf8');
+      assert.match(card, /^---\n[\s\S]*base_model:[\s\S]*library_name: sentence-transformers[\s\S]*\n---\n/);
+    });
   });
 
   /** Params after keeping the first `keep` layers, from the safetensors headers (not the extension's plan). */
