@@ -97,6 +97,9 @@ export function plannedDevices(choice: DeviceChoice, report: DevicesReport | und
   }
 }
 
+/** Seconds torchrun waits, after a cancel, for its ranks to finish the step and write the checkpoint. */
+export const SHUTDOWN_GRACE_S = 600;
+
 export interface LaunchLine {
   /** Arguments after the interpreter. */
   argv: string[];
@@ -114,7 +117,7 @@ export interface LaunchLine {
  * lookup, the same torch), which stays the process-group leader the host signals; CUDA_VISIBLE_DEVICES narrows
  * the GPUs to the chosen ones, so rank r takes the r-th of them (cuda:LOCAL_RANK).
  */
-export function launchLine(trainArgs: string[], devices: string, report: DevicesReport | undefined, rendezvous?: Rendezvous): LaunchLine {
+export function launchLine(trainArgs: string[], devices: string, report: DevicesReport | undefined, rendezvous?: Rendezvous, inherited: NodeJS.ProcessEnv = process.env): LaunchLine {
   const choice = parseDevices(devices);
   if (!choice) throw new Error(checkDevices(devices, report));
   const processes = processesOf(choice, report);
@@ -124,6 +127,9 @@ export function launchLine(trainArgs: string[], devices: string, report: Devices
   const env: Record<string, string> = {};
   if (choice.kind === 'cuda') env.CUDA_VISIBLE_DEVICES = choice.indices.join(',');
   if (choice.kind === 'all' && report?.cuda.length) env.CUDA_VISIBLE_DEVICES = report.cuda.map((g) => g.index).join(',');
+  // A cancel reaches torchrun too, which gives its ranks 30 s before SIGKILL by default: too little for a 7-8B step
+  // and its checkpoint. The variable (not --shutdown-timeout) so that an older torch, without the flag, still runs.
+  if (inherited.TORCH_ELASTIC_SHUTDOWN_TIMEOUT === undefined) env.TORCH_ELASTIC_SHUTDOWN_TIMEOUT = String(SHUTDOWN_GRACE_S);
   const where = nnodes > 1
     ? ['--nnodes', String(nnodes), '--node-rank', String(rendezvous!.nodeRank), '--rdzv-backend', 'static', '--rdzv-endpoint', rendezvous!.rdzvEndpoint]
     : ['--standalone'];

@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { checkDefinition, rendezvousOf, specFromDefinition } from '../../src/runs/trainDefinition';
-import { checkDevices, launchLine, parseDevices, plannedDevices, processesOf } from '../../src/runs/trainDevices';
+import { checkDevices, launchLine, parseDevices, plannedDevices, processesOf, SHUTDOWN_GRACE_S } from '../../src/runs/trainDevices';
 import { cancelRun, launchTrain } from '../../src/runs/trainLauncher';
 import type { DevicesReport } from '../../src/shared/protocol/generated/devices-report';
 import { OwnProcesses } from '../../src/worker/ownProcesses';
@@ -18,23 +18,29 @@ const REPORT: DevicesReport = {
 };
 const NO_GPU: DevicesReport = { ...REPORT, cuda: [] };
 
-type TorchrunView = { nproc: number; minNodes: number; maxNodes: number; nodeRank: number; endpoint: string; backend: string; cmd: string[] };
+type TorchrunView = { nproc: number; minNodes: number; maxNodes: number; nodeRank: number; endpoint: string; backend: string; shutdownTimeout: number; cmd: string[] };
+type Line = { argv: string[]; env: Record<string, string> };
 
 /** What the worker's own torchrun makes of command lines: its argparse and config, not our reading of them (one interpreter for all). */
-function torchrunReads(...argvs: string[][]): TorchrunView[] {
-  for (const argv of argvs) assert.deepEqual(argv.slice(0, 2), ['-m', 'torch.distributed.run']);
+function torchrunReads(...lines: Line[]): TorchrunView[] {
+  for (const line of lines) assert.deepEqual(line.argv.slice(0, 2), ['-m', 'torch.distributed.run']);
   const script = [
-    'import json, sys',
+    'import json, os, sys',
     'from torch.distributed.run import parse_args, config_from_args',
     'out = []',
-    'for argv in json.loads(sys.argv[1]):',
+    'base = dict(os.environ)',
+    'for argv, env in json.loads(sys.argv[1]):',
+    '    os.environ.clear(); os.environ.update({**base, **env})',
     '    a = parse_args(argv)',
     '    c, cmd, cmd_args = config_from_args(a)',
     '    out.append({"nproc": c.nproc_per_node, "minNodes": c.min_nodes, "maxNodes": c.max_nodes, "nodeRank": a.node_rank,',
-    '                "endpoint": c.rdzv_endpoint, "backend": c.rdzv_backend, "cmd": [str(cmd), *cmd_args]})',
+    '                "endpoint": c.rdzv_endpoint, "backend": c.rdzv_backend, "shutdownTimeout": c.shutdown_timeout,',
+    '                "cmd": [str(cmd), *cmd_args]})',
     'print(json.dumps(out))',
   ].join('\n');
-  return JSON.parse(execFileSync(DEMO.python, ['-c', script, JSON.stringify(argvs.map((a) => a.slice(2)))], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' } }));
+  const env: NodeJS.ProcessEnv = { ...process.env, OMP_NUM_THREADS: '1' };
+  delete env.TORCH_ELASTIC_SHUTDOWN_TIMEOUT;
+  return JSON.parse(execFileSync(DEMO.python, ['-c', script, JSON.stringify(lines.map((l) => [l.argv.slice(2), l.env]))], { encoding: 'utf8', env }));
 }
 
 describe('devices: the launch the task makes of them', function () {
@@ -84,15 +90,18 @@ describe('devices: the launch the task makes of them', function () {
     const line = launchLine(['--run-dir', '/r', '--spec', '/r/spec.json'], 'cuda:1,3', REPORT);
     const all = launchLine(['--run-dir', '/r'], 'all', REPORT);
     const cpu = launchLine(['--run-dir', '/r'], 'cpu:3', NO_GPU);
-    const [t, tAll, tCpu] = torchrunReads(line.argv, all.argv, cpu.argv);
-    assert.deepEqual(line.env, { CUDA_VISIBLE_DEVICES: '1,3' });
+    const [t, tAll, tCpu] = torchrunReads(line, all, cpu);
+    assert.equal(line.env.CUDA_VISIBLE_DEVICES, '1,3');
     assert.equal(t.nproc, 2);
+    // A cancel's grace before torchrun kills the ranks: long enough for a big step and its checkpoint.
+    assert.equal(t.shutdownTimeout, SHUTDOWN_GRACE_S);
+    assert.equal(launchLine(['--run-dir', '/r'], 'cuda:1,3', REPORT, undefined, { TORCH_ELASTIC_SHUTDOWN_TIMEOUT: '90' }).env.TORCH_ELASTIC_SHUTDOWN_TIMEOUT, undefined, 'the user\'s own value stands');
     assert.equal(t.maxNodes, 1);
     assert.deepEqual(t.cmd.slice(-7), ['-m', 'l3prune', 'train', '--run-dir', '/r', '--spec', '/r/spec.json']);
-    assert.deepEqual(all.env, { CUDA_VISIBLE_DEVICES: '0,1,2,3' });
+    assert.equal(all.env.CUDA_VISIBLE_DEVICES, '0,1,2,3');
     assert.equal(tAll.nproc, 4);
     assert.equal(all.worldSize, 4);
-    assert.deepEqual(cpu.env, {});
+    assert.equal(cpu.env.CUDA_VISIBLE_DEVICES, undefined);
     assert.equal(tCpu.nproc, 3);
   });
 
@@ -100,7 +109,7 @@ describe('devices: the launch the task makes of them', function () {
     const rendezvous = rendezvousOf({ type: 'l3prune', verb: 'train', model: 'm', keep: 1, data: 'd', nnodes: 2, nodeRank: 1, rdzvEndpoint: '10.0.0.1:29500' })!;
     const line = launchLine(['--run-dir', '/shared/r'], 'cuda:0,1,2,3', REPORT, rendezvous);
     // One process on each of two nodes is still torchrun: the rendezvous is what makes it one run.
-    const [t, one] = torchrunReads(line.argv, launchLine(['--run-dir', '/shared/r'], 'cpu', NO_GPU, rendezvous).argv);
+    const [t, one] = torchrunReads(line, launchLine(['--run-dir', '/shared/r'], 'cpu', NO_GPU, rendezvous));
     assert.deepEqual([t.nproc, t.minNodes, t.maxNodes, t.nodeRank, t.endpoint, t.backend], [4, 2, 2, 1, '10.0.0.1:29500', 'static']);
     assert.equal(line.worldSize, 8);
     assert.equal(one.nproc, 1);
