@@ -1,18 +1,20 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { inspectModel } from '../model/inspect';
-import { formatDuration, formatGiB } from '../shared/format/units';
+import { formatGiB } from '../shared/format/units';
 import { TRAIN_DEFAULTS } from '../shared/protocol/generated/defaults';
-import { planInputFromSpec, profileFromReport, trainPlanOrNone, type ResourcePlan } from '../shared/prune/resources';
-import type { LayerStack } from '../shared/model/stack';
+import type { ResourcePlan } from '../shared/prune/resources';
 import type { RunServices } from '../services';
 import { RunPanel } from '../views/runPlots';
 import type { DevicesReport } from '../shared/protocol/generated/devices-report';
 import { cancelRun } from './trainLauncher';
-import { checkDevices, parseDevices, plannedDevices, processesOf } from './trainDevices';
+import { devicePlansSummary, planLaunch, type DevicePlans } from './devicePlans';
+import { checkDevices } from './trainDevices';
 import type { TrainRecipe } from './trainDefinition';
 import { createTrainTask, type TrainTaskDefinition } from './trainTask';
 import { isResumable, type RunStore, type RunSummary } from './runStore';
+
+export { devicePlansSummary, planSummary } from './devicePlans';
 
 export interface TrainChoice {
   model: string;
@@ -41,19 +43,8 @@ export async function startTraining(s: RunServices, choice: TrainChoice): Promis
   // The plan before the launch: on the device the worker would use, for the recipe as it is being edited.
   const stack = await inspectModel(choice.model).catch(() => undefined);
   const report = await s.devices(vscode.Uri.file(choice.model));
-  // One plan per device of the launch (each process holds a full replica and 1/K of the global batch).
-  const planFor = (recipe: TrainRecipe, devices: string): DevicePlans | undefined => {
-    const parsed = parseDevices(devices);
-    if (!stack || !report || !parsed) return undefined;
-    const worldSize = processesOf(parsed, report);
-    const perDevice = plannedDevices(parsed, report, recipe.device ?? TRAIN_DEFAULTS.device).flatMap((device) => {
-      const plan = planOf(stack, { ...recipe, steps }, keep, profileFromReport(report, device), worldSize);
-      return plan ? [{ device, plan }] : [];
-    });
-    if (!perDevice.length) return undefined;
-    const worst = perDevice.find((d) => d.plan.fits === false) ?? perDevice[0];
-    return { plan: worst.plan, perDevice, worldSize, batchSize: recipe.batchSize ?? TRAIN_DEFAULTS.batchSize };
-  };
+  const planFor = (recipe: TrainRecipe, devices: string): DevicePlans | undefined =>
+    stack && report ? planLaunch(stack, { ...recipe, steps }, keep, devices, report) : undefined;
   const launch = { devices: TRAIN_DEFAULTS.devices };
   const recipe = await editRecipe(planFor, launch, report);
   if (!recipe) return;
@@ -83,33 +74,7 @@ const EDITABLE: Array<{ field: keyof TrainRecipe; label: string; kind: 'int' | '
   { field: 'checkpointEvery', label: 'Checkpoint every (steps)', kind: 'int' },
 ];
 
-function planOf(stack: LayerStack, recipe: TrainRecipe & { steps: number }, keep: number, device: ReturnType<typeof profileFromReport>, worldSize = 1): ResourcePlan['train'] | undefined {
-  return trainPlanOrNone(stack, { ...planInputFromSpec({ ...TRAIN_DEFAULTS, ...recipe }, keep, device), worldSize });
-}
 
-/** "peak 15.3 GiB of 21.6 GiB free on RTX 4090 — fits · 11 s a step, 3.1 h" */
-export function planSummary(plan: ResourcePlan['train']): string {
-  const verdict = plan.fits === null ? '' : plan.fits ? ' — fits' : ' — does NOT fit';
-  const time = plan.secondsPerStep === null ? '' : ` · ${formatDuration(plan.secondsPerStep)} a step, ${formatDuration(plan.totalSeconds!)} in all`;
-  return `peak ${formatGiB(plan.peakBytes)}${verdict}${time}`;
-}
-
-/** The plans of one launch: per device, the one that decides (the first that does not fit), and the global batch. */
-export interface DevicePlans {
-  plan: ResourcePlan['train'];
-  perDevice: Array<{ device: string; plan: ResourcePlan['train'] }>;
-  worldSize: number;
-  batchSize: number;
-}
-
-/** One device: planSummary; several: "cuda:0 fits, cuda:1 does NOT fit (peak …) · global batch 4 × 64 = 256 · …". */
-export function devicePlansSummary(p: DevicePlans): string {
-  if (p.worldSize === 1 && p.perDevice.length === 1) return planSummary(p.plan);
-  const verdicts = p.perDevice.map(({ device, plan }) => `${device} ${plan.fits === null ? `peak ${formatGiB(plan.peakBytes)}` : plan.fits ? 'fits' : 'does NOT fit'}`);
-  const time = p.plan.secondsPerStep === null ? '' : ` · ${formatDuration(p.plan.secondsPerStep)} a step, ${formatDuration(p.plan.totalSeconds!)} in all`;
-  const processes = p.perDevice.length === 1 && p.worldSize > 1 ? ` (${p.worldSize} processes)` : '';
-  return `peak ${formatGiB(p.plan.peakBytes)} a device: ${verdicts.join(', ')}${processes} · global batch ${p.worldSize} × ${p.batchSize} = ${p.worldSize * p.batchSize}${time}`;
-}
 
 /**
  * The recipe form. With a plan, it heads the list (peak memory, fit, time) and follows every change; starting a

@@ -8,6 +8,12 @@ import { checkDevices, launchLine, parseDevices, plannedDevices, processesOf, SH
 import { cancelRun, launchTrain } from '../../src/runs/trainLauncher';
 import type { DevicesReport } from '../../src/shared/protocol/generated/devices-report';
 import { OwnProcesses } from '../../src/worker/ownProcesses';
+import { inspectModel } from '../../src/model/inspect';
+import type { LayerStack } from '../../src/shared/model/stack';
+import { GiB, planOptions, planResources, profileFromReport } from '../../src/shared/prune/resources';
+import { devicePlansSummary, planLaunch, planSummary } from '../../src/runs/devicePlans';
+import { LLAMA3_8B, writeLlamaFolder } from '../fixtures/checkpoints';
+import { useTempDir } from '../fixtures/tmp';
 import { DEMO, requireWorkerEnvironment, ROOT } from '../fixtures/demo';
 import { protocolValidator } from '../fixtures/schemas';
 
@@ -120,6 +126,32 @@ describe('devices: the launch the task makes of them', function () {
     assert.deepEqual(plannedDevices(parseDevices('all')!, REPORT, 'auto'), ['cuda:0', 'cuda:1', 'cuda:2', 'cuda:3']);
     assert.deepEqual(plannedDevices(parseDevices('auto')!, REPORT, 'cuda:1'), ['cuda:1']);
     assert.equal(processesOf(parseDevices('cpu:4')!, REPORT), 4);
+  });
+});
+
+describe('the plan of a launch: per device, and the global batch', function () {
+  const dir = useTempDir('l3prune-plan-devices-');
+  let llama: LayerStack;
+  before(async () => {
+    writeLlamaFolder(path.join(dir(), 'llama3-8b'), LLAMA3_8B, 2);
+    llama = await inspectModel(path.join(dir(), 'llama3-8b'));
+  });
+
+  it('Llama-3-8B keep 25 on cuda:0,1 where another process holds most of cuda:1: each GPU judged on its own free memory', () => {
+    const busy: DevicesReport = { ...REPORT, cuda: [gpu(0), { ...gpu(1), freeMemoryBytes: 12 * GiB }] };
+    const recipe = { steps: 1000, gradientCheckpointing: true as const };
+    const p = planLaunch(llama, recipe, 25, 'cuda:0,1', busy)!;
+    // The reference: the planner on each device alone, with the gather of a 2-process world.
+    const alone = (index: number) => planResources(llama, planOptions({ keep: 25, device: profileFromReport(busy, `cuda:${index}`), gradientCheckpointing: true, worldSize: 2 })).train;
+    assert.deepEqual(p.perDevice.map((d) => [d.device, d.plan.fits, d.plan.peakBytes]), [0, 1].map((i) => [`cuda:${i}`, alone(i).fits, alone(i).peakBytes]));
+    assert.deepEqual(p.perDevice.map((d) => d.plan.fits), [true, false]);
+    assert.equal(p.plan.fits, false, 'the device that does not fit decides');
+    assert.ok(p.plan.terms.some((t) => t.name === 'cross-device gather'));
+    const text = devicePlansSummary(p);
+    assert.match(text, /a device: cuda:0 fits, cuda:1 does NOT fit · global batch 2 × 64 = 128/);
+    // One device is the summary the form always showed.
+    assert.equal(devicePlansSummary(planLaunch(llama, recipe, 25, 'cuda:0', busy)!), planSummary(planResources(llama, planOptions({ keep: 25, device: profileFromReport(busy, 'cuda:0'), gradientCheckpointing: true })).train));
+    assert.match(devicePlansSummary(planLaunch(llama, recipe, 25, 'cpu:2', busy)!), /\(2 processes\) · global batch 2 × 64 = 128/);
   });
 });
 
