@@ -402,7 +402,8 @@ describe('ONNX encoder folders that are not usable', function () {
   it('parseManifest reads the precision, fp32 when an older export has none, and refuses one it does not know', () => {
     assert.equal(parseManifest(manifest(), 'x.json').precision, 'fp32');
     assert.equal(parseManifest(manifest({ precision: 'fp16' }), 'x.json').precision, 'fp16');
-    assert.throws(() => parseManifest(manifest({ precision: 'int8' }), 'x.json'), /precision/);
+    assert.equal(parseManifest(manifest({ precision: 'int8' }), 'x.json').precision, 'int8');
+    assert.throws(() => parseManifest(manifest({ precision: 'int4' }), 'x.json'), /precision/);
   });
 });
 
