@@ -37,6 +37,7 @@ PATTERN_WORDS = {
     "^(auto|cpu|cuda(:[0-9]+)?)$": "auto, cpu, cuda or cuda:N",
     "\\S": "a name that is not blank",
     "^[a-z]{3}$": "a three-letter ISO 639-3 language code (eng, deu, ...)",
+    "^(auto|all|cpu(:[1-9][0-9]{0,2})?|cuda:[0-9]{1,3}(,[0-9]{1,3}){0,255})$": "auto, all, cpu, cpu:K (K processes), cuda:N or cuda:N,M,...",
 }
 TYPE_WORDS = {"integer": "a whole number", "number": "a number", "string": "a string", "boolean": "true or false",
               "array": "a list", "object": "a JSON object", "null": "null"}
