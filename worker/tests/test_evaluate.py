@@ -378,7 +378,7 @@ def test_a_real_mteb_task_with_missing_local_data_is_a_clear_error(tiny_llama, t
         [sys.executable, "-m", "l3prune", "evaluate", "--run-dir", str(run_dir), "--model", str(tiny_llama), "--mteb-task", "STS12"],
         capture_output=True, text=True, timeout=300, env={**ENV, "HF_HOME": str(env_cache), "HF_DATASETS_CACHE": str(env_cache)},
     )
-    assert_failed_cleanly(p, run_dir, schemas, "STS12", "not available locally")
+    assert_failed_cleanly(p, run_dir, schemas, "STS12", "not in the local datasets cache", "allow the download")
 
 
 def test_mteb_tasks_run_through_the_real_package_on_local_data(eval_data, tmp_path, monkeypatch, schemas):

@@ -117,7 +117,7 @@ def test_a_spec_file_cannot_allow_a_download(tmp_path, capsys):
     f = tmp_path / "spec.json"
     f.write_text(json.dumps({"model": "Org/Missing", "data": "t.jsonl", "allowDownload": True}))
     rc, _out, err = run_inproc("analyze", ["--spec", str(f), "--run-dir", str(tmp_path / "run")], capsys)
-    assert rc == 2 and "sets allowDownload to true, but a model is downloaded only when --allow-download is on the command line" in err, err
+    assert rc == 2 and "sets allowDownload to true, but a model or an MTEB task's data is downloaded only when --allow-download is on the command line" in err, err
 
 
 def test_convert_refuses_a_repo_id(cache, tiny_llama, capsys):
