@@ -151,7 +151,9 @@ def test_graph_has_dynamic_batch_and_length_and_matches_the_worker_encode(demo_e
     assert [(i.name, shape(i), i.type.tensor_type.elem_type) for i in g.input] == [
         ("input_ids", ["batch", "sequence"], onnx.TensorProto.INT64), ("attention_mask", ["batch", "sequence"], onnx.TensorProto.INT64),
         ("embed_mask", ["batch", "sequence"], onnx.TensorProto.INT64)]
-    assert [(o.name, shape(o), o.type.tensor_type.elem_type) for o in g.output] == [("embedding", ["batch", 576], onnx.TensorProto.FLOAT)]
+    # The unit-length embedding clients use, and the same vector before the norm, which evaluate --onnx scores.
+    assert [(o.name, shape(o), o.type.tensor_type.elem_type) for o in g.output] == [
+        ("embedding", ["batch", 576], onnx.TensorProto.FLOAT), ("pooled", ["batch", 576], onnx.TensorProto.FLOAT)]
 
     from l3prune.export_onnx import reference_embeddings
 
