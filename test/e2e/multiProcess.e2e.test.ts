@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CodeServerHarness, ensureVsix, log, REPO_ROOT, timed } from './harness';
+import { CodeServerHarness, ensureVsix, REPO_ROOT, timed } from './harness';
 
 const WORKER_PYTHON = path.join(REPO_ROOT, '.venv', 'bin', 'python');
 const STEPS = 6;
