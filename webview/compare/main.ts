@@ -116,6 +116,8 @@ function variantTable(tasks: string[]): HTMLTableElement {
     const th = el('th', i >= 2 ? 'num' : undefined, name.replace(/(?<=[a-z])(?=[A-Z])/g, '\u200b'));
     th.title = titles[name] ?? name;
     th.scope = 'col';
+    // Task columns say so: the columns around them change as the table grows (runtime, ONNX speed).
+    if (i >= 5 && i < 5 + tasks.length) th.dataset.task = name;
     if (i === 0) th.title = 'Pareto-optimal for the cost axis chosen above';
     headRow.append(th);
   });
