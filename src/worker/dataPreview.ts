@@ -1,10 +1,12 @@
 import reportSchema from '../../protocol/data-preview.schema.json';
-import { schemaCheck, type JsonSchema } from '../protocol/schemas';
+import type { JsonSchema } from '../protocol/schemas';
 import type { DataPreview } from '../shared/protocol/generated/data-preview';
 import type { Cancellation } from './workerVerb';
 import { startWorker } from './workerProcess';
+import { reportParser } from './workerReport';
 
-const REPORT_CHECK = schemaCheck(reportSchema as JsonSchema);
+const SCHEMA_FILE = 'protocol/data-preview.schema.json';
+const parseReportLine = reportParser<DataPreview>(reportSchema as JsonSchema, SCHEMA_FILE);
 
 export interface DataPreviewRequest {
   python: string;
@@ -27,24 +29,16 @@ export function dataPreviewArgs(request: Omit<DataPreviewRequest, 'python'>): st
 
 /** The report in the line preview-data prints, checked against protocol/data-preview.schema.json, or why there is none. */
 export function parseDataPreviewReport(stdout: string): DataPreview | string {
-  const line = stdout.trim().split('\n').filter((l) => l.startsWith('{')).at(-1);
-  if (!line) return 'the worker printed no report';
-  let value: unknown;
-  try {
-    value = JSON.parse(line);
-  } catch {
-    return 'the worker printed a line that is not JSON';
-  }
-  const problems = REPORT_CHECK.problems(value);
-  if (problems.length) return `the report does not match protocol/data-preview.schema.json: ${problems[0].text}`;
+  const report = parseReportLine(stdout);
+  if (typeof report === 'string') return report;
   // What JSON Schema cannot say: the bins tile the lengths and hold every text counted.
-  const { lengths } = value as DataPreview;
+  const { lengths } = report;
   const increasing = lengths.edges.every((e, i) => i === 0 || e > lengths.edges[i - 1]);
   const total = lengths.counts.reduce((a, b) => a + b, 0);
   if (lengths.counts.length !== lengths.edges.length - 1 || !increasing || total !== lengths.texts) {
-    return 'the report does not match protocol/data-preview.schema.json: its histogram bins do not add up to the texts counted';
+    return `the report does not match ${SCHEMA_FILE}: its histogram bins do not add up to the texts counted`;
   }
-  return value as DataPreview;
+  return report;
 }
 
 export type DataPreviewOutcome = { status: 'done'; report: DataPreview } | { status: 'cancelled' } | { status: 'failed'; message: string };
