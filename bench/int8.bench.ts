@@ -14,6 +14,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { cosine, OnnxEncoder } from '../src/inference/encoder';
+import { loadDemoTexts } from './demoTexts';
 
 const root = path.resolve(__dirname, '..');
 const python = path.join(root, '.venv/bin/python');
@@ -30,17 +31,6 @@ const threads = num('threads', 1);
 const score = args.has('score') ? num('score', 64) : undefined;
 const env = { ...process.env, HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1', OMP_NUM_THREADS: String(threads) };
 
-/** Real sentences of mixed length from the demo STS data, as bench/ort_node.bench.ts uses. */
-function loadTexts(n: number): string[] {
-  const seen = new Set<string>();
-  for (const line of readFileSync(path.join(root, '.demo/data/sts.jsonl'), 'utf8').split('\n')) {
-    if (!line.trim()) continue;
-    const row = JSON.parse(line) as Record<string, unknown>;
-    for (const key of ['sentence1', 'sentence2']) if (typeof row[key] === 'string' && row[key]) seen.add(row[key] as string);
-    if (seen.size >= n) break;
-  }
-  return [...seen].slice(0, n);
-}
 
 function exportCut(tmp: string, keep: number, precision: 'fp32' | 'int8'): string {
   const runDir = path.join(tmp, `export-${keep}-${precision}`);
@@ -58,7 +48,7 @@ function averageScore(tmp: string, folder: string, name: string): number {
 }
 
 async function main() {
-  const texts = loadTexts(textCount);
+  const texts = loadDemoTexts(textCount);
   const batches: string[][] = [];
   for (let i = 0; i < texts.length; i += batchSize) batches.push(texts.slice(i, i + batchSize));
   const tmp = mkdtempSync(path.join(tmpdir(), 'l3prune-int8-bench-'));

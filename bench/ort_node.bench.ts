@@ -13,6 +13,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { cosine, OnnxEncoder } from '../src/inference/encoder';
+import { loadDemoTexts } from './demoTexts';
 
 const root = path.resolve(__dirname, '..');
 const python = path.join(root, '.venv/bin/python');
@@ -84,20 +85,9 @@ class TorchSide {
   }
 }
 
-/** Real sentences of mixed length from the demo STS data (news, captions, forum posts). */
-function loadTexts(n: number): string[] {
-  const seen = new Set<string>();
-  for (const line of readFileSync(path.join(root, '.demo/data/sts.jsonl'), 'utf8').split('\n')) {
-    if (!line.trim()) continue;
-    const row = JSON.parse(line) as Record<string, unknown>;
-    for (const key of ['sentence1', 'sentence2']) if (typeof row[key] === 'string' && row[key]) seen.add(row[key] as string);
-    if (seen.size >= n) break;
-  }
-  return [...seen].slice(0, n);
-}
 
 async function main() {
-  const texts = loadTexts(textCount);
+  const texts = loadDemoTexts(textCount);
   let tmp: string | undefined;
   let folder = args.get('folder');
   if (!folder) {
