@@ -230,7 +230,7 @@ def pending(value: Any) -> RepoRef | None:
 # ---------------------------------------------------------------------------------------------------------------
 # downloading, with the user's consent
 @contextlib.contextmanager
-def _online() -> Iterator[None]:
+def hub_online() -> Iterator[None]:
     """huggingface_hub reads offline mode from its constants module at every request: the worker's own offline
     default (l3prune/__init__.py) is lifted for the download the user allowed, and only for it."""
     from huggingface_hub import constants
@@ -260,7 +260,7 @@ def download(ref: RepoRef, *, on_file: Callable[[dict], None], allowed: bool) ->
     from huggingface_hub.utils import filter_repo_objects
 
     try:
-        with _online():
+        with hub_online():
             info = HfApi().model_info(ref.repo_id, revision=ref.revision, files_metadata=True)
             sizes = {s.rfilename: int(s.size or 0) for s in info.siblings or []}
             names = sorted(filter_repo_objects(sizes, allow_patterns=list(ALLOW_PATTERNS)))

@@ -101,20 +101,21 @@ def load_local_data(task, allow_download: bool = False) -> None:
 
 @contextlib.contextmanager
 def _online():
-    """datasets and huggingface_hub read their offline switches once, at import (the worker sets them, l3prune/
-    __init__.py): lifted for one consented load, then restored."""
+    """datasets reads its offline switches once, at import (the worker sets them, l3prune/__init__.py): lifted for
+    one consented load, then restored, with huggingface_hub's own (hfcache.hub_online) around it."""
     from datasets import config as dconfig
-    from huggingface_hub import constants
 
-    before = (dconfig.HF_HUB_OFFLINE, getattr(dconfig, "HF_DATASETS_OFFLINE", None), constants.HF_HUB_OFFLINE)
+    from .hfcache import hub_online
+
+    before = (dconfig.HF_HUB_OFFLINE, getattr(dconfig, "HF_DATASETS_OFFLINE", None))
     dconfig.HF_HUB_OFFLINE = False
     if hasattr(dconfig, "HF_DATASETS_OFFLINE"):
         dconfig.HF_DATASETS_OFFLINE = False
-    constants.HF_HUB_OFFLINE = False
     try:
-        yield
+        with hub_online():
+            yield
     finally:
-        dconfig.HF_HUB_OFFLINE, offline, constants.HF_HUB_OFFLINE = before
+        dconfig.HF_HUB_OFFLINE, offline = before
         if offline is not None:
             dconfig.HF_DATASETS_OFFLINE = offline
 
