@@ -300,6 +300,7 @@ class Trainer:
                 tokensPerSecond=round(tokens_all / dt, 3),
                 mfu=self.mfu(tokens_all, 3 * len(idx) * world.size, dt),
                 gpuMemoryBytes=int(torch.cuda.max_memory_allocated(self.device)) if self.device.startswith("cuda") else None,
+                rssBytes=process_rss_bytes(),
                 elapsedSeconds=round(self.elapsed(), 3),
             )
             if self.kill_after is not None and self.step == self.kill_after and world.rank == self.kill_rank:
@@ -427,3 +428,16 @@ class Trainer:
             discard_dir(final)
         os.rename(tmp, final)
         fsync_dir(final.parent)
+
+
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 0
+
+
+def process_rss_bytes() -> int | None:
+    """This process's resident set size, the memory chart of a CPU run (gpuMemoryBytes is null there). Read from
+    /proc rather than psutil, which the worker does not depend on; None where /proc is missing (macOS, Windows)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * _PAGE_BYTES or None
+    except (OSError, ValueError, IndexError):
+        return None

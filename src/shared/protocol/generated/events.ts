@@ -263,6 +263,10 @@ export interface StepEvent {
    */
   gpuMemoryBytes: number | null;
   /**
+   * resident set size of rank 0's process after the step (the memory a CPU run uses); null where the system does not report it (not Linux). Absent in runs made before it existed.
+   */
+  rssBytes?: number | null;
+  /**
    * model FLOPs utilisation: the step's useful FLOPs (worker/l3prune/flops.py, no recomputation counted) per second over the devices' dense bf16 peak (protocol/gpu-peaks.json); null on a CPU, in fp32 or on a GPU the table lacks
    */
   mfu?: number | null;
@@ -508,6 +512,16 @@ export interface EvaluationFinishedEvent {
    * cpu, cuda or cuda:N
    */
   device: string;
+  /**
+   * the spec's cap per built-in task, null: whole sets; with batchSize, maxLength and device the conditions that make two evaluations comparable (absent in runs of older workers)
+   */
+  maxExamples?: number | null;
+  /**
+   * task name -> examples scored (built-in tasks, after maxExamples; the task_result events' examples)
+   */
+  examples?: {
+    [k: string]: number;
+  };
   /**
    * the whole run, model load included
    */
