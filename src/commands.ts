@@ -17,6 +17,7 @@ import { convertPickleWeights } from './worker/convertWeights';
 import { downloadIntoCache } from './worker/modelDownloadDialog';
 import { ensureWorkerPackage } from './worker/workerPackage';
 import { runWithProgress } from './worker/workerProgress';
+import { notifyFinished } from './workspace/nextStepsHost';
 import { tryEncoder } from './inference/tryEncoderCommand';
 import { DataPreviewPanel } from './views/dataPreviewPanel';
 import { revealPath } from './views/reveal';
@@ -341,7 +342,8 @@ async function computeInitialLoss(s: Services, arg: unknown): Promise<void> {
   showPanel(s, stack, result.small);
   const small = planKeep(stack, result.small);
   const large = planKeep(stack, result.large);
-  void vscode.window.showInformationMessage(
+  void notifyFinished(
+    { verb: 'analyze', status: 'succeeded', runDir: outcome.runDir, model: stack.path, cuts: { small: result.small, large: result.large } },
     `L³Prune cuts for ${stack.name}: small keeps ${result.small} layers (−${formatShare(small.paramsRemovedShare)} params), ` +
       `large keeps ${result.large} (−${formatShare(large.paramsRemovedShare)}); loss from ${result.samples} sampled triples (${sample.label}).`,
   );

@@ -17,6 +17,7 @@ import { ownProcesses } from './worker/ownProcesses';
 import { findPython } from './worker/python';
 import { createRemoteCodeConsent } from './worker/remoteCodeDialog';
 import { setWorkerHome } from './worker/workerEnv';
+import { setWorkerLog } from './worker/workerLog';
 import { ensureWorkerPackage } from './worker/workerPackage';
 import { AnalysisStore } from './workspace/analyses';
 import { GuideContext } from './workspace/guideContext';
@@ -31,6 +32,8 @@ export function activate(context: vscode.ExtensionContext): void {
   const root = () => runsRoot(context.globalStorageUri);
   // Workers start in a folder of ours, not the workspace (whose own l3prune/ would shadow the package).
   setWorkerHome(path.join(context.globalStorageUri.fsPath, 'worker-home'));
+  // Every worker launch and its end are logged where they are spawned (src/worker/workerLog.ts).
+  setWorkerLog(log);
   // Which workers this extension launched: its own state, never a workspace file.
   ownProcesses.attach(context.globalState);
   const consent = createRemoteCodeConsent(context.globalState, log);

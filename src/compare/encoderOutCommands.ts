@@ -8,6 +8,7 @@ import { WorkspaceNotTrustedError } from '../worker/python';
 import { refusedCode } from '../worker/remoteCodeDialog';
 import { runWorkerVerb, type Cancellation, type VerbOutcome } from '../worker/workerVerb';
 import { runWithProgress } from '../worker/workerProgress';
+import { notifyFinished } from '../workspace/nextStepsHost';
 import { revealPath } from '../views/reveal';
 import { chooseVariant, workerPython } from './variantCommands';
 import { variantArgs, variantModelFolders, type Variant } from './variantRuns';
@@ -99,16 +100,15 @@ export async function exportSentenceTransformers(s: Services, arg: unknown): Pro
   void s.store.refresh();
   if (!outcome) return;
   const { result } = outcome;
-  const reveal = 'Reveal Folder';
-  const card = 'Open Model Card';
-  const choice = await vscode.window.showInformationMessage(
+  await notifyFinished(
+    { verb: 'export-st', status: 'succeeded', runDir: outcome.runDir },
     `Exported ${chosen.label}: ${formatBytes(result.bytes)}, ${result.numLayers} of ${result.originalNumLayers} layers; sentence-transformers matches ` +
       `the worker to a cosine of at least ${result.parityMinCosine.toFixed(5)} on ${result.parityTexts} texts. Load it with trust_remote_code=True.`,
-    reveal,
-    card,
+    [
+      { title: 'Reveal Folder', run: () => revealPath(path.join(result.outDir, 'README.md')) },
+      { title: 'Open Model Card', run: () => vscode.commands.executeCommand('markdown.showPreview', vscode.Uri.file(path.join(result.outDir, 'README.md'))) },
+    ],
   );
-  if (choice === reveal) await revealPath(path.join(result.outDir, 'README.md'));
-  if (choice === card) await vscode.commands.executeCommand('markdown.showPreview', vscode.Uri.file(path.join(result.outDir, 'README.md')));
 }
 
 /** Encode Texts to .npy…: a variant, a .jsonl/.txt file of texts, where to save the embeddings. */

@@ -16,6 +16,7 @@ import { refusedCode } from '../worker/remoteCodeDialog';
 import { ensureWorkerPackage } from '../worker/workerPackage';
 import { isDatasetsOffline, ONLINE_ENV } from '../worker/modelDownload';
 import { runWithProgress } from '../worker/workerProgress';
+import { notifyFinished } from '../workspace/nextStepsHost';
 import { OrtNodeSpeeds } from './ortNodeSpeeds';
 import { runEvaluate, runExportOnnx, variantLabel, variantModelFolders, type ExportPrecision, type Variant } from './variantRuns';
 
@@ -274,13 +275,11 @@ export async function evaluateVariant(s: Services, arg: unknown): Promise<void> 
   void s.store.refresh();
   if (!outcome) return;
   const { result } = outcome;
-  const compare = 'Compare Variants';
-  const choice = await vscode.window.showInformationMessage(
+  await notifyFinished(
+    { verb: 'evaluate', status: 'succeeded', runDir: outcome.runDir },
     `${chosen.label}: average score ${result.averageScore?.toFixed(4) ?? '—'} over ${Object.keys(result.scores).length} tasks, ` +
       `${result.latencyMsPerBatch.toFixed(1)} ms per batch of ${result.batchSize} (${result.device}).`,
-    compare,
   );
-  if (choice === compare) await vscode.commands.executeCommand('l3prune.compareVariants', outcome.runDir);
 }
 
 const PRECISION_DETAILS: Record<ExportPrecision, string> = {
@@ -330,19 +329,16 @@ export async function exportVariantOnnx(s: Services, arg: unknown): Promise<void
   void s.store.refresh();
   if (!outcome) return;
   const { result } = outcome;
-  const open = 'Open ONNX Model';
-  const reveal = 'Reveal Folder';
-  const score = 'Evaluate and Compare';
-  const choice = await vscode.window.showInformationMessage(
+  await notifyFinished(
+    { verb: 'export-onnx', status: 'succeeded', runDir: outcome.runDir, outDir: result.outDir },
     `Exported ${label}: ${formatBytes(result.bytes)}, opset ${result.opset}, ${result.numLayers} layers; ` +
       `ONNX Runtime matches torch to a cosine of at least ${result.parityMinCosine.toFixed(5)}.`,
-    open,
-    reveal,
-    score,
+    [
+      { title: 'Evaluate and Compare', run: () => evaluateExport(s, python, result.outDir, label) },
+      { title: 'Open ONNX Model', run: () => vscode.commands.executeCommand('l3prune.openOnnxModel', result.path) },
+      { title: 'Reveal Folder', run: () => revealPath(result.path) },
+    ],
   );
-  if (choice === open) await vscode.commands.executeCommand('l3prune.openOnnxModel', result.path);
-  if (choice === reveal) await revealPath(result.path);
-  if (choice === score) await evaluateExport(s, python, result.outDir, label);
 }
 
 /**

@@ -8,6 +8,8 @@ import type { RunServices } from '../services';
 import { RunPanel } from '../views/runPlots';
 import type { DevicesReport } from '../shared/protocol/generated/devices-report';
 import { cancelRun } from './trainLauncher';
+import { confirmCancel } from './cancelConfirm';
+import { notifyFinished } from '../workspace/nextStepsHost';
 import { devicePlansSummary, planLaunch, type DevicePlans } from './devicePlans';
 import { checkDevices } from './trainDevices';
 import type { TrainRecipe } from './trainDefinition';
@@ -165,36 +167,73 @@ function isWhole(text: string, min: number, max: number): boolean {
   return /^\d+$/.test(text.trim()) && Number(text) >= min && Number(text) <= max;
 }
 
-/** A progress notification for a launched run: follows its folder, and its Cancel stops the worker cleanly. */
+/**
+ * A launched run, followed: a progress notification while it runs, then its closing notification with the next
+ * steps (nextSteps: trained → Evaluate, Export, Compare; cancelled or failed → Resume). The notification's Cancel
+ * asks first (confirmCancel); "Keep Running" brings the progress back.
+ */
 export function followWithProgress(store: RunStore, runDir: string): void {
-  void vscode.window.withProgress(
-    { location: vscode.ProgressLocation.Notification, title: `Training ${path.basename(runDir)}`, cancellable: true },
-    (progress, token) =>
-      new Promise<void>((resolve) => {
-        let reported = 0;
-        const update = () => {
+  const ended = new Promise<RunSummary>((resolve) => {
+    const check = () => {
+      const run = store.get(runDir);
+      if (!run || run.status === 'running') return;
+      subscription.dispose();
+      resolve(run);
+    };
+    const subscription = store.onDidChange(check);
+  });
+  void ended.then((run) => notifyRunEnded(run));
+  showProgress(store, runDir, ended, true);
+}
+
+function showProgress(store: RunStore, runDir: string, ended: Promise<RunSummary>, cancellable: boolean): void {
+  const name = path.basename(runDir);
+  const title = cancellable ? `Training ${name}` : `Cancelling ${name}: the worker finishes its step and writes a checkpoint`;
+  void vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title, cancellable }, (progress, token) =>
+    new Promise<void>((resolve) => {
+      let reported = 0;
+      const update = () => {
+        const run = store.get(runDir);
+        if (!run?.totalSteps || run.step === undefined) return;
+        const done = (100 * run.step) / run.totalSteps;
+        progress.report({ increment: done - reported, message: `step ${run.step}/${run.totalSteps}, loss ${run.lastLoss?.toFixed(3) ?? '…'}` });
+        reported = done;
+      };
+      update();
+      const subscription = store.onDidChange(update);
+      const finish = () => {
+        subscription.dispose();
+        resolve();
+      };
+      void ended.then(finish);
+      token.onCancellationRequested(() => {
+        // The notification closes on the click; it comes back as "cancelling…" or, kept, as it was.
+        finish();
+        void (async () => {
           const run = store.get(runDir);
-          if (!run) return;
-          if (run.totalSteps && run.step !== undefined) {
-            const done = (100 * run.step) / run.totalSteps;
-            progress.report({ increment: done - reported, message: `step ${run.step}/${run.totalSteps}, loss ${run.lastLoss?.toFixed(3) ?? '…'}` });
-            reported = done;
-          }
-          if (run.status !== 'running') {
-            subscription.dispose();
-            resolve();
-            const message = `Run ${run.id} ${run.status}${run.error ? `: ${run.error}` : ''}.`;
-            if (run.status === 'succeeded') void vscode.window.showInformationMessage(message);
-            else if (run.status === 'failed') void vscode.window.showErrorMessage(message);
-          }
-        };
-        const subscription = store.onDidChange(update);
-        token.onCancellationRequested(() => {
-          const run = store.get(runDir);
-          if (run?.status === 'running') cancelRun(run);
-        });
-      }),
+          if (run?.status !== 'running') return;
+          if (!(await confirmCancel([run.id]))) return showProgress(store, runDir, ended, true);
+          const current = store.get(runDir);
+          if (current?.status === 'running' && cancelRun(current)) showProgress(store, runDir, ended, false);
+        })();
+      });
+    }),
   );
+}
+
+/** A training run's closing notification, with what to do next. */
+function notifyRunEnded(run: RunSummary): Promise<void> {
+  if (run.status !== 'succeeded' && run.status !== 'failed' && run.status !== 'cancelled') return Promise.resolve();
+  const what = [run.model ? path.basename(run.model) : undefined, run.keep !== undefined ? `keep ${run.keep}` : undefined].filter(Boolean).join(' · ');
+  const named = `Run ${run.id}${what ? ` (${what})` : ''}`;
+  const steps = run.totalSteps ? `${run.step ?? 0}/${run.totalSteps} steps` : undefined;
+  const message =
+    run.status === 'succeeded'
+      ? `${named} trained: ${[steps, run.lastLoss !== undefined ? `final loss ${run.lastLoss.toFixed(4)}` : undefined].filter(Boolean).join(', ')}. Next: evaluate, export or compare it.`
+      : run.status === 'cancelled'
+        ? `${named} cancelled at step ${run.step ?? 0}${run.checkpoints ? '; its checkpoint is kept, so it can resume from there' : ''}.`
+        : `${named} failed${run.error ? `: ${run.error}` : ''}.`;
+  return notifyFinished({ verb: 'train', status: run.status, runDir: run.runDir, resumable: isResumable(run) }, message);
 }
 
 function runsFromArgs(s: RunServices, arg: unknown, selection: readonly RunSummary[] = []): RunSummary[] {
@@ -241,8 +280,13 @@ export function openRuns(s: RunServices, runs: RunSummary[]): void {
   if (runs.length) RunPanel.show(s.extensionUri, s.store, runs, (line) => s.log.warn(line));
 }
 
-/** Only runs whose worker is provably ours are "running"; cancelRun checks that again at the moment it signals. */
+/**
+ * Only runs whose worker is provably ours are "running"; cancelRun checks that again at the moment it signals,
+ * which is after the user confirmed (a run may have ended while the dialog was open).
+ */
 export async function cancelRuns(runs: RunSummary[]): Promise<void> {
+  const live = runs.filter((run) => run.status === 'running');
+  if (live.length && !(await confirmCancel(live.map((r) => r.id)))) return;
   const refused = runs.filter((run) => run.status !== 'running' || !cancelRun(run));
   if (refused.length) {
     void vscode.window.showWarningMessage(

@@ -5,6 +5,8 @@ import type { TrainSpecResolved } from '../shared/protocol/generated/specs/train
 import type { DevicesReport } from '../shared/protocol/generated/devices-report';
 import { ownProcesses, type OwnProcesses } from '../worker/ownProcesses';
 import { workerCwd, workerEnv } from '../worker/workerEnv';
+import { logLaunch } from '../worker/workerLog';
+import { readRunRecord } from './runFolder';
 import { launchLine, type Rendezvous } from './trainDevices';
 import { createExclusive, makeNewDir, openAppend, runFolderLinkProblem, UnsafePathError } from './safeFiles';
 
@@ -67,6 +69,14 @@ export async function launchTrain(python: string, runDir: string, spec: TrainSpe
       child.once('spawn', () => resolve(child.pid!));
     });
     ownProcesses.remember(pid, runDir, (listener) => void child.once('exit', listener));
+    const logEnd = logLaunch({ verb: 'train', runDir, python, argv: line.argv, pid });
+    // The worker's output goes to worker.log, so why it ended is read from run.json, which it closes before exiting.
+    child.once('exit', (exitCode, signal) => {
+      void readRunRecord(runDir).then(
+        (record) => logEnd({ exitCode, signal, cancelledByUser: cancelledByUser.has(runDir) && record?.status === 'cancelled', errorText: record?.error?.message }),
+        () => logEnd({ exitCode, signal, cancelledByUser: false }),
+      );
+    });
     child.unref();
     return pid;
   } finally {
@@ -80,5 +90,11 @@ export async function launchTrain(python: string, runDir: string, spec: TrainSpe
  * ownProcesses), checked again now. Returns whether a signal was sent.
  */
 export function cancelRun(run: { runDir: string; status: string; record: { pid: unknown } }, processes: OwnProcesses = ownProcesses): boolean {
-  return run.status === 'running' && processes.signalRun(run.record.pid, run.runDir);
+  const sent = run.status === 'running' && processes.signalRun(run.record.pid, run.runDir);
+  if (sent) cancelledByUser.add(run.runDir);
+  return sent;
 }
+
+/** Runs whose cancel the user asked for in this session, so the log tells that end from a crash. */
+const cancelledByUser = new Set<string>();
+

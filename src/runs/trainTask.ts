@@ -2,6 +2,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { RemoteCodeConsent } from '../worker/remoteCode';
 import { cancelRun, launchTrain } from './trainLauncher';
+import { confirmCancel } from './cancelConfirm';
 import type { DevicesReport } from '../shared/protocol/generated/devices-report';
 import { checkDefinition, consentFieldsIn, rendezvousOf, specFromDefinition, taskName, TASK_TYPE, type TrainTaskDefinition } from './trainDefinition';
 import { checkDevices, launchLine, parseDevices } from './trainDevices';
@@ -69,6 +70,7 @@ class TrainTerminal implements vscode.Pseudoterminal {
   private lastStep = -1;
   private subscription: vscode.Disposable | undefined;
   private finished = false;
+  private cancelAsked = false;
 
   constructor(
     private readonly definition: TrainTaskDefinition,
@@ -137,15 +139,24 @@ class TrainTerminal implements vscode.Pseudoterminal {
     if (run.status !== 'running' && !this.finished) this.end(run);
   }
 
+  /**
+   * A cancel is the user's own choice (confirmed), so the task ends without the failure mark: exit code 0 and a
+   * line that says how to go on. Only a failure ends with 1.
+   */
   private end(run: RunSummary): void {
     this.finished = true;
-    this.line(`run ${run.status}${run.error ? `: ${run.error}` : ''}`);
+    if (run.status === 'cancelled') {
+      this.line(`cancelled at step ${run.step ?? 0}${run.totalSteps ? `/${run.totalSteps}` : ''} — resume with “L³Prune: Resume Run” on ${run.id}` +
+        (run.checkpoints ? ' (it goes on from its last checkpoint)' : ''));
+    } else {
+      this.line(`run ${run.status}${run.error ? `: ${run.error}` : ''}`);
+    }
     this.dispose();
-    this.closeEmitter.fire(run.status === 'succeeded' ? 0 : 1);
+    this.closeEmitter.fire(run.status === 'failed' ? 1 : 0);
   }
 
   handleInput(data: string): void {
-    if (data === '\x03') this.cancel();
+    if (data === '\x03') void this.cancel();
   }
 
   /**
@@ -158,13 +169,22 @@ class TrainTerminal implements vscode.Pseudoterminal {
     this.dispose();
     if (this.finished) return;
     setTimeout(() => {
-      if (!this.deps.isShuttingDown()) this.cancel();
+      if (!this.deps.isShuttingDown()) void this.cancel();
     }, CLOSE_GRACE_MS);
   }
 
-  private cancel(): void {
+  /** Asks first: a closed terminal or a stray Ctrl+C is not always meant to stop hours of training. */
+  private async cancel(): Promise<void> {
     const run = this.runDir ? this.deps.store.get(this.runDir) : undefined;
-    if (run?.status === 'running' && cancelRun(run)) {
+    if (run?.status !== 'running' || this.cancelAsked) return;
+    this.cancelAsked = true;
+    try {
+      if (!(await confirmCancel([run.id]))) return;
+    } finally {
+      this.cancelAsked = false;
+    }
+    const current = this.deps.store.get(run.runDir);
+    if (current?.status === 'running' && cancelRun(current)) {
       this.line('cancelling: the worker finishes its step and writes a checkpoint…');
     }
   }

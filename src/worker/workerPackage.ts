@@ -2,14 +2,23 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { pipInstallArgs, workerCwd, workerEnv } from './workerEnv';
 import { loadExeca } from './workerProcess';
+import { SuccessCache } from './successCache';
+
+/** Interpreters the worker was found in this session (a path's packages rarely vanish while VS Code runs). */
+const checked = new SuccessCache();
 
 /**
  * Makes sure the chosen interpreter can run the worker. A missing interpreter gets a pointer to the
  * setting; a missing `l3prune` package gets an offer to install the copy shipped inside the extension
  * into that interpreter (pip, with progress), never a silent install.
  */
-export async function ensureWorkerPackage(python: string, extensionUri: vscode.Uri, log: vscode.LogOutputChannel): Promise<boolean> {
+export function ensureWorkerPackage(python: string, extensionUri: vscode.Uri, log: vscode.LogOutputChannel): Promise<boolean> {
+  return checked.check(python, () => checkWorkerPackage(python, extensionUri, log));
+}
+
+async function checkWorkerPackage(python: string, extensionUri: vscode.Uri, log: vscode.LogOutputChannel): Promise<boolean> {
   const { execa } = await loadExeca();
+  const started = Date.now();
   // -c puts the working directory first on sys.path, like -m: the probe starts where the worker does.
   const probe = await execa(python, ['-c', 'import l3prune, torch, transformers, safetensors; print(l3prune.__file__)'], {
     reject: false,
@@ -17,6 +26,7 @@ export async function ensureWorkerPackage(python: string, extensionUri: vscode.U
     cwd: workerCwd(),
     env: workerEnv(),
   });
+  log.info(`worker package check in ${python}: ${probe.exitCode === 0 ? 'found' : 'not found'} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
   if (probe.exitCode === 0) return true;
   if ((probe as { code?: string }).code === 'ENOENT' || /ENOENT/.test(String(probe.message ?? ''))) {
     const choice = await vscode.window.showErrorMessage(

@@ -1,6 +1,7 @@
 import type { ResultPromise } from 'execa';
 import { ownProcesses, workerCommand } from './ownProcesses';
 import { workerCwd, workerEnv } from './workerEnv';
+import { logLaunch } from './workerLog';
 
 /**
  * Starting and stopping `python -m l3prune VERB`. The worker gets its own process group so that a cancel
@@ -39,12 +40,15 @@ export async function startWorker(launch: WorkerLaunch): Promise<WorkerHandle> {
     stdin: 'ignore',
     env: workerEnv(launch.env),
   });
-  ownProcesses.remember(subprocess.pid, workerCommand(argv)?.runDir, (listener) => void subprocess.once('exit', listener));
-  const done = subprocess.then((result) => ({
-    exitCode: result.exitCode ?? null,
-    signal: result.signal ?? null,
-    stderr: String(result.stderr ?? ''),
-  }));
+  const runDir = workerCommand(argv)?.runDir;
+  ownProcesses.remember(subprocess.pid, runDir, (listener) => void subprocess.once('exit', listener));
+  const logEnd = logLaunch({ verb: launch.verb, runDir, python: launch.python, argv, pid: subprocess.pid });
+  let cancelledByUser = false;
+  const done = subprocess.then((result) => {
+    const end = { exitCode: result.exitCode ?? null, signal: result.signal ?? null, stderr: String(result.stderr ?? '') };
+    logEnd({ exitCode: end.exitCode, signal: end.signal, cancelledByUser, errorText: end.stderr });
+    return end;
+  });
   let exited = false;
   void done.then(() => {
     exited = true;
@@ -57,6 +61,7 @@ export async function startWorker(launch: WorkerLaunch): Promise<WorkerHandle> {
     lines: subprocess.iterable({ from: 'stdout' }) as AsyncIterable<string>,
     async cancel(graceMs = 10_000) {
       if (exited) return;
+      cancelledByUser = true;
       killGroup('SIGTERM');
       const timer = setTimeout(() => killGroup('SIGKILL'), graceMs);
       await done;
