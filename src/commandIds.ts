@@ -25,6 +25,7 @@ export const COMMAND_IDS = [
   'l3prune.encodeTexts',
   'l3prune.compareVariants',
   'l3prune.revealRun',
+  'l3prune.renameRun',
   'l3prune.tryEncoder',
   'l3prune.convertPickleWeights',
   'l3prune.showDevices',

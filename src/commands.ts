@@ -23,6 +23,7 @@ import { DataPreviewPanel } from './views/dataPreviewPanel';
 import { revealPath } from './views/reveal';
 import { PREVIEW_DATA_DEFAULTS } from './shared/protocol/generated/defaults';
 import { cancelRuns, chooseRuns, deleteRuns, openRuns, resumeRun, startTraining, type RunPurpose } from './runs/runCommands';
+import { openRunPages, renameRun } from './views/runPlots';
 import { isResumable } from './runs/runStore';
 import type { Services } from './services';
 import type { CommandId } from './commandIds';
@@ -62,7 +63,7 @@ export const COMMANDS: Record<CommandId, Handler> = {
   'l3prune.pruneAtSmallCut': (s, arg) => pruneAtCut(s, arg, 'small'),
   'l3prune.pruneAtLargeCut': (s, arg) => pruneAtCut(s, arg, 'large'),
   'l3prune.pruneAndFinetune': (s, arg) => pruneAndFinetune(s, arg),
-  'l3prune.openRun': async (s, arg, many) => openRuns(s, await chooseRuns(s, invokedOn(arg, many), s.runsView.selection, ANY_RUN('open', true))),
+  'l3prune.openRun': async (s, arg, many) => openRunPages(s, await chooseRuns(s, invokedOn(arg, many), s.runsView.selection, ANY_RUN('open', true))),
   'l3prune.compareRuns': async (s, arg, many) => openRuns(s, await chooseRuns(s, invokedOn(arg, many), s.runsView.selection, ANY_RUN('compare', true))),
   'l3prune.cancelRun': async (s, arg, many) =>
     cancelRuns(await chooseRuns(s, invokedOn(arg, many), s.runsView.selection, { action: 'cancel', applies: (r) => r.status === 'running', many: true })),
@@ -82,6 +83,7 @@ export const COMMANDS: Record<CommandId, Handler> = {
     const run = (await chooseRuns(s, arg, s.runsView.selection, ANY_RUN('reveal', false)))[0];
     if (run) await revealPath(run.runDir);
   },
+  'l3prune.renameRun': async (s, arg) => renameRun(s, (await chooseRuns(s, arg, s.runsView.selection, ANY_RUN('rename', false)))[0]),
   'l3prune.tryEncoder': (s, arg, texts) => tryEncoder(s, arg, texts),
   'l3prune.showDevices': (s) => showDevices(s),
   'l3prune.previewData': (s, arg) => previewData(s, arg),

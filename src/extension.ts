@@ -8,7 +8,7 @@ import { TASK_TYPE, TrainTaskProvider, type TrainTaskDeps } from './runs/trainTa
 import type { Services } from './services';
 import { LayerStackPanel } from './views/layerStackPanel';
 import { ModelsTreeProvider, type ModelsNode } from './views/modelsTree';
-import { LossPlotViewProvider } from './views/runPlots';
+import { LossPlotViewProvider, registerRunPanelSerializer, useRunPagePrefs } from './views/runPlots';
 import { RunsTreeProvider } from './views/runsTree';
 import { RunStatusBar } from './views/runStatusBar';
 import { DeviceReports } from './worker/devices';
@@ -48,6 +48,7 @@ export function activate(context: vscode.ExtensionContext): void {
   const runsView = vscode.window.createTreeView<RunSummary>('l3prune.runs', { treeDataProvider: runsTree, canSelectMany: true });
   const guide = new GuideContext(registry, analyses, store, context.workspaceState, () => context.workspaceState.get(PENDING_PRUNE_KEY) !== undefined);
   const lossPlot = new LossPlotViewProvider(context.extensionUri, store, (line) => log.warn(line));
+  useRunPagePrefs(context.globalState);
 
   // The task type and the commands launch training alike; a launch is followed in a progress notification.
   const trainTasks: TrainTaskDeps = {
@@ -102,6 +103,7 @@ export function activate(context: vscode.ExtensionContext): void {
     new RunStatusBar(store),
     store,
     vscode.window.registerWebviewViewProvider(LossPlotViewProvider.viewId, lossPlot),
+    registerRunPanelSerializer(context.extensionUri, store, (line) => log.warn(line)),
     runsView.onDidChangeSelection((e) => lossPlot.select(e.selection)),
     vscode.tasks.registerTaskProvider(TASK_TYPE, new TrainTaskProvider(trainTasks)),
     // An analysis finished or restored while its model's panel is open redraws the curve there.

@@ -1,7 +1,9 @@
+import { lstatSync } from 'node:fs';
 import { lstat, opendir, rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import { parseRunEvent, type EvaluationFinishedEvent, type EvaluationResult, type ExportedEvent, type ExportResult, type RunRecord } from '../shared/protocol/workerEvents';
 import { ownProcesses, type Liveness } from '../worker/ownProcesses';
+import { clockTime, readRunName, RUN_NAME_FILE, writeRunName } from './runName';
 import { effectiveStatus, freshTail, MAX_RUN_FILE_BYTES, readNewEvents, readRunFile, type RunState, type TailState } from './runFolder';
 
 export type { RunState };
@@ -27,6 +29,10 @@ export interface LossPoint {
   loss: number;
   /** Milliseconds since the run started. */
   elapsedMs: number;
+  /** The step's learning rate, tokens per second and memory (see RunSummary.memoryKind), where the event has them. */
+  learningRate?: number;
+  tokensPerSecond?: number;
+  memoryBytes?: number;
 }
 
 export interface TaskScore {
@@ -47,6 +53,8 @@ export interface EvaluationSummary {
 
 export interface RunSummary {
   id: string;
+  /** The name the user gave the run (name.json, src/runs/runName.ts); see runDisplayName for the one shown. */
+  name?: string;
   runDir: string;
   verb: string;
   /** run.json's status as believed (see effectiveStatus); "unknown" for folders no worker of ours wrote. */
@@ -60,6 +68,12 @@ export interface RunSummary {
   tokensPerSecond?: number;
   /** The last step's model FLOPs utilisation (CUDA, bf16, a GPU of protocol/gpu-peaks.json). */
   mfu?: number;
+  /** What a step's memoryBytes measures: the accelerator's peak allocation, or on a CPU the worker's resident memory. */
+  memoryKind?: 'accelerator' | 'process RSS';
+  /** train: the model's layers before the cut, and where it trains (model_loaded). */
+  originalNumLayers?: number;
+  device?: string;
+  precision?: string;
   error?: string;
   checkpoints: number;
   losses: LossPoint[];
@@ -80,6 +94,8 @@ interface Tracked {
   fileKey?: string;
   /** Listed from its folder alone: run.json was too large to read. */
   unreadable?: boolean;
+  /** name.json's identity when last read. */
+  nameKey?: string;
 }
 
 export interface RunStoreOptions {
@@ -183,6 +199,39 @@ export class RunStore {
     return this.refreshing;
   }
 
+  /** Names a run (name.json in its folder) and shows the name at once; throws the sentence to show on failure. */
+  rename(runDir: string, name: string): string {
+    const key = path.resolve(runDir);
+    const stored = writeRunName(key, name);
+    const tracked = this.runs.get(key);
+    if (tracked) {
+      tracked.summary.name = stored;
+      tracked.nameKey = undefined;
+      this.readName(key);
+    }
+    this.fireChange();
+    return stored;
+  }
+
+  /** name.json read again only when its size or time changed: one lstat per run per poll. */
+  private readName(runDir: string): boolean {
+    const tracked = this.runs.get(runDir);
+    if (!tracked) return false;
+    let key = 'none';
+    try {
+      const info = lstatSync(path.join(runDir, RUN_NAME_FILE));
+      key = `${info.mtimeMs}|${info.size}|${info.ino}`;
+    } catch {
+      // No name given: the derived one.
+    }
+    if (key === tracked.nameKey) return false;
+    tracked.nameKey = key;
+    const name = key === 'none' ? undefined : readRunName(runDir);
+    if (name === tracked.summary.name) return false;
+    tracked.summary.name = name;
+    return true;
+  }
+
   async delete(runDir: string): Promise<void> {
     const key = path.resolve(runDir);
     await rm(key, { recursive: true, force: true });
@@ -229,6 +278,7 @@ export class RunStore {
       }
       const record = read.kind === 'record' ? read.record : tracked!.summary.record;
       changed = (await this.update(runDir, record, read.key)) || changed;
+      changed = this.readName(runDir) || changed;
     }
     for (const key of [...this.runs.keys()]) {
       if (!present.has(key)) {
@@ -300,7 +350,19 @@ export class RunStore {
           const kept = summary.losses.length;
           while (summary.losses.length && summary.losses[summary.losses.length - 1].step >= step) summary.losses.pop();
           const at = Date.parse(event.time);
-          summary.losses.push({ step, loss, elapsedMs: Number.isFinite(at) ? at - started : 0 });
+          const point: LossPoint = { step, loss, elapsedMs: Number.isFinite(at) ? at - started : 0 };
+          const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+          if (finite(event.learningRate)) point.learningRate = event.learningRate;
+          if (finite(event.tokensPerSecond)) point.tokensPerSecond = event.tokensPerSecond;
+          // A GPU run reports the accelerator's peak; a CPU run only the worker's resident memory (rssBytes).
+          if (finite(event.gpuMemoryBytes)) {
+            point.memoryBytes = event.gpuMemoryBytes;
+            summary.memoryKind = 'accelerator';
+          } else if (finite(event.rssBytes)) {
+            point.memoryBytes = event.rssBytes;
+            summary.memoryKind = 'process RSS';
+          }
+          summary.losses.push(point);
           if (summary.losses.length > MAX_POINTS_PER_SERIES) summary.losses = thinned(summary.losses);
           if (summary.losses.length <= kept) summary.lossesEpoch = (summary.lossesEpoch ?? 0) + 1;
           summary.step = step;
@@ -317,6 +379,11 @@ export class RunStore {
         case 'model_loaded':
           if (record.verb === 'evaluate' && typeof event.originalNumLayers === 'number') {
             summary.evaluation = { ...(summary.evaluation ?? { tasks: [] }), originalNumLayers: event.originalNumLayers };
+          }
+          if (record.verb === 'train') {
+            if (Number.isSafeInteger(event.originalNumLayers)) summary.originalNumLayers = event.originalNumLayers as number;
+            if (typeof event.device === 'string') summary.device = event.device.slice(0, 40);
+            if (typeof event.precision === 'string') summary.precision = event.precision.slice(0, 10);
           }
           break;
         case 'error':
@@ -385,6 +452,9 @@ const evaluationOf = (e: EvaluationResult): EvaluationResult => ({
   batchSize: e.batchSize,
   maxLength: e.maxLength,
   device: e.device,
+  // The evaluation's conditions (Compare flags rows measured differently); absent in runs of older workers.
+  ...(e.maxExamples !== undefined ? { maxExamples: e.maxExamples } : {}),
+  ...(e.examples ? { examples: { ...e.examples } } : {}),
   // evaluate --onnx: the exported graph that was scored (the Compare view's ONNX rows).
   ...(e.onnx ? { onnx: { folder: e.onnx.folder, precision: e.onnx.precision, provider: e.onnx.provider } } : {}),
 });
@@ -423,4 +493,14 @@ export function etaSeconds(run: RunSummary): number | undefined {
   const last = points[points.length - 1];
   const msPerStep = (last.elapsedMs - first.elapsedMs) / Math.max(1, last.step - first.step);
   return msPerStep > 0 ? ((run.totalSteps - run.step) * msPerStep) / 1000 : undefined;
+}
+
+/**
+ * The name a run is shown by (Runs tree, its page's title, the plot legends): the user's, else
+ * "<model> · keep <n> · <HH:MM>" for a training run, "<verb> <model> · <HH:MM>" for any other.
+ */
+export function runDisplayName(run: RunSummary, modelName: string): string {
+  if (run.name) return run.name;
+  const time = clockTime(run.record.startedAt);
+  return run.verb === 'train' ? `${modelName} · keep ${run.keep ?? '?'} · ${time}` : `${run.verb} ${modelName} · ${time}`;
 }

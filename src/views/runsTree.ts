@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { formatBytes } from '../shared/format/units';
 import { UNKNOWN_STATE_TEXT } from '../runs/runFolder';
-import { exportPrecision, isResumable, type RunStore, type RunSummary } from '../runs/runStore';
+import { exportPrecision, isResumable, runDisplayName, type RunStore, type RunSummary } from '../runs/runStore';
 import { escapeMarkdown, untrustedMarkdown } from './untrustedMarkdown';
 
 const STATUS_ICONS: Record<RunSummary['status'], [string, string | undefined]> = {
@@ -46,8 +46,8 @@ export class RunsTreeProvider implements vscode.TreeDataProvider<RunSummary>, vs
     const layers = run.evaluation?.result?.numLayers ?? run.exported?.numLayers ?? run.keep;
     const depth = layers === undefined ? '' : layers === run.evaluation?.originalNumLayers ? ' · full' : ` · keep ${layers}`;
     const label =
-      run.verb === 'train'
-        ? `${model} · keep ${run.keep ?? '?'}`
+      run.verb === 'train' || run.name
+        ? runDisplayName(run, model)
         : variant
           ? `${run.verb} ${model}${depth}${run.fromRun ? ' (trained)' : ''}${exportPrecision(run) !== undefined && exportPrecision(run) !== 'fp32' ? ` · ${exportPrecision(run)}` : ''}`
           : `${run.verb} ${model}`;
@@ -75,16 +75,25 @@ export class RunsTreeProvider implements vscode.TreeDataProvider<RunSummary>, vs
     return item;
   }
 
-  /** A trained variant is loaded from its run's merged model/ folder: name it after the base model. */
   private modelName(run: RunSummary): string {
-    const model = (run.fromRun ? this.store.get(run.fromRun)?.model : undefined) ?? run.model;
-    return model ? path.basename(model) : '?';
+    return runModelName(this.store, run);
   }
 
   dispose(): void {
     this.subscription.dispose();
     this.changed.dispose();
   }
+}
+
+/** A trained variant is loaded from its run's merged model/ folder: name it after the base model. */
+export function runModelName(store: RunStore, run: RunSummary): string {
+  const model = (run.fromRun ? store.get(run.fromRun)?.model : undefined) ?? run.model;
+  return model ? path.basename(model) : '?';
+}
+
+/** The name a run is shown by everywhere (tree, page title, legends). */
+export function runName(store: RunStore, run: RunSummary): string {
+  return runDisplayName(run, runModelName(store, run));
 }
 
 /**
@@ -96,7 +105,8 @@ export function runTooltip(run: RunSummary): vscode.MarkdownString {
   const e = escapeMarkdown;
   const result = run.evaluation?.result;
   const lines = [
-    `**${e(run.id)}** (${e(run.verb)}, ${e(statusText(run))})`,
+    `**${e(run.name ?? run.id)}** (${e(run.verb)}, ${e(statusText(run))})`,
+    run.name ? `id: ${e(run.id)}` : '',
     `model: ${e(run.model ?? '?')}`,
     run.keep !== undefined ? `layers kept: ${e(String(run.keep))}` : '',
     run.fromRun ? `trained by: ${e(path.basename(run.fromRun))}` : '',

@@ -32,3 +32,13 @@ export function alignSeries(runs: ReadonlyArray<{ x: ReadonlyArray<number>; y: R
   });
   return [xs, ...ys];
 }
+
+/**
+ * Tick spacings for a step axis: whole numbers only (1, 2, 5, 10, 20, 50, …), so uPlot never puts a tick at
+ * step 2.5 on a short run. The splits are multiples of the spacing, so whole too.
+ */
+export function integerTicks(max = 1e12): number[] {
+  const out: number[] = [];
+  for (let scale = 1; scale <= max; scale *= 10) out.push(scale, 2 * scale, 5 * scale);
+  return out;
+}
