@@ -23,7 +23,7 @@ await Promise.all([
   }),
   esbuild.build({
     ...common,
-    entryPoints: { layerStack: 'webview/layerStack/main.ts', runPlot: 'webview/runPlot/main.ts', tryEncoder: 'webview/tryEncoder/main.ts', compare: 'webview/compare/main.ts', dataPreview: 'webview/dataPreview/main.ts' },
+    entryPoints: { layerStack: 'webview/layerStack/main.ts', runPlot: 'webview/runPlot/main.ts', tryEncoder: 'webview/tryEncoder/main.ts', compare: 'webview/compare/main.ts', dataPreview: 'webview/dataPreview/main.ts', trainForm: 'webview/trainForm/main.ts' },
     outdir: path.join(outDir, 'webview'),
     platform: 'browser',
     format: 'iife',

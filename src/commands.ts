@@ -436,9 +436,8 @@ async function pruneAndFinetune(s: Services, arg: unknown): Promise<void> {
   }
   const keep =
     pending && path.resolve(pending.model) === stack.path ? pending.keep : (s.analyses.get(stack.path)?.small ?? stack.layers.length);
-  const data = await pickDataFile(s, 'Training triples');
-  if (!data) return;
-  await startTraining(s, { model: stack.path, keep, numLayers: stack.layers.length, data });
+  // The form holds the data file (remembered per model, checked before the launch): no pick before it.
+  await startTraining(s, { model: stack.path, keep, numLayers: stack.layers.length });
 }
 
 /** The worker's devices report, as the resource planner plans with it. */

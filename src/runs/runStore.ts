@@ -475,7 +475,11 @@ const exportOf = (e: ExportResult): ExportResult => ({
  * or from step 0 when it died before the first one (the worker decides; a torn checkpoint is never used).
  */
 export function isResumable(run: RunSummary): boolean {
-  return run.verb === 'train' && (run.status === 'failed' || run.status === 'cancelled');
+  if (run.verb !== 'train') return false;
+  if (run.status === 'cancelled') return true;
+  // Refused input (error kind "user": the spec, model or data is wrong) fails the same way again: a resume
+  // reads the same spec back from run.json, so only a new run with other input can help.
+  return run.status === 'failed' && run.record.error?.kind !== 'user';
 }
 
 /** An export's precision as its resolved spec says (runs made before fp16 exports have none: fp32); any other value a folder holds reads as fp32. */

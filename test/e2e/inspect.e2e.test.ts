@@ -335,23 +335,19 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
       await h.screenshot('small-cut-chosen');
       // "Train at this cut…" goes straight to Prune and Finetune with the slider's keep.
       await web.locator('#train-at-cut').click();
-      await h.quickInputRows.filter({ hasText: 'triples.jsonl' }).first().click();
-      // keep: pre-filled with the slider's cut
-      const keepTitle = h.page.locator('.quick-input-widget .quick-input-title').filter({ hasText: /layers to keep/ });
-      await keepTitle.waitFor({ state: 'visible', timeout: 30_000 });
-      const smallCut = await h.quickInput.inputValue();
-      assert.equal(smallCut, String(cuts.small), 'the form starts from the slider\'s cut');
-      await h.answerInput(/layers to keep/, smallCut);
-      await h.answerInput(/^Training steps/, '20');
-      for (const [field, value] of [['Batch size per device', '8'], ['Max length (tokens)', '48'], ['Warm-up steps', '2'], ['Checkpoint every (steps)', '4']]) {
-        await h.quickInputRows.filter({ hasText: field }).first().click();
-        await h.answerInput(new RegExp(`^${field.replace(/[()]/g, '\\$&')}`), value);
+      // The training form: keep pre-filled with the slider's cut, the data with the file the loss was computed on.
+      const form = await h.webview('#train-form', 60_000);
+      await form.locator('#plan[data-fits]').waitFor({ state: 'attached', timeout: 60_000 });
+      assert.equal(await form.locator('#field-keep').inputValue(), String(cuts.small), 'the form starts from the slider\'s cut');
+      assert.match(await form.locator('#field-data').inputValue(), /triples\.jsonl$/);
+      for (const [field, value] of [['steps', '20'], ['batchSize', '8'], ['maxLength', '48'], ['warmupSteps', '2'], ['checkpointEvery', '4']]) {
+        await form.locator(`#field-${field}`).fill(value);
       }
       // The plan before the launch, for this recipe on this machine's CPU: it fits.
-      const start = h.quickInputRows.filter({ hasText: 'Start training' }).first();
-      await expectText(start, /peak [\d.]+ GiB — fits/);
+      await expectText(form.locator('#plan'), /peak [\d.]+ GiB — fits/);
+      await h.page.waitForTimeout(500);
       await h.screenshot('train-plan');
-      await start.click();
+      await form.locator('#start').click();
       await h.openSidebar('L³Prune');
       await trainRow().waitFor({ state: 'visible', timeout: 60_000 });
       await waitForDescription(/step [1-9]\d*\/20/, 180_000);

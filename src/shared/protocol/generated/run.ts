@@ -31,6 +31,9 @@ export interface RunRecord {
    */
   error: null | {
     message: string;
+    /**
+     * user: the input was refused (the spec, the model or the data is invalid); such a run is not resumable, since a resume reads the same spec back; resource: out of memory or disk; internal: anything else. A failed train run without kind user is resumable
+     */
     kind?: 'user' | 'resource' | 'internal';
   };
   /**
