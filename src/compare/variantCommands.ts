@@ -2,7 +2,8 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { Services } from '../services';
 import { formatBytes, formatParams } from '../shared/format/units';
-import { EXPORT_ONNX_DEFAULTS } from '../shared/protocol/generated/defaults';
+import { EVALUATE_DEFAULTS, EXPORT_ONNX_DEFAULTS } from '../shared/protocol/generated/defaults';
+import { conditionsOf, variantRows, type EvalConditions, type VariantRow } from '../shared/compare/variants';
 import type { LayerStack } from '../shared/model/stack';
 import { planKeep } from '../shared/prune/plan';
 import { chosenTasks, taskRows, type TaskRow } from '../shared/compare/evaluationTasks';
@@ -18,7 +19,8 @@ import { isDatasetsOffline, ONLINE_ENV } from '../worker/modelDownload';
 import { runWithProgress } from '../worker/workerProgress';
 import { notifyFinished } from '../workspace/nextStepsHost';
 import { OrtNodeSpeeds } from './ortNodeSpeeds';
-import { runEvaluate, runExportOnnx, variantLabel, variantModelFolders, type ExportPrecision, type Variant } from './variantRuns';
+import { countsText, countTaskExamples, estimateSeconds, formatDuration, lastEvaluationOf } from './evaluationEstimate';
+import { runEvaluate, runExportOnnx, variantLabel, variantModelFolders, type ExportPrecision, type OnnxTarget, type Variant } from './variantRuns';
 
 const MAX_EXAMPLES_KEY = 'l3prune.evaluate.maxExamples';
 
@@ -153,18 +155,133 @@ function taskCount(spec: unknown): number {
   return (Array.isArray(tasks) ? tasks.length : 0) + (Array.isArray(mtebTasks) ? mtebTasks.length : 0);
 }
 
-async function askMaxExamples(s: Services): Promise<number | undefined | null> {
-  const remembered = s.workspaceState.get<string>(MAX_EXAMPLES_KEY, '');
-  const text = await vscode.window.showInputBox({
-    title: 'Examples per task',
-    prompt: 'Score each built-in task on at most this many examples; empty scores every example (slow on a CPU, but the numbers papers report). MTEB tasks always run whole, by MTEB’s procedure.',
-    value: remembered,
-    placeHolder: 'all examples',
-    validateInput: (v) => (v.trim() === '' || (/^\d+$/.test(v.trim()) && Number(v) >= MIN_EXAMPLES) ? undefined : `a whole number from ${MIN_EXAMPLES} up, or empty for all`),
+/** The folder the worker will read the built-in tasks from: the setting, else the worker's own default. */
+function dataDirForCounts(s: Services): string {
+  return evaluationDataDir() ?? process.env.L3PRUNE_DEMO_DATA ?? path.join(s.extensionUri.fsPath, '.demo', 'data');
+}
+
+/** What the examples prompt is told: the model the estimate is measured on and the variant's depth. */
+interface ExamplesContext {
+  model: string;
+  layers: number;
+  tasks: readonly string[];
+  /** The model's conditions (askConditions): the cap they last used is the prompt's value. */
+  remembered?: number | null;
+}
+
+/**
+ * How many examples each built-in task scores, shown with each task's count and an estimate of the run's time from
+ * this model's last evaluation (its time per task and example, scaled to the variant's layers).
+ */
+async function askMaxExamples(s: Services, context?: ExamplesContext): Promise<number | undefined | null> {
+  const remembered = context?.remembered !== undefined ? (context.remembered === null ? '' : String(context.remembered)) : s.workspaceState.get<string>(MAX_EXAMPLES_KEY, '');
+  const counts = context?.tasks.length ? await countTaskExamples(dataDirForCounts(s), context.tasks) : [];
+  const measured = context ? lastEvaluationOf(s.store.list(), context.model, (r) => modelOfRun(s, r)) : undefined;
+  const describe = (v: string): string => {
+    const cap = /^\d+$/.test(v.trim()) ? Number(v.trim()) : undefined;
+    const seconds = context ? estimateSeconds(counts, cap, context.layers, measured) : undefined;
+    const time = seconds === undefined
+      ? 'no time estimate yet: the first evaluation of this model measures its speed'
+      : `≈ ${formatDuration(seconds)} (from ${measured!.runId}, at ${measured!.layers} layers, scaled to ${context!.layers})`;
+    return `${counts.length ? `${countsText(counts, cap)}. ` : ''}${time}.`;
+  };
+  const box = vscode.window.createInputBox();
+  box.title = 'Examples per task';
+  box.placeholder = 'all examples';
+  box.value = remembered;
+  const base = 'At most this many examples per built-in task; empty scores every example (the numbers papers report). MTEB tasks run whole.';
+  const update = (v: string) => {
+    const error = v.trim() === '' || (/^\d+$/.test(v.trim()) && Number(v) >= MIN_EXAMPLES) ? undefined : `a whole number from ${MIN_EXAMPLES} up, or empty for all`;
+    box.validationMessage = error;
+    box.prompt = `${base} ${describe(v)}`;
+  };
+  update(remembered);
+  const text = await new Promise<string | undefined>((resolve) => {
+    box.onDidChangeValue(update);
+    box.onDidAccept(() => {
+      if (box.validationMessage) return;
+      resolve(box.value);
+      box.hide();
+    });
+    box.onDidHide(() => {
+      resolve(undefined);
+      box.dispose();
+    });
+    box.show();
   });
   if (text === undefined) return null;
   await s.workspaceState.update(MAX_EXAMPLES_KEY, text.trim());
   return text.trim() ? Number(text) : undefined;
+}
+
+const CONDITIONS_KEY = 'l3prune.evaluate.conditions';
+
+/** The conditions an evaluation is asked for (examples per task come from their own prompt). */
+type AskedConditions = Pick<EvalConditions, 'maxLength' | 'batchSize' | 'device'> & { maxExamples?: number | null };
+
+/** The base model an evaluate run scored, as the Compare rows group it (a trained variant by its train run's model). */
+function modelOfRun(s: Services, run: RunSummary): string | undefined {
+  return (run.fromRun ? s.store.get(run.fromRun)?.model : undefined) ?? run.model;
+}
+
+/**
+ * The conditions a model's next evaluation defaults to, and why: those last chosen for it, else those of its newest
+ * evaluation, else the one fixed default (the worker's: max length 512, the paper's evaluation length). The same
+ * for every variant of the model, so its rows compare.
+ */
+function modelConditions(s: Services, model: string): { conditions: AskedConditions; source: string } {
+  const remembered = s.workspaceState.get<Record<string, AskedConditions>>(CONDITIONS_KEY, {})[model];
+  if (remembered) return { conditions: remembered, source: `the conditions last chosen for ${path.basename(model)}, so its variants compare` };
+  const newest = variantRows(s.store.list()).filter((r) => r.model === model && !r.onnx).sort((a, b) => b.evaluatedAt.localeCompare(a.evaluatedAt))[0];
+  if (newest) {
+    const c = conditionsOf(newest);
+    return { conditions: { maxLength: c.maxLength, batchSize: c.batchSize, device: c.device, maxExamples: c.maxExamples }, source: `those of ${newest.runId}, the newest evaluation of ${path.basename(model)}, so its variants compare` };
+  }
+  return {
+    conditions: { maxLength: EVALUATE_DEFAULTS.maxLength, batchSize: EVALUATE_DEFAULTS.batchSize, device: EVALUATE_DEFAULTS.device },
+    source: `the defaults (max length ${EVALUATE_DEFAULTS.maxLength} is the paper’s evaluation length), used for every variant of ${path.basename(model)} until you change them`,
+  };
+}
+
+const conditionsLine = (c: AskedConditions) => `max length ${c.maxLength} · batch size ${c.batchSize} · device ${c.device}`;
+
+/** One pick: accept the model's conditions, or change one field and come back to it. */
+async function askConditions(s: Services, model: string): Promise<AskedConditions | undefined> {
+  const { conditions: initial, source } = modelConditions(s, model);
+  let c: AskedConditions = { ...initial };
+  type Item = vscode.QuickPickItem & { field?: 'maxLength' | 'batchSize' | 'device' };
+  for (;;) {
+    const changed = JSON.stringify(c) !== JSON.stringify(initial);
+    const items: Item[] = [
+      { label: '$(check) Evaluate under these conditions', description: conditionsLine(c), detail: changed ? `changed from ${conditionsLine(initial)}: other variants of this model then differ (Compare flags them)` : source },
+      { label: `Max length: ${c.maxLength}`, detail: 'tokens per text after truncation, whatever the variant was trained with', field: 'maxLength' },
+      { label: `Batch size: ${c.batchSize}`, detail: 'texts per forward pass, also the batch the latency is timed on', field: 'batchSize' },
+      { label: `Device: ${c.device}`, detail: 'auto: a CUDA device when there is one, else the CPU', field: 'device' },
+    ];
+    const picked = await vscode.window.showQuickPick(items, {
+      title: `Evaluation conditions for ${path.basename(model)}`,
+      placeHolder: 'The same conditions for every variant of a model make their scores and latencies comparable',
+    });
+    if (!picked) return undefined;
+    if (!picked.field) break;
+    const field = picked.field;
+    const value = await vscode.window.showInputBox({
+      title: picked.label.split(':')[0],
+      value: String(c[field]),
+      validateInput: (v) => {
+        if (field === 'device') return /^(auto|cpu|cuda(:[0-9]+)?)$/.test(v.trim()) ? undefined : 'auto, cpu, cuda or cuda:N';
+        const min = field === 'maxLength' ? 2 : 1;
+        return /^\d+$/.test(v.trim()) && Number(v) >= min ? undefined : `a whole number from ${min} up`;
+      },
+    });
+    if (value !== undefined) c = { ...c, [field]: field === 'device' ? value.trim() : Number(value) };
+  }
+  return c;
+}
+
+async function rememberConditions(s: Services, model: string, c: AskedConditions): Promise<void> {
+  const all = s.workspaceState.get<Record<string, AskedConditions>>(CONDITIONS_KEY, {});
+  await s.workspaceState.update(CONDITIONS_KEY, { ...all, [model]: c });
 }
 
 type TaskItem = vscode.QuickPickItem & { row?: TaskRow };
@@ -240,10 +357,15 @@ export async function evaluateVariant(s: Services, arg: unknown): Promise<void> 
   if (!picked) return;
   const allowDownload = await allowTaskDownload(picked.toDownload);
   if (picked.toDownload.length && !allowDownload) return;
-  const maxExamples = picked.tasks.length ? await askMaxExamples(s) : undefined;
+  const conditions = await askConditions(s, chosen.variant.model);
+  if (!conditions) return;
+  const maxExamples = picked.tasks.length
+    ? await askMaxExamples(s, { model: chosen.variant.model, layers: chosen.variant.keep, tasks: picked.tasks, remembered: conditions.maxExamples })
+    : undefined;
   if (maxExamples === null) return;
   const trust = await s.consent.decide(variantModelFolders(chosen.variant));
   if (trust === 'refused') return refusedCode(chosen.variant.model);
+  await rememberConditions(s, chosen.variant.model, { ...conditions, maxExamples: maxExamples ?? null });
   const runDir = await newRunDir(runsRoot(s.globalStorageUri), 'evaluate');
   s.log.info(`evaluate ${chosen.label} → ${runDir}`);
   let tasks = 0;
@@ -254,6 +376,7 @@ export async function evaluateVariant(s: Services, arg: unknown): Promise<void> 
     start: (onEvent, token) =>
       runEvaluate({
         python, runDir, variant: chosen.variant, tasks: picked.tasks, mtebTasks: picked.mtebTasks, allowDownload, maxExamples,
+        maxLength: conditions.maxLength, batchSize: conditions.batchSize, device: conditions.device,
         dataDir: evaluationDataDir(), trustRemoteCode: trust === 'trusted', env: allowDownload ? { ...ONLINE_ENV } : undefined,
       }, onEvent, token),
     progressOf: (event) => {
@@ -334,7 +457,7 @@ export async function exportVariantOnnx(s: Services, arg: unknown): Promise<void
     `Exported ${label}: ${formatBytes(result.bytes)}, opset ${result.opset}, ${result.numLayers} layers; ` +
       `ONNX Runtime matches torch to a cosine of at least ${result.parityMinCosine.toFixed(5)}.`,
     [
-      { title: 'Evaluate and Compare', run: () => evaluateExport(s, python, result.outDir, label) },
+      { title: 'Evaluate and Compare', run: () => evaluateExport(s, python, result.outDir, label, chosen.variant.model, result.numLayers) },
       { title: 'Open ONNX Model', run: () => vscode.commands.executeCommand('l3prune.openOnnxModel', result.path) },
       { title: 'Reveal Folder', run: () => revealPath(result.path) },
     ],
@@ -345,15 +468,18 @@ export async function exportVariantOnnx(s: Services, arg: unknown): Promise<void
  * evaluate --onnx on an export: the graph scored in onnxruntime on the same tasks as a torch evaluation, so the
  * Compare view shows it beside its float variant with the score change (and its onnxruntime-node speed).
  */
-async function evaluateExport(s: Services, python: string, folder: string, label: string): Promise<void> {
-  const maxExamples = await askMaxExamples(s);
+async function evaluateExport(s: Services, python: string, folder: string, label: string, model: string, layers: number): Promise<void> {
+  // The graph is scored under its model's conditions (the CPU aside), so its row compares with its float variant.
+  const { conditions } = modelConditions(s, model);
+  const maxExamples = await askMaxExamples(s, { model, layers, tasks: EVALUATE_DEFAULTS.tasks, remembered: conditions.maxExamples });
   if (maxExamples === null) return;
   const runDir = await newRunDir(runsRoot(s.globalStorageUri), 'evaluate');
   s.log.info(`evaluate --onnx ${folder} → ${runDir}`);
   const outcome = await runWithProgress({
     title: `Evaluating ${label} (ONNX)`,
     what: 'Evaluation',
-    start: (onEvent, token) => runEvaluate({ python, runDir, variant: { kind: 'onnx', folder }, maxExamples, dataDir: evaluationDataDir() }, onEvent, token),
+    start: (onEvent, token) =>
+      runEvaluate({ python, runDir, variant: { kind: 'onnx', folder }, maxExamples, maxLength: conditions.maxLength, batchSize: conditions.batchSize, dataDir: evaluationDataDir() }, onEvent, token),
     progressOf: (event) => {
       if (event.event === 'progress' && typeof event.batch === 'number' && typeof event.batches === 'number' && event.batches > 0) {
         return { done: event.batch / event.batches, message: typeof event.task === 'string' ? `embedding ${event.task}` : undefined };
@@ -381,7 +507,8 @@ export function compareVariants(s: Services, arg: unknown): ComparePanel {
     s.store,
     {
       log: (line) => s.log.warn(line),
-      openRun: (chosen) => showEvaluationRun(s, chosen),
+      openRun: (chosen) => showRun(s, chosen),
+      reevaluate: (flagged) => reevaluateToMatch(s, flagged),
       exportFolder: () => vscode.workspace.workspaceFolders?.[0]?.uri,
       ortNodeSpeeds: () => new OrtNodeSpeeds((line) => s.log.warn(line)),
     },
@@ -389,9 +516,69 @@ export function compareVariants(s: Services, arg: unknown): ComparePanel {
   );
 }
 
-/** An evaluation's record: its row in the Runs tree, and its run.json (spec and result) beside the panel. */
-async function showEvaluationRun(s: Services, run: RunSummary): Promise<void> {
+/** A run the Compare detail links to: its row in the Runs tree, and its page (the Runs view's Open Run). */
+async function showRun(s: Services, run: RunSummary): Promise<void> {
   await s.runsView.reveal(run, { select: true, focus: false }).then(undefined, () => undefined);
-  const document = await vscode.workspace.openTextDocument(vscode.Uri.file(path.join(run.runDir, 'run.json')));
-  await vscode.window.showTextDocument(document, { viewColumn: vscode.ViewColumn.Beside, preview: true, preserveFocus: true });
+  await vscode.commands.executeCommand('l3prune.openRun', run);
+}
+
+/** The variant an evaluate run scored, read back from its resolved spec (run.json): a train run, a cut model, or an export. */
+function variantOfEvaluation(s: Services, run: RunSummary, row: VariantRow): Variant | OnnxTarget | undefined {
+  const spec = run.record.spec as { onnx?: unknown; fromRun?: unknown; model?: unknown; keep?: unknown };
+  if (typeof spec.onnx === 'string') return { kind: 'onnx', folder: spec.onnx };
+  if (typeof spec.fromRun === 'string') return { kind: 'trained', model: row.model, keep: row.layers, fromRun: spec.fromRun };
+  if (typeof spec.model === 'string') return { kind: 'base', model: spec.model, keep: row.layers, numLayers: row.originalLayers ?? row.layers };
+  return undefined;
+}
+
+/**
+ * Compare's "Re-evaluate to match": each flagged variant evaluated again on the tasks it was scored on, under its
+ * model's reference conditions, one after the other; each new run becomes a row that matches the others.
+ */
+async function reevaluateToMatch(s: Services, flagged: ReadonlyArray<{ row: VariantRow; reference: EvalConditions }>): Promise<void> {
+  if (!vscode.workspace.isTrusted) throw new WorkspaceNotTrustedError();
+  if (!flagged.length) return;
+  const go = 'Re-evaluate';
+  const lines = flagged.map(({ row, reference }) => `${row.label}: max length ${reference.maxLength}, batch size ${reference.batchSize}, examples per task ${reference.maxExamples ?? 'all'}, device ${row.onnx ? 'cpu' : reference.device}`);
+  const choice = await vscode.window.showInformationMessage(
+    `Re-evaluate ${flagged.length === 1 ? 'this variant' : `these ${flagged.length} variants`} under the conditions of the other variants of ${flagged.length === 1 ? 'its' : 'their'} model?`,
+    { modal: true, detail: lines.join('\n') },
+    go,
+  );
+  if (choice !== go) return;
+  for (const { row, reference } of flagged) {
+    const run = s.store.get(row.id);
+    const variant = run && variantOfEvaluation(s, run, row);
+    if (!run || !variant) {
+      void vscode.window.showErrorMessage(`${row.runId}: its run.json names no model, training run or export to evaluate again; evaluate that variant with Evaluate… instead.`);
+      continue;
+    }
+    const python = variant.kind === 'onnx'
+      ? await findPython(vscode.Uri.file(variant.folder)).then(async (p) => ((await ensureWorkerPackage(p.executable, s.extensionUri, s.log)) ? p.executable : undefined))
+      : await workerPython(s, variant);
+    if (!python) return;
+    const trust = variant.kind === 'onnx' ? 'untrusted' : await s.consent.decide(variantModelFolders(variant));
+    if (trust === 'refused') return refusedCode(row.model);
+    const spec = run.record.spec as { dataDir?: unknown };
+    const runDir = await newRunDir(runsRoot(s.globalStorageUri), 'evaluate');
+    s.log.info(`evaluate ${row.label} again under its model's conditions → ${runDir}`);
+    const outcome = await runWithProgress({
+      title: `Re-evaluating ${row.label}`,
+      what: 'Evaluation',
+      start: (onEvent, token) =>
+        runEvaluate({
+          python, runDir, variant, tasks: row.spec?.tasks ?? [...EVALUATE_DEFAULTS.tasks], mtebTasks: row.spec?.mtebTasks ?? [],
+          maxExamples: reference.maxExamples ?? undefined, maxLength: reference.maxLength, batchSize: reference.batchSize,
+          device: reference.device, dataDir: typeof spec.dataDir === 'string' ? spec.dataDir : evaluationDataDir(), trustRemoteCode: trust === 'trusted',
+        }, onEvent, token),
+      progressOf: (event) => {
+        if (event.event === 'progress' && typeof event.batch === 'number' && typeof event.batches === 'number' && event.batches > 0) {
+          return { done: event.batch / event.batches, message: typeof event.task === 'string' ? `embedding ${event.task}` : undefined };
+        }
+        return undefined;
+      },
+    });
+    await s.store.refresh();
+    if (!outcome) return;
+  }
 }

@@ -49,6 +49,12 @@ export interface EvaluateRequest {
   allowDownload?: boolean;
   /** Examples per task; fewer make a quick, rougher score. */
   maxExamples?: number;
+  /** Tokens per text; absent: the worker's default (512, the paper's evaluation length). */
+  maxLength?: number;
+  /** Texts per forward pass, also the latency batch; absent: the worker's default. */
+  batchSize?: number;
+  /** auto, cpu, cuda or cuda:N; absent: the worker's default (auto). An ONNX graph always runs on the CPU. */
+  device?: string;
   /** Folder with the evaluation data (sts.jsonl, eval/); the worker's default otherwise. */
   dataDir?: string;
   /** The user's consent to the model's own code, from the dialog (worker/remoteCode); never a run's file. */
@@ -63,6 +69,10 @@ export function evaluateArgs(request: EvaluateRequest): string[] {
   for (const name of request.mtebTasks ?? []) args.push('--mteb-task', name);
   if (request.allowDownload) args.push('--allow-download');
   if (request.maxExamples) args.push('--max-examples', String(request.maxExamples));
+  // The conditions always go on the command line, so every variant evaluated in one sitting is measured alike.
+  if (request.maxLength) args.push('--max-length', String(request.maxLength));
+  if (request.batchSize) args.push('--batch-size', String(request.batchSize));
+  if (request.device && request.variant.kind !== 'onnx') args.push('--device', request.device);
   if (request.dataDir) args.push('--data-dir', request.dataDir);
   // An ONNX graph runs no model code; consent is never passed where nothing would use it.
   if (request.trustRemoteCode && request.variant.kind !== 'onnx') args.push('--trust-remote-code');

@@ -1,7 +1,7 @@
 import { lstat } from 'node:fs/promises';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { toCsv, toJson, unmeasuredExports, variantRows, withOrtNodeSpeeds, type OrtNodeSpeed, type VariantRow } from '../shared/compare/variants';
+import { conditionFlags, toCsv, toJson, unmeasuredExports, variantRows, withOrtNodeSpeeds, type EvalConditions, type OrtNodeSpeed, type VariantRow } from '../shared/compare/variants';
 import { parseCompareMessage, type CompareToWebview, type ExportFormat } from '../shared/protocol/compareMessages';
 import type { RunStore, RunSummary } from '../runs/runStore';
 import { onValidatedMessage, renderPage, webviewOptions } from './webviewHost';
@@ -10,8 +10,10 @@ export const COMPARE_VIEW_TYPE = 'l3prune.compare';
 
 export interface CompareOptions {
   log: (line: string) => void;
-  /** A row was chosen: show that evaluate run. */
+  /** A detail's link: show that run (an evaluation, or the training run of a trained variant). */
   openRun: (run: RunSummary) => unknown;
+  /** "Re-evaluate to match": evaluate these rows' variants again under their model's reference conditions. */
+  reevaluate?: (flagged: Array<{ row: VariantRow; reference: EvalConditions }>) => unknown;
   /** Where the save dialog starts. */
   exportFolder: () => vscode.Uri | undefined;
   /** The onnxruntime-node timer of the ONNX rows' exports (src/compare/ortNodeSpeeds), one per panel. */
@@ -80,6 +82,20 @@ export class ComparePanel implements vscode.Disposable {
             case 'openRun': {
               const run = this.store.get(message.id);
               return run ? this.options.openRun(run) : undefined;
+            }
+            case 'openTraining': {
+              const fromRun = this.rows.find((r) => r.id === message.id)?.fromRun;
+              const run = fromRun ? this.store.get(fromRun) : undefined;
+              if (run) return this.options.openRun(run);
+              void vscode.window.showWarningMessage(`The training run ${fromRun ?? ''} of this variant is no longer in the runs folder.`);
+              return undefined;
+            }
+            case 'reevaluate': {
+              // The host's own rows and flags decide what runs: the page only names rows it was shown.
+              const flags = conditionFlags(this.rows);
+              const wanted = new Set(message.ids);
+              const flagged = this.rows.flatMap((row, i) => (wanted.has(row.id) && flags[i] ? [{ row, reference: flags[i]!.reference }] : []));
+              return flagged.length ? this.options.reevaluate?.(flagged) : undefined;
             }
             case 'export':
               return this.export(message.format);

@@ -1,5 +1,8 @@
 import uPlot from 'uplot';
-import { costOf, latencyConditions, paretoPlotData, paretoRows, taskColumns, type CostAxis, type VariantRow } from '../../src/shared/compare/variants';
+import {
+  conditionFlags, conditionsOf, conditionValue, costOf, flagText, paretoPlotData, paretoRows, taskColumns,
+  type ConditionFlag, type CostAxis, type VariantRow,
+} from '../../src/shared/compare/variants';
 import { formatBytes, formatParams } from '../../src/shared/format/units';
 import type { CompareFromWebview, CompareToWebview } from '../../src/shared/protocol/compareMessages';
 import { ChartSlot } from '../shared/chart';
@@ -18,7 +21,9 @@ const state: ViewState = { axis: 'params', ...vscode.getState() };
 if (state.axis !== 'params' && state.axis !== 'latency') state.axis = 'params';
 
 let rows: VariantRow[] = [];
+let flags: Array<ConditionFlag | undefined> = [];
 let selected: string | undefined;
+let detail: HTMLElement | undefined;
 const chart = new ChartSlot(app, 240, () => 340);
 let chartHost: HTMLElement | undefined;
 let table: HTMLTableElement | undefined;
@@ -28,6 +33,7 @@ window.addEventListener('message', (event: MessageEvent<CompareToWebview>) => {
   const message = event.data;
   if (message?.type === 'show') {
     rows = message.rows;
+    flags = conditionFlags(rows);
     if (message.highlight) selected = message.highlight;
     render();
   } else if (message?.type === 'exported' && note) {
@@ -71,6 +77,9 @@ function render(): void {
   axis.addEventListener('change', () => {
     state.axis = axis.value === 'latency' ? 'latency' : 'params';
     vscode.setState(state);
+    // The hover line names the cost on the axis shown; one from the other axis would mislead.
+    const hoverLine = document.getElementById('pareto-hover');
+    if (hoverLine) hoverLine.textContent = HOVER_HINT;
     drawChart();
     markPareto();
   });
@@ -82,21 +91,114 @@ function render(): void {
   note = el('p', 'hint');
   note.id = 'export-note';
 
-  const conditions = latencyConditions(rows);
-  const warning = conditions.length > 1 ? el('p', 'warning', `Latencies were measured under different conditions (${conditions.join('; ')}); compare them with care.`) : undefined;
+  const warning = conditionsWarning();
 
   chartHost = el('div', 'chart pareto');
   chartHost.id = 'pareto-plot';
   const hover = el('p', 'hint pareto-hover');
   hover.id = 'pareto-hover';
-  hover.textContent = 'Hover a point to see its variant; ringed points are Pareto-optimal (no other variant is cheaper and better).';
+  hover.textContent = HOVER_HINT;
 
   table = variantTable(tasks);
   const scroller = el('div', 'table-scroll');
+  scroller.id = 'variants-scroll';
   scroller.append(table);
-  app.replaceChildren(...[header, controls, note, warning, chartHost, hover, el('h2', undefined, 'Variants'), scroller].filter((e): e is HTMLElement => !!e));
+  detail = el('section', 'variant-detail');
+  detail.id = 'variant-detail';
+  detail.setAttribute('aria-live', 'polite');
+  app.replaceChildren(...[header, controls, note, warning, el('h2', undefined, 'Variants'), scroller, detail, chartHost, hover].filter((e): e is HTMLElement => !!e));
   markPareto();
+  renderDetail();
   requestAnimationFrame(drawChart);
+}
+
+const HOVER_HINT = 'Hover a point to see its variant; ringed points are Pareto-optimal (no other variant is cheaper and better).';
+
+/** The rows measured under other conditions than their model's others, and the offer to measure them alike. */
+function conditionsWarning(): HTMLElement | undefined {
+  const flagged = rows.flatMap((row, i) => (flags[i] ? [{ row, flag: flags[i]! }] : []));
+  if (!flagged.length) return undefined;
+  const names = [...new Set(flagged.flatMap(({ flag }) => flag.differences.map((d) => d.label)))];
+  const box = el('section', 'conditions-warning');
+  box.id = 'conditions-warning';
+  box.append(
+    el('p', 'warning', `${flagged.length} variant${flagged.length === 1 ? ' was' : 's were'} evaluated under other conditions than the other variants of ${flagged.length === 1 ? 'its' : 'their'} model (${names.join(', ')}), so ${flagged.length === 1 ? 'its' : 'their'} scores and latencies do not compare with the rest. Rows marked ≠ say which.`),
+  );
+  const again = button(`Re-evaluate ${flagged.length === 1 ? 'it' : `these ${flagged.length}`} to match`, 'reevaluate', 'primary');
+  again.title = flagged.map(({ row, flag }) => `${row.label}: ${flag.differences.map((d) => `${d.label} ${d.value} → ${d.reference}`).join(', ')}`).join('\n');
+  again.addEventListener('click', () => post({ type: 'reevaluate', ids: flagged.map(({ row }) => row.id) }));
+  box.append(again);
+  return box;
+}
+
+const CONDITION_SHORT = (row: VariantRow): string => {
+  const c = conditionsOf(row);
+  return `${c.maxLength} tok · batch ${c.batchSize} · ${conditionValue(c, 'maxExamples')}/task · ${c.device}`;
+};
+
+/** The chosen row, readably: its scores per task, the conditions they were measured under, and its runs. */
+function renderDetail(): void {
+  if (!detail) return;
+  const index = rows.findIndex((r) => r.id === selected);
+  if (index < 0) {
+    detail.replaceChildren(el('p', 'hint', 'Select a row to see its scores per task, its evaluation conditions and its runs.'));
+    delete detail.dataset.id;
+    return;
+  }
+  const row = rows[index];
+  const flag = flags[index];
+  detail.dataset.id = row.id;
+  const facts = el('dl', 'detail-facts');
+  const fact = (term: string, value: string, key?: string) => {
+    const dd = el('dd', undefined, value);
+    if (key) dd.dataset.condition = key;
+    facts.append(el('dt', undefined, term), dd);
+  };
+  const c = conditionsOf(row);
+  fact('Max length', `${c.maxLength} tokens per text`, 'maxLength');
+  fact('Batch size', String(c.batchSize), 'batchSize');
+  fact('Examples per task', c.maxExamples === undefined ? 'not recorded (an older worker)' : c.maxExamples === null ? 'all' : `at most ${c.maxExamples}`, 'maxExamples');
+  fact('Device', row.onnx ? `${c.device} (onnxruntime, ONNX ${row.onnx.precision})` : c.device, 'device');
+  fact('Layers', row.originalLayers ? `${row.layers} of ${row.originalLayers}` : String(row.layers));
+  fact('Parameters', `${formatParams(row.params)} (${formatBytes(row.bytes)})`);
+  fact('Latency', `${row.latencyMsPerBatch.toFixed(1)} ms per batch of ${row.batchSize} · ${row.textsPerSecond.toFixed(1)} texts/s`);
+  fact('Evaluated', row.evaluatedAt.replace('T', ' ').replace(/\.\d+Z$/, ' UTC'));
+  const scores = el('table', 'detail-scores');
+  scores.id = 'detail-scores';
+  const head = el('tr');
+  for (const name of ['Task', 'Score', 'Examples']) {
+    const th = el('th', name === 'Task' ? undefined : 'num', name);
+    th.scope = 'col';
+    head.append(th);
+  }
+  const thead = el('thead');
+  thead.append(head);
+  const tbody = el('tbody');
+  for (const task of Object.keys(row.scores).sort((a, b) => a.localeCompare(b))) {
+    const tr = el('tr');
+    tr.dataset.task = task;
+    tr.append(el('td', undefined, task), el('td', 'num', formatScore(row.scores[task])), el('td', 'num', row.examples?.[task] !== undefined ? String(row.examples[task]) : '—'));
+    tbody.append(tr);
+  }
+  const average = el('tr', 'detail-average');
+  average.append(el('td', undefined, 'Average'), el('td', 'num', formatScore(row.averageScore)), el('td'));
+  tbody.append(average);
+  scores.append(thead, tbody);
+  const links = el('p', 'detail-links');
+  const openEvaluation = button('Open evaluation run', 'detail-open-run');
+  openEvaluation.title = row.runId;
+  openEvaluation.addEventListener('click', () => post({ type: 'openRun', id: row.id }));
+  links.append(openEvaluation);
+  if (row.fromRun) {
+    const openTraining = button('Open training run', 'detail-open-training');
+    openTraining.title = row.fromRun;
+    openTraining.addEventListener('click', () => post({ type: 'openTraining', id: row.id }));
+    links.append(openTraining);
+  }
+  const parts: HTMLElement[] = [el('h2', undefined, row.label)];
+  if (flag) parts.push(el('p', 'warning condition-note', flagText(flag)));
+  parts.push(facts, scores, links);
+  detail.replaceChildren(...parts);
 }
 
 function variantTable(tasks: string[]): HTMLTableElement {
@@ -104,8 +206,12 @@ function variantTable(tasks: string[]): HTMLTableElement {
   t.id = 'variants';
   const head = el('thead');
   const headRow = el('tr');
-  const columns = ['', 'Variant', 'Layers', 'Params', 'Size', ...tasks, 'Average', 'Latency (ms/batch)', 'Texts/s', 'Runtime', 'Δ average vs float', 'onnxruntime-node texts/s'];
+  // Variant, Average and the costs first: on a narrow panel the task columns scroll, the verdict stays in view.
+  const columns = ['Variant', 'Average', 'Params', 'Latency (ms/batch)', 'Texts/s', 'Conditions', 'Layers', 'Size', ...tasks, 'Runtime', 'Δ average vs float', 'onnxruntime-node texts/s'];
+  const firstTask = 8;
   const titles: Record<string, string> = {
+    Variant: 'the variant; ★: Pareto-optimal for the cost axis chosen above; ≠: evaluated under other conditions than its model’s other variants',
+    Conditions: 'max length (tokens per text) · batch size · examples per built-in task · device: the conditions of the scores and latency',
     'Latency (ms/batch)': 'measured by the worker: torch, or onnxruntime for an ONNX row',
     'Texts/s': 'measured by the worker: torch, or onnxruntime for an ONNX row',
     'Δ average vs float': 'an ONNX row’s average score minus that of the latest torch evaluation of the same variant',
@@ -113,34 +219,43 @@ function variantTable(tasks: string[]): HTMLTableElement {
   };
   columns.forEach((name, i) => {
     // MTEB names are long CamelCase words: let the header break between the words, not the table widen.
-    const th = el('th', i >= 2 ? 'num' : undefined, name.replace(/(?<=[a-z])(?=[A-Z])/g, '\u200b'));
+    const th = el('th', i === 0 ? 'label' : i === 5 ? 'conditions' : 'num', name.replace(/(?<=[a-z])(?=[A-Z])/g, '\u200b'));
     th.title = titles[name] ?? name;
     th.scope = 'col';
     // Task columns say so: the columns around them change as the table grows (runtime, ONNX speed).
-    if (i >= 5 && i < 5 + tasks.length) th.dataset.task = name;
-    if (i === 0) th.title = 'Pareto-optimal for the cost axis chosen above';
+    if (i >= firstTask && i < firstTask + tasks.length) th.dataset.task = name;
     headRow.append(th);
   });
   head.append(headRow);
   const body = el('tbody');
-  for (const row of rows) {
+  rows.forEach((row, index) => {
+    const flag = flags[index];
     const tr = el('tr', 'variant-row');
     tr.dataset.id = row.id;
     tr.dataset.layers = String(row.layers);
     tr.dataset.average = String(row.averageScore);
+    tr.dataset.flagged = String(!!flag);
     tr.tabIndex = 0;
-    tr.title = `${row.runId}: select to open this evaluation run`;
+    tr.title = `${row.runId}: select to see its scores, conditions and runs`;
     tr.setAttribute('aria-selected', String(row.id === selected));
+    const name = el('td', 'label');
+    name.append(el('span', 'pareto-mark'), el('span', 'variant-name', row.label));
+    if (flag) {
+      const badge = el('span', 'condition-flag', '≠ conditions');
+      badge.title = flagText(flag);
+      badge.dataset.differs = flag.differences.map((d) => d.name).join(',');
+      name.append(badge);
+    }
+    tr.append(name);
     const cells: Array<[string, string | undefined]> = [
-      ['', 'pareto-mark'],
-      [row.label, 'label'],
+      [formatScore(row.averageScore), 'num average'],
+      [formatParams(row.params), 'num params'],
+      [row.latencyMsPerBatch.toFixed(1), 'num latency'],
+      [row.textsPerSecond.toFixed(1), 'num'],
+      [CONDITION_SHORT(row), `conditions${flag ? ' differs' : ''}`],
       [row.originalLayers ? `${row.layers} / ${row.originalLayers}` : String(row.layers), 'num'],
-      [formatParams(row.params), 'num'],
       [formatBytes(row.bytes), 'num'],
       ...tasks.map((task): [string, string] => [formatScore(row.scores[task]), 'num score']),
-      [formatScore(row.averageScore), 'num average'],
-      [row.latencyMsPerBatch.toFixed(1), 'num'],
-      [row.textsPerSecond.toFixed(1), 'num'],
       [row.onnx ? `ONNX ${row.onnx.precision}` : 'torch', 'runtime'],
       [formatChange(row), 'num score-change'],
       [formatOrtNode(row), 'num ort-node'],
@@ -149,7 +264,8 @@ function variantTable(tasks: string[]): HTMLTableElement {
     const choose = () => {
       selected = row.id;
       for (const other of body.querySelectorAll('tr')) other.setAttribute('aria-selected', String(other === tr));
-      post({ type: 'openRun', id: row.id });
+      renderDetail();
+      detail?.scrollIntoView({ block: 'nearest' });
     };
     tr.addEventListener('click', choose);
     tr.addEventListener('keydown', (e) => {
@@ -159,7 +275,7 @@ function variantTable(tasks: string[]): HTMLTableElement {
       }
     });
     body.append(tr);
-  }
+  });
   t.append(head, body);
   return t;
 }
@@ -205,6 +321,8 @@ function drawChart(): void {
         }),
       ],
       hooks: {
+        // Each point named in the plot itself (HTML over the canvas, so it reads in any theme and can be found).
+        draw: [(u) => labelPoints(u, x, rowAt, series[0].values)],
         setCursor: [
           (u) => {
             const idx = u.cursor.idx;
@@ -212,7 +330,10 @@ function drawChart(): void {
             if (!hover) return;
             if (row == null) return;
             const r = rows[row];
-            hover.textContent = `${r.label}: average ${formatScore(r.averageScore)} at ${formatCost(costOf(r, axis), axis)}`;
+            const flag = flags[row];
+            hover.textContent = `${r.label}: average ${formatScore(r.averageScore)} at ${formatCost(costOf(r, axis), axis)} ${axis === 'params' ? 'parameters' : `per batch of ${r.batchSize} (${r.device})`}${flag ? ` — ≠ conditions: ${flag.differences.map((d) => `${d.label} ${d.value}`).join(', ')}` : ''}`;
+            hover.dataset.axis = axis;
+            hover.dataset.id = r.id;
           },
         ],
       },
@@ -223,6 +344,27 @@ function drawChart(): void {
   chartHost.dataset.axis = axis;
   chartHost.dataset.points = String(rowAt.filter((r) => r !== null).length);
   chartHost.dataset.front = String(front.filter(Boolean).length);
+}
+
+/** A point's name: the variant without the model's name when every row is of one model. */
+function pointLabel(row: VariantRow): string {
+  const oneModel = rows.every((r) => r.model === row.model);
+  return oneModel && row.label.startsWith(`${row.modelName} · `) ? row.label.slice(row.modelName.length + 3) : row.label;
+}
+
+function labelPoints(u: uPlot, x: number[], rowAt: Array<number | null>, y: Array<number | null>): void {
+  for (const old of u.over.querySelectorAll('.point-label')) old.remove();
+  x.forEach((value, i) => {
+    const row = rowAt[i];
+    const score = y[i];
+    if (row == null || score == null) return;
+    const label = el('span', 'point-label', pointLabel(rows[row]));
+    label.dataset.id = rows[row].id;
+    if (flags[row]) label.classList.add('differs');
+    label.style.left = `${u.valToPos(value, 'x')}px`;
+    label.style.top = `${u.valToPos(score, 'y')}px`;
+    u.over.append(label);
+  });
 }
 
 /** Room around the points, so the cheapest and the best variant are not drawn on the plot's edge. */

@@ -236,11 +236,14 @@ def run_evaluate(spec: EvalSpec, emit: Callable[..., object], run_dir: Path, *, 
     done = {"batch": 0, "samples": 0}
     t_embed = time.monotonic()
     scores: dict[str, float | None] = {}
+    counts: dict[str, int] = {}
     instructions = dict(spec.instructions)
 
     def report(key: str, name: str, ttype: str, metric: str, main, fields_: dict, seconds: float, examples: int | None, path: Path,
                engine: str, instruction: str | None) -> None:
         scores[name] = main
+        if examples is not None:
+            counts[name] = examples
         extra = {"examples": examples} if examples is not None else {}
         emit("task_result", task=name, key=key, taskType=ttype, metric=metric, mainScore=main, scores=fields_,
              seconds=round(seconds, 3), resultPath=str(path), scoredBy=engine, instruction=instruction or None, **extra)
@@ -296,6 +299,9 @@ def run_evaluate(spec: EvalSpec, emit: Callable[..., object], run_dir: Path, *, 
         "batchSize": spec.batchSize,
         "maxLength": spec.maxLength,
         "device": device,
+        # The conditions beside the scores, so Compare can tell which evaluations were measured alike.
+        "maxExamples": spec.maxExamples,
+        "examples": counts,
         "seconds": round(time.monotonic() - t_start, 3),
         "resultsDir": str(results_dir.resolve()),
         **({"onnx": onnx_info} if onnx_info else {}),

@@ -167,6 +167,9 @@ def test_evaluate_writes_mteb_result_files_and_valid_events(full_run, schemas):
     fin = events[-1]
     assert fin["numLayers"] == 30 and fin["params"] > 100_000_000 and fin["bytes"] == 4 * fin["params"]
     assert fin["latencyMsPerBatch"] > 0 and fin["textsPerSecond"] > 0 and fin["batchSize"] == 8 and fin["device"] == "cpu"
+    # The conditions Compare matches evaluations by are the result's own, the cap and counts as the tasks used them.
+    assert fin["maxLength"] == 32 and fin["maxExamples"] == 8
+    assert fin["examples"] == {e["task"]: e["examples"] for e in results} and all(0 < n <= 8 for n in fin["examples"].values())
     assert {k: v for k, v in run["result"].items()} == {k: v for k, v in fin.items() if k not in ("event", "time")}
     for e in results:
         doc = json.loads(Path(e["resultPath"]).read_text())

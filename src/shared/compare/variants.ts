@@ -27,6 +27,12 @@ export interface VariantRow {
   batchSize: number;
   maxLength: number;
   device: string;
+  /** Cap per built-in task; null: the whole sets; undefined: an older worker's run, which did not record it. */
+  maxExamples?: number | null;
+  /** Examples each built-in task was scored on, when the worker recorded them. */
+  examples?: Record<string, number>;
+  /** The tasks it was asked for, built-in and MTEB (its resolved spec), so a re-evaluation asks the same. */
+  spec?: { tasks: string[]; mtebTasks: string[] };
   evaluatedAt: string;
   /** evaluate --onnx: the exported graph this row scored (in onnxruntime in the worker); absent for torch. */
   onnx?: { folder: string; precision: OnnxPrecision };
@@ -61,7 +67,7 @@ export interface VariantSource {
   model?: string;
   fromRun?: string;
   evaluation?: { originalNumLayers?: number; result?: EvaluationResult & { onnx?: { folder: string; precision: OnnxPrecision } } };
-  record: { endedAt: string | null; heartbeatAt: string };
+  record: { endedAt: string | null; heartbeatAt: string; spec?: unknown };
 }
 
 const baseName = (p: string) => p.replace(/[\\/]+$/, '').split(/[\\/]/).pop() || p;
@@ -99,6 +105,9 @@ export function variantRows(runs: readonly VariantSource[]): VariantRow[] {
       batchSize: result.batchSize,
       maxLength: result.maxLength,
       device: result.device,
+      ...(result.maxExamples !== undefined ? { maxExamples: result.maxExamples } : {}),
+      ...(result.examples ? { examples: { ...result.examples } } : {}),
+      spec: specTasks(run.record.spec),
       evaluatedAt: run.record.endedAt ?? run.record.heartbeatAt,
       ...(onnx ? { onnx } : {}),
     });
@@ -114,6 +123,89 @@ export function variantRows(runs: readonly VariantSource[]): VariantRow[] {
   );
   return withScoreChanges(rows);
 }
+
+const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
+const specTasks = (spec: unknown): { tasks: string[]; mtebTasks: string[] } => {
+  const { tasks, mtebTasks } = (spec ?? {}) as { tasks?: unknown; mtebTasks?: unknown };
+  return { tasks: strings(tasks), mtebTasks: strings(mtebTasks) };
+};
+
+/**
+ * What an evaluation was measured under. Scores move with the max length and the examples kept, latencies with all
+ * four, so two rows compare honestly only when these are equal.
+ */
+export interface EvalConditions {
+  maxLength: number;
+  batchSize: number;
+  /** null: every example; undefined: not recorded (a run of an older worker). */
+  maxExamples: number | null | undefined;
+  device: string;
+}
+
+export type ConditionName = keyof EvalConditions;
+export const CONDITION_NAMES: readonly ConditionName[] = ['maxLength', 'batchSize', 'maxExamples', 'device'];
+const CONDITION_LABEL: Record<ConditionName, string> = { maxLength: 'max length', batchSize: 'batch size', maxExamples: 'examples per task', device: 'device' };
+
+export const conditionsOf = (row: VariantRow): EvalConditions => ({ maxLength: row.maxLength, batchSize: row.batchSize, maxExamples: row.maxExamples, device: row.device });
+
+export function conditionValue(c: EvalConditions, name: ConditionName): string {
+  if (name === 'maxExamples') return c.maxExamples === undefined ? 'not recorded' : c.maxExamples === null ? 'all' : String(c.maxExamples);
+  return String(c[name]);
+}
+
+export const conditionsText = (c: EvalConditions): string => CONDITION_NAMES.map((n) => `${CONDITION_LABEL[n]} ${conditionValue(c, n)}`).join(' · ');
+
+export interface ConditionDifference {
+  name: ConditionName;
+  label: string;
+  value: string;
+  reference: string;
+}
+
+export interface ConditionFlag {
+  /** The conditions most of the model's rows were evaluated under (ties: the deepest variant's), to re-evaluate to. */
+  reference: EvalConditions;
+  differences: ConditionDifference[];
+}
+
+/**
+ * Per row: how its conditions differ from its model's reference, or undefined where they match. The reference is the
+ * conditions most of that model's rows share; a tie goes to the deepest variant's (the full model the cuts are
+ * measured against), then the newest. An ONNX row always runs on the CPU, so its device is not held against it.
+ */
+export function conditionFlags(rows: readonly VariantRow[]): Array<ConditionFlag | undefined> {
+  const key = (c: EvalConditions) => JSON.stringify(CONDITION_NAMES.map((n) => conditionValue(c, n)));
+  const reference = new Map<string, EvalConditions>();
+  for (const model of new Set(rows.map((r) => r.model))) {
+    const own = rows.filter((r) => r.model === model);
+    const counts = new Map<string, { count: number; row: VariantRow }>();
+    for (const row of own) {
+      const k = key(conditionsOf(row));
+      const entry = counts.get(k);
+      const better = !entry || row.layers > entry.row.layers || (row.layers === entry.row.layers && row.evaluatedAt > entry.row.evaluatedAt);
+      counts.set(k, { count: (entry?.count ?? 0) + 1, row: better ? row : entry.row });
+    }
+    const best = [...counts.values()].sort(
+      (a, b) => b.count - a.count || b.row.layers - a.row.layers || b.row.evaluatedAt.localeCompare(a.row.evaluatedAt),
+    )[0];
+    reference.set(model, conditionsOf(best.row));
+  }
+  return rows.map((row) => {
+    const ref = reference.get(row.model)!;
+    const own = conditionsOf(row);
+    const differences = CONDITION_NAMES.filter((n) => !(n === 'device' && row.onnx) && conditionValue(own, n) !== conditionValue(ref, n)).map((name) => ({
+      name,
+      label: CONDITION_LABEL[name],
+      value: conditionValue(own, name),
+      reference: conditionValue(ref, name),
+    }));
+    return differences.length ? { reference: ref, differences } : undefined;
+  });
+}
+
+/** The tooltip of a flag: each differing condition against the reference. */
+export const flagText = (flag: ConditionFlag): string =>
+  `Evaluated under other conditions than the model's other variants: ${flag.differences.map((d) => `${d.label} ${d.value} (others: ${d.reference})`).join(', ')}.`;
 
 /** One variant, however it runs: the model, the training run and the layers kept. */
 const variantKey = (row: VariantRow) => JSON.stringify([row.model, row.fromRun ?? null, row.layers]);

@@ -1,5 +1,5 @@
 import type { VariantRow } from '../compare/variants';
-import { firstMatch, isMessage, isOneOf, isString, type Check } from './validate';
+import { firstMatch, isArrayOf, isMessage, isOneOf, isString, type Check } from './validate';
 
 /** The Compare Variants panel's contract, shared by the host (src/views/comparePanel) and its page (webview/compare). */
 export type CompareToWebview =
@@ -9,7 +9,15 @@ export type CompareToWebview =
 
 export type ExportFormat = 'csv' | 'json';
 
-export type CompareFromWebview = { type: 'ready' } | { type: 'openRun'; id: string } | { type: 'export'; format: ExportFormat };
+export type CompareFromWebview =
+  | { type: 'ready' }
+  /** Show an evaluation's run (its row in the Runs tree and its page). */
+  | { type: 'openRun'; id: string }
+  /** Show the training run of the trained variant a row scored. */
+  | { type: 'openTraining'; id: string }
+  /** Evaluate these rows' variants again under their model's reference conditions (the flagged rows). */
+  | { type: 'reevaluate'; ids: string[] }
+  | { type: 'export'; format: ExportFormat };
 
 /**
  * `id` must be a row the page was shown, never a path a compromised page makes up; the export only names
@@ -20,6 +28,8 @@ export function parseCompareMessage(raw: unknown, shownIds: ReadonlySet<string>)
   return firstMatch<CompareFromWebview>(raw, [
     isMessage('ready', {}),
     isMessage('openRun', { id: shownId }),
+    isMessage('openTraining', { id: shownId }),
+    (v): v is CompareFromWebview => isMessage('reevaluate', { ids: isArrayOf(shownId, 1000) })(v) && (v as { ids: string[] }).ids.length > 0,
     isMessage('export', { format: isOneOf<ExportFormat>('csv', 'json') }),
   ]);
 }

@@ -34,7 +34,7 @@ export type RunEvent =
 /** evaluate: the variant's size, scores and speed, as its closing event and run.json's result give them. */
 export type EvaluationResult = Pick<
   EvaluationFinishedEvent,
-  'numLayers' | 'params' | 'bytes' | 'averageScore' | 'scores' | 'latencyMsPerBatch' | 'textsPerSecond' | 'batchSize' | 'maxLength' | 'device' | 'onnx'
+  'numLayers' | 'params' | 'bytes' | 'averageScore' | 'scores' | 'latencyMsPerBatch' | 'textsPerSecond' | 'batchSize' | 'maxLength' | 'device' | 'maxExamples' | 'examples' | 'onnx'
 >;
 
 /** export-onnx: where the graph went and how closely it matches the torch model. */

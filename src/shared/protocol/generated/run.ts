@@ -104,6 +104,13 @@ export interface RunRecord {
         batchSize: number;
         maxLength: number;
         device: string;
+        /**
+         * the evaluation_finished event's maxExamples: with batchSize, maxLength and device, the conditions Compare matches
+         */
+        maxExamples?: number | null;
+        examples?: {
+          [k: string]: number;
+        };
         seconds: number;
         resultsDir: string;
         /**
