@@ -252,6 +252,13 @@ function format(metric: Metric, v: number | null): string {
   return v.toFixed(1);
 }
 
+/** Axis labels: short enough for the sidebar's narrow axis (the legend and summary carry the full digits). */
+function tick(metric: Metric, v: number): string {
+  if (metric === 'learningRate') return v === 0 ? '0' : v.toExponential(1);
+  if (metric === 'loss') return v.toFixed(2);
+  return v >= 1000 ? v.toFixed(0) : String(+v.toFixed(1));
+}
+
 function draw(): void {
   const foreground = themeColor('--vscode-foreground', '#ccc');
   const grid = { stroke: 'rgba(128,128,128,0.2)' };
@@ -291,7 +298,7 @@ function draw(): void {
             },
             ...(byStep ? { incrs: integerTicks() } : {}),
           },
-          { label: mode === 'full' ? title(metric).replace(/ \(.*\)$/, '') : undefined, stroke: foreground, grid, size: metric === 'learningRate' ? 64 : 52, values: (_u, splits) => splits.map((v) => format(metric, v)) },
+          { label: mode === 'full' ? title(metric).replace(/ \(.*\)$/, '') : undefined, stroke: foreground, grid, size: metric === 'learningRate' ? 64 : 52, values: (_u, splits) => splits.map((v) => tick(metric, v)) },
         ],
         series,
       },
