@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { RunSummary } from '../runs/runStore';
@@ -36,6 +37,17 @@ const COUNTERS: Record<string, { unit: string; count: (dir: string) => Promise<n
   clustering: { unit: 'texts', count: async (dir) => (await lines(path.join(dir, 'eval', 'clustering.jsonl'))).length },
   pair_classification: { unit: 'pairs', count: async (dir) => (await lines(path.join(dir, 'eval', 'pair_classification.jsonl'))).length },
 };
+
+/**
+ * The folder the worker reads the built-in tasks from when none is given ($L3PRUNE_DEMO_DATA, else its checkout's
+ * .demo/data), asked of the worker itself so the counts are of the files it will score; undefined if it cannot say.
+ */
+export function workerDataDir(python: string): Promise<string | undefined> {
+  const code = 'from l3prune.datadir import default_eval_data_dir\nprint(default_eval_data_dir())';
+  return new Promise((resolve) => {
+    execFile(python, ['-c', code], { timeout: 30_000, encoding: 'utf8' }, (error, stdout) => resolve(error ? undefined : stdout.trim() || undefined));
+  });
+}
 
 /** The examples of each task in `dataDir`; a task whose file is missing or unreadable is left out (the worker says why). */
 export async function countTaskExamples(dataDir: string, tasks: readonly string[]): Promise<TaskCount[]> {

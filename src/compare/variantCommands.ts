@@ -3,7 +3,7 @@ import * as vscode from 'vscode';
 import type { Services } from '../services';
 import { formatBytes, formatParams } from '../shared/format/units';
 import { EVALUATE_DEFAULTS, EXPORT_ONNX_DEFAULTS } from '../shared/protocol/generated/defaults';
-import { conditionsOf, variantRows, type EvalConditions, type VariantRow } from '../shared/compare/variants';
+import { referenceConditions, variantRows, type EvalConditions, type VariantRow } from '../shared/compare/variants';
 import type { LayerStack } from '../shared/model/stack';
 import { planKeep } from '../shared/prune/plan';
 import { chosenTasks, taskRows, type TaskRow } from '../shared/compare/evaluationTasks';
@@ -19,7 +19,7 @@ import { isDatasetsOffline, ONLINE_ENV } from '../worker/modelDownload';
 import { runWithProgress } from '../worker/workerProgress';
 import { notifyFinished } from '../workspace/nextStepsHost';
 import { OrtNodeSpeeds } from './ortNodeSpeeds';
-import { countsText, countTaskExamples, estimateSeconds, formatDuration, lastEvaluationOf } from './evaluationEstimate';
+import { countsText, countTaskExamples, estimateSeconds, formatDuration, lastEvaluationOf, workerDataDir } from './evaluationEstimate';
 import { runEvaluate, runExportOnnx, variantLabel, variantModelFolders, type ExportPrecision, type OnnxTarget, type Variant } from './variantRuns';
 
 const MAX_EXAMPLES_KEY = 'l3prune.evaluate.maxExamples';
@@ -156,12 +156,13 @@ function taskCount(spec: unknown): number {
 }
 
 /** The folder the worker will read the built-in tasks from: the setting, else the worker's own default. */
-function dataDirForCounts(s: Services): string {
-  return evaluationDataDir() ?? process.env.L3PRUNE_DEMO_DATA ?? path.join(s.extensionUri.fsPath, '.demo', 'data');
+async function dataDirForCounts(python: string): Promise<string | undefined> {
+  return evaluationDataDir() ?? (await workerDataDir(python));
 }
 
 /** What the examples prompt is told: the model the estimate is measured on and the variant's depth. */
 interface ExamplesContext {
+  python: string;
   model: string;
   layers: number;
   tasks: readonly string[];
@@ -175,7 +176,8 @@ interface ExamplesContext {
  */
 async function askMaxExamples(s: Services, context?: ExamplesContext): Promise<number | undefined | null> {
   const remembered = context?.remembered !== undefined ? (context.remembered === null ? '' : String(context.remembered)) : s.workspaceState.get<string>(MAX_EXAMPLES_KEY, '');
-  const counts = context?.tasks.length ? await countTaskExamples(dataDirForCounts(s), context.tasks) : [];
+  const dataDir = context?.tasks.length ? await dataDirForCounts(context.python) : undefined;
+  const counts = context && dataDir ? await countTaskExamples(dataDir, context.tasks) : [];
   const measured = context ? lastEvaluationOf(s.store.list(), context.model, (r) => modelOfRun(s, r)) : undefined;
   const describe = (v: string): string => {
     const cap = /^\d+$/.test(v.trim()) ? Number(v.trim()) : undefined;
@@ -225,17 +227,16 @@ function modelOfRun(s: Services, run: RunSummary): string | undefined {
 }
 
 /**
- * The conditions a model's next evaluation defaults to, and why: those last chosen for it, else those of its newest
- * evaluation, else the one fixed default (the worker's: max length 512, the paper's evaluation length). The same
+ * The conditions a model's next evaluation defaults to, and why: those last chosen for it, else those most of its
+ * evaluations used (Compare's reference for its rows), else the one fixed default (the worker's: max length 512, the paper's evaluation length). The same
  * for every variant of the model, so its rows compare.
  */
 function modelConditions(s: Services, model: string): { conditions: AskedConditions; source: string } {
   const remembered = s.workspaceState.get<Record<string, AskedConditions>>(CONDITIONS_KEY, {})[model];
   if (remembered) return { conditions: remembered, source: `the conditions last chosen for ${path.basename(model)}, so its variants compare` };
-  const newest = variantRows(s.store.list()).filter((r) => r.model === model && !r.onnx).sort((a, b) => b.evaluatedAt.localeCompare(a.evaluatedAt))[0];
-  if (newest) {
-    const c = conditionsOf(newest);
-    return { conditions: { maxLength: c.maxLength, batchSize: c.batchSize, device: c.device, maxExamples: c.maxExamples }, source: `those of ${newest.runId}, the newest evaluation of ${path.basename(model)}, so its variants compare` };
+  const c = referenceConditions(variantRows(s.store.list()).filter((r) => r.model === model && !r.onnx)).get(model);
+  if (c) {
+    return { conditions: { maxLength: c.maxLength, batchSize: c.batchSize, device: c.device, maxExamples: c.maxExamples }, source: `those most evaluations of ${path.basename(model)} used (Compare’s reference), so its variants compare` };
   }
   return {
     conditions: { maxLength: EVALUATE_DEFAULTS.maxLength, batchSize: EVALUATE_DEFAULTS.batchSize, device: EVALUATE_DEFAULTS.device },
@@ -360,7 +361,7 @@ export async function evaluateVariant(s: Services, arg: unknown): Promise<void> 
   const conditions = await askConditions(s, chosen.variant.model);
   if (!conditions) return;
   const maxExamples = picked.tasks.length
-    ? await askMaxExamples(s, { model: chosen.variant.model, layers: chosen.variant.keep, tasks: picked.tasks, remembered: conditions.maxExamples })
+    ? await askMaxExamples(s, { python, model: chosen.variant.model, layers: chosen.variant.keep, tasks: picked.tasks, remembered: conditions.maxExamples })
     : undefined;
   if (maxExamples === null) return;
   const trust = await s.consent.decide(variantModelFolders(chosen.variant));
@@ -471,7 +472,7 @@ export async function exportVariantOnnx(s: Services, arg: unknown): Promise<void
 async function evaluateExport(s: Services, python: string, folder: string, label: string, model: string, layers: number): Promise<void> {
   // The graph is scored under its model's conditions (the CPU aside), so its row compares with its float variant.
   const { conditions } = modelConditions(s, model);
-  const maxExamples = await askMaxExamples(s, { model, layers, tasks: EVALUATE_DEFAULTS.tasks, remembered: conditions.maxExamples });
+  const maxExamples = await askMaxExamples(s, { python, model, layers, tasks: EVALUATE_DEFAULTS.tasks, remembered: conditions.maxExamples });
   if (maxExamples === null) return;
   const runDir = await newRunDir(runsRoot(s.globalStorageUri), 'evaluate');
   s.log.info(`evaluate --onnx ${folder} → ${runDir}`);

@@ -91,6 +91,8 @@ describe('Evaluate and compare variants in VS Code (code-server)', function () {
       ? { placeholder: /Built-in tasks(,| only)/, timeout: 180_000, screenshot: 'evaluate-task-pick' }
       : undefined);
     firstEvaluation = false;
+    // The model's conditions (the defaults, then those of its first evaluation) for every variant: Enter takes them.
+    await h.acceptPick(/Evaluation conditions/);
     await h.answerInput(/Examples per task/, EXAMPLES_PER_TASK);
     const done = toast(new RegExp(`${variant}.*average score`));
     // Well under a minute on an idle machine; the e2e suite shares two cores with whatever else runs.
@@ -177,7 +179,8 @@ describe('Evaluate and compare variants in VS Code (code-server)', function () {
 
   it('opens a variant’s evaluation run from its row', async function () {
     await web.locator(`#variants tbody tr.variant-row[data-layers="${SMALL_KEEP}"]`).click();
-    await h.editorTab(/^run\.json/).waitFor({ state: 'visible', timeout: 20_000 });
+    // A row shows its detail in the panel; the detail links to the run.
+    await web.locator('#variant-detail #detail-open-run').click();
     await runsPane().locator('.monaco-list-row[role="treeitem"].selected').filter({ hasText: new RegExp(`keep ${SMALL_KEEP}`) }).waitFor({ state: 'visible', timeout: 10_000 });
     await h.screenshot('compare-variants-open-run');
   });

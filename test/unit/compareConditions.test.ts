@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { conditionFlags, flagText, type VariantRow } from '../../src/shared/compare/variants';
-import { countTaskExamples, estimateSeconds } from '../../src/compare/evaluationEstimate';
+import { countTaskExamples, estimateSeconds, workerDataDir } from '../../src/compare/evaluationEstimate';
 import { evaluateArgs } from '../../src/compare/variantRuns';
 import { parseCompareMessage } from '../../src/shared/protocol/compareMessages';
 import { ROOT } from '../fixtures/demo';
@@ -98,6 +98,14 @@ describe('honest comparisons: the examples prompt', () => {
     const reference = JSON.parse(execFileSync(python, ['-c', code, dataDir, cache], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1', HF_DATASETS_OFFLINE: '1' } })) as Record<string, number>;
     fs.rmSync(cache, { recursive: true, force: true });
     assert.deepEqual(Object.fromEntries(counts.map((c) => [c.task, c.examples])), reference);
+  });
+
+  it('counts the folder the worker itself reads when none is set (its checkout’s .demo/data here)', async function () {
+    this.timeout(60_000);
+    const python = path.join(ROOT, '.venv/bin/python');
+    if (!fs.existsSync(python) || process.env.L3PRUNE_DEMO_DATA) this.skip();
+    assert.equal(await workerDataDir(python), dataDir);
+    assert.equal(await workerDataDir('/nonexistent/python'), undefined);
   });
 
   it('a missing data folder gives no counts rather than an error', async () => {

@@ -174,6 +174,22 @@ export interface ConditionFlag {
  * measured against), then the newest. An ONNX row always runs on the CPU, so its device is not held against it.
  */
 export function conditionFlags(rows: readonly VariantRow[]): Array<ConditionFlag | undefined> {
+  const reference = referenceConditions(rows);
+  return rows.map((row) => {
+    const ref = reference.get(row.model)!;
+    const own = conditionsOf(row);
+    const differences = CONDITION_NAMES.filter((n) => !(n === 'device' && row.onnx) && conditionValue(own, n) !== conditionValue(ref, n)).map((name) => ({
+      name,
+      label: CONDITION_LABEL[name],
+      value: conditionValue(own, name),
+      reference: conditionValue(ref, name),
+    }));
+    return differences.length ? { reference: ref, differences } : undefined;
+  });
+}
+
+/** Each model's reference conditions (see conditionFlags): what its next evaluation should match. */
+export function referenceConditions(rows: readonly VariantRow[]): Map<string, EvalConditions> {
   const key = (c: EvalConditions) => JSON.stringify(CONDITION_NAMES.map((n) => conditionValue(c, n)));
   const reference = new Map<string, EvalConditions>();
   for (const model of new Set(rows.map((r) => r.model))) {
@@ -190,17 +206,7 @@ export function conditionFlags(rows: readonly VariantRow[]): Array<ConditionFlag
     )[0];
     reference.set(model, conditionsOf(best.row));
   }
-  return rows.map((row) => {
-    const ref = reference.get(row.model)!;
-    const own = conditionsOf(row);
-    const differences = CONDITION_NAMES.filter((n) => !(n === 'device' && row.onnx) && conditionValue(own, n) !== conditionValue(ref, n)).map((name) => ({
-      name,
-      label: CONDITION_LABEL[name],
-      value: conditionValue(own, name),
-      reference: conditionValue(ref, name),
-    }));
-    return differences.length ? { reference: ref, differences } : undefined;
-  });
+  return reference;
 }
 
 /** The tooltip of a flag: each differing condition against the reference. */
