@@ -25,6 +25,7 @@ import { PREVIEW_DATA_DEFAULTS } from './shared/protocol/generated/defaults';
 import { cancelRuns, chooseRuns, deleteRuns, openRuns, resumeRun, startTraining, type RunPurpose } from './runs/runCommands';
 import { openRunPages, renameRun } from './views/runPlots';
 import { isResumable } from './runs/runStore';
+import { refusedDataOf, stillRefused } from './runs/dataCheck';
 import type { Services } from './services';
 import type { CommandId } from './commandIds';
 
@@ -246,7 +247,9 @@ const DATA_FILE_FILTERS = { 'Triples (JSONL, CSV, Parquet)': ['jsonl', 'json', '
 async function pickDataFile(s: Services, title = 'Training triples for the initial loss'): Promise<string | undefined> {
   const configured = vscode.workspace.getConfiguration('l3prune').get<string>('dataFile')?.trim();
   const last = s.workspaceState.get<string>(LAST_DATA_KEY);
-  const candidates = [...new Set([configured, last].filter((p): p is string => !!p))];
+  // A file a training run refused as bad data, unchanged since, is not offered again.
+  const refused = refusedDataOf(s.store.list());
+  const candidates = [...new Set([configured, last].filter((p): p is string => !!p && !stillRefused(p, refused)))];
   type Item = vscode.QuickPickItem & { file?: string; browse?: 'file' | 'folder' };
   const preview: vscode.QuickInputButton = { iconPath: new vscode.ThemeIcon('preview'), tooltip: 'Preview this data (rows, tasks, samples, token lengths)' };
   const items: Item[] = [

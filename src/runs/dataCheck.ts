@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
+import type { RunSummary } from './runStore';
 
 /**
  * The training data checked in the host before a run is spawned, so a file the worker would refuse is refused
@@ -172,4 +173,14 @@ export function stillRefused(file: string, refused: Map<string, number>): boolea
   } catch {
     return true;
   }
+}
+
+/** refusedData of the runs a store lists. */
+export function refusedDataOf(runs: readonly RunSummary[]): Map<string, number> {
+  return refusedData(
+    runs.map((r) => {
+      const data = (r.record.spec as { data?: unknown }).data;
+      return { verb: r.verb, status: r.status, errorKind: r.record.error?.kind, endedAt: r.record.endedAt, data: typeof data === 'string' ? data : undefined, message: r.error };
+    }),
+  );
 }

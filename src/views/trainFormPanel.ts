@@ -7,7 +7,7 @@ import type { LayerStack } from '../shared/model/stack';
 import type { DevicesReport } from '../shared/protocol/generated/devices-report';
 import type { ResourcePlan } from '../shared/prune/resources';
 import { parseTrainFormMessage, TRAIN_FORM_FIELDS, type TrainFormFieldName, type TrainFormPlan, type TrainFormToWebview } from '../shared/protocol/trainFormMessages';
-import { checkTrainingData, refusedData, stillRefused } from '../runs/dataCheck';
+import { checkTrainingData, refusedDataOf, stillRefused } from '../runs/dataCheck';
 import { devicePlansSummary, planLaunch } from '../runs/devicePlans';
 import { edit, initialState, remembered, toDefinition, type RememberedForm, type TrainFormState } from '../runs/trainForm';
 import type { TrainRecipe } from '../runs/trainDefinition';
@@ -103,27 +103,22 @@ export class TrainFormPanel implements vscode.Disposable {
 
   /** The remembered, configured or last data file, unless a run refused it and it has not changed since. */
   private rememberedData(memory: RememberedForm | undefined): string {
-    const refused = refusedData(this.s.store.list().map((r) => ({
-      verb: r.verb,
-      status: r.status,
-      errorKind: r.record.error?.kind,
-      endedAt: r.record.endedAt,
-      data: typeof (r.record.spec as { data?: unknown }).data === 'string' ? ((r.record.spec as { data: string }).data) : undefined,
-      message: r.error,
-    })));
+    const refused = refusedDataOf(this.s.store.list());
     const configured = vscode.workspace.getConfiguration('l3prune').get<string>('dataFile')?.trim();
     const candidates = [memory?.raw.data, configured, this.s.workspaceState.get<string>(LAST_DATA_KEY)];
     return candidates.find((file): file is string => !!file && !stillRefused(file, refused)) ?? '';
   }
 
   private async onMessage(m: NonNullable<ReturnType<typeof parseTrainFormMessage>>): Promise<void> {
+    // The page can be ready before the model and the devices report are read: load() posts once they are.
+    if (m.type === 'ready') {
+      this.ready = true;
+      this.postInit();
+      this.postState();
+      return;
+    }
     if (!this.state) return;
     switch (m.type) {
-      case 'ready':
-        this.ready = true;
-        this.postInit();
-        this.postState();
-        return;
       case 'edit':
         this.state = edit(this.state, m.field, m.value, this.report);
         this.status = '';

@@ -31,6 +31,11 @@ describe('The training form in VS Code (code-server)', function () {
   const runsDir = () => path.join(workspace, '.l3prune', 'runs');
   const runFolders = () => (fs.existsSync(runsDir()) ? fs.readdirSync(runsDir()) : []);
   const value = (field: string) => web.locator(`#field-${field}`).inputValue();
+  // The plan box is sticky: from the top, a screenshot shows the header, the plan and the data group.
+  const shoot = async (name: string) => {
+    await web.locator('body').evaluate(() => window.scrollTo(0, 0));
+    await h.screenshot(name);
+  };
 
   async function openForm(): Promise<void> {
     await h.runCommand('L3Prune: Prune and Finetune…');
@@ -96,7 +101,7 @@ describe('The training form in VS Code (code-server)', function () {
     const deadline = Date.now() + 20_000;
     while ((await value('warmupSteps')) !== '12' && Date.now() < deadline) await h.page.waitForTimeout(200);
     assert.deepEqual([await value('warmupSteps'), await value('checkpointEvery')], ['12', '4']);
-    assert.equal(await web.locator('#follow-warmupSteps').innerText(), 'follows the steps');
+    assert.equal(await web.locator('#follow-warmupSteps').textContent(), 'follows the steps');
     await web.locator('#field-batchSize').fill('16');
     let after = before;
     while (after === before && Date.now() < deadline) {
@@ -105,7 +110,7 @@ describe('The training form in VS Code (code-server)', function () {
     }
     log(`plan: ${before} → ${after}`);
     assert.notEqual(after, before, 'the plan changed with the batch');
-    await h.screenshot('train-form');
+    await shoot('train-form');
   });
 
   it('refuses a data file that is not JSONL in the host, quoting its first line, and spawns nothing', async function () {
@@ -119,7 +124,7 @@ describe('The training form in VS Code (code-server)', function () {
     await expectText(web.locator('#status'), /^Not started: .*bad\.jsonl:1/);
     await h.page.waitForTimeout(2_000);
     assert.deepEqual(runFolders(), folders, 'no run folder was made');
-    await h.screenshot('train-form-bad-data');
+    await shoot('train-form-bad-data');
   });
 
   it('ignores hostile messages posted from the form', async function () {
@@ -128,7 +133,7 @@ describe('The training form in VS Code (code-server)', function () {
   });
 
   it('starts a short run with a good file: the worker’s run.json holds the form’s recipe', async function () {
-    this.timeout(240_000);
+    this.timeout(420_000);
     await web.locator('#field-data').fill(good);
     await web.locator('#field-data').press('Tab');
     await web.locator('#field-steps').fill('2');
@@ -153,6 +158,14 @@ describe('The training form in VS Code (code-server)', function () {
       [spec.steps, spec.batchSize, spec.maxLength, spec.warmupSteps, spec.checkpointEvery, spec.pooling, spec.data],
       [2, 4, 32, 1, 1, 'mean', good],
     );
+    // The run trains to its end (no worker is left behind when the window closes).
+    let status = 'running';
+    while (status === 'running' && Date.now() < deadline + 120_000) {
+      await h.page.waitForTimeout(1_000);
+      for (const folder of runFolders()) status = (JSON.parse(fs.readFileSync(path.join(runsDir(), folder, 'run.json'), 'utf8')) as { status: string }).status;
+    }
+    log(`run status: ${status}`);
+    assert.equal(status, 'succeeded');
   });
 
   it('reopens with the values remembered for this model', async function () {
@@ -163,7 +176,7 @@ describe('The training form in VS Code (code-server)', function () {
       [await value('steps'), await value('batchSize'), await value('maxLength'), await value('pooling'), await value('warmupSteps'), await value('data')],
       ['2', '4', '32', 'mean', '1', good],
     );
-    await h.screenshot('train-form-remembered');
+    await shoot('train-form-remembered');
     await web.locator('#reset').click();
     await expectText(web.locator('#status'), /back at its default/);
     assert.equal(await value('batchSize'), '8');

@@ -64,7 +64,9 @@ function render(m: Extract<TrainFormToWebview, { type: 'init' }>): void {
   actions.append(start, reset, cancel);
   const status = el('p', 'hint');
   status.id = 'status';
-  app.replaceChildren(header, machine, remembered, plan, form, actions, status);
+  // The plan and Start stay in view (sticky) while the user scrolls through the groups.
+  plan.append(actions, status);
+  app.replaceChildren(header, machine, remembered, plan, form);
 }
 
 function row(field: TrainFormField, numLayers: number): HTMLElement {
