@@ -5,7 +5,8 @@
  * (loss raw and smoothed, learning rate, tokens/s, memory, the summary, whole-number step ticks), smoothing kept
  * across closing and reopening, one tab per run, a rename shown in the tree and the tab, the Loss view's legend
  * over two runs that selecting the analysis does not blank, and the analysis opening its curve in the layer stack.
- * Screenshots: test-artifacts/run-page.png, run-page-legend.png, run-analyze-opens-curve.png.
+ * Last, a window reload brings the page back (its serializer) with the same smoothing.
+ * Screenshots: test-artifacts/run-page.png, run-page-legend.png, run-analyze-opens-curve.png, run-page-after-reload.png.
  */
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -182,5 +183,16 @@ describe('run pages in VS Code (code-server)', function () {
     assert.equal(await still.locator('#run-legend .run-legend-entry').count(), 2, 'the Loss view still shows both training runs');
     assert.equal(await still.locator('#loss-plot').getAttribute('data-runs'), '2');
     await h.screenshot('run-analyze-opens-curve');
+  });
+
+  it('brings the run page back after a window reload, with its smoothing', async function () {
+    await tabs(names.six).click();
+    await h.runCommand('Developer: Reload Window');
+    await h.page.locator('.monaco-workbench').waitFor({ state: 'visible', timeout: 60_000 });
+    await tabs(names.six).waitFor({ state: 'visible', timeout: 60_000 });
+    const page = await runPage();
+    await page.locator(`main#app[data-smoothing="0.90"] #loss-plot[data-points="${STEPS}"]`).waitFor({ state: 'attached', timeout: 60_000 });
+    assert.equal(await page.locator('#smoothing-value').innerText(), '0.90');
+    await h.screenshot('run-page-after-reload');
   });
 });
