@@ -254,7 +254,7 @@ async function askConditions(s: Services, model: string): Promise<AskedCondition
   for (;;) {
     const changed = JSON.stringify(c) !== JSON.stringify(initial);
     const items: Item[] = [
-      { label: '$(check) Evaluate under these conditions', description: conditionsLine(c), detail: changed ? `changed from ${conditionsLine(initial)}: other variants of this model then differ (Compare flags them)` : source },
+      { label: '$(check) Evaluate under these conditions', description: `${conditionsLine(c)}${c.maxExamples !== undefined ? ` · examples per task ${c.maxExamples ?? 'all'} (asked next)` : ''}`, detail: changed ? `changed from ${conditionsLine(initial)}: other variants of this model then differ (Compare flags them)` : source },
       { label: `Max length: ${c.maxLength}`, detail: 'tokens per text after truncation, whatever the variant was trained with', field: 'maxLength' },
       { label: `Batch size: ${c.batchSize}`, detail: 'texts per forward pass, also the batch the latency is timed on', field: 'batchSize' },
       { label: `Device: ${c.device}`, detail: 'auto: a CUDA device when there is one, else the CPU', field: 'device' },

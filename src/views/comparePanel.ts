@@ -94,7 +94,7 @@ export class ComparePanel implements vscode.Disposable {
               // The host's own rows and flags decide what runs: the page only names rows it was shown.
               const flags = conditionFlags(this.rows);
               const wanted = new Set(message.ids);
-              const flagged = this.rows.flatMap((row, i) => (wanted.has(row.id) && flags[i] ? [{ row, reference: flags[i]!.reference }] : []));
+              const flagged = this.rows.flatMap((row, i) => (wanted.has(row.id) && flags[i] && !flags[i]!.rematched ? [{ row, reference: flags[i]!.reference }] : []));
               return flagged.length ? this.options.reevaluate?.(flagged) : undefined;
             }
             case 'export':

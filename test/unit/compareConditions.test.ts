@@ -48,6 +48,17 @@ describe('honest comparisons: evaluation conditions', () => {
     assert.equal(flags[1]!.reference.batchSize, 32);
   });
 
+  it('a flagged row whose variant was evaluated again under the reference is marked rematched, not offered again', () => {
+    const flags = conditionFlags([
+      row({ id: 'full', layers: 30 }),
+      row({ id: 'old4', layers: 4, maxLength: 32 }),
+      row({ id: 'new4', layers: 4 }),
+      row({ id: 'old8', layers: 8, maxLength: 32 }),
+    ]);
+    assert.deepEqual(flags.map((f) => f && f.rematched), [undefined, true, undefined, false]);
+    assert.match(flagText(flags[1]!), /Another evaluation of this variant matches them/);
+  });
+
   it('an ONNX row runs on the CPU by design: its device is not held against it, its max length is', () => {
     const onnx = { folder: '/x/onnx', precision: 'int8' as const };
     const flags = conditionFlags([row({ id: 'gpu', layers: 30, device: 'cuda' }), row({ id: 'gpu4', layers: 4, device: 'cuda' }), row({ id: 'onnx', layers: 4, onnx }), row({ id: 'onnx2', layers: 4, onnx, maxLength: 64 })]);

@@ -116,7 +116,8 @@ const HOVER_HINT = 'Hover a point to see its variant; ringed points are Pareto-o
 
 /** The rows measured under other conditions than their model's others, and the offer to measure them alike. */
 function conditionsWarning(): HTMLElement | undefined {
-  const flagged = rows.flatMap((row, i) => (flags[i] ? [{ row, flag: flags[i]! }] : []));
+  // A row already evaluated again under the reference keeps its badge, but is not offered again.
+  const flagged = rows.flatMap((row, i) => (flags[i] && !flags[i]!.rematched ? [{ row, flag: flags[i]! }] : []));
   if (!flagged.length) return undefined;
   const names = [...new Set(flagged.flatMap(({ flag }) => flag.differences.map((d) => d.label)))];
   const box = el('section', 'conditions-warning');
@@ -241,7 +242,7 @@ function variantTable(tasks: string[]): HTMLTableElement {
     const name = el('td', 'label');
     name.append(el('span', 'pareto-mark'), el('span', 'variant-name', row.label));
     if (flag) {
-      const badge = el('span', 'condition-flag', '≠ conditions');
+      const badge = el('span', 'condition-flag', flag.rematched ? '≠ conditions (re-evaluated)' : '≠ conditions');
       badge.title = flagText(flag);
       badge.dataset.differs = flag.differences.map((d) => d.name).join(',');
       name.append(badge);

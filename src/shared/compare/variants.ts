@@ -166,6 +166,8 @@ export interface ConditionFlag {
   /** The conditions most of the model's rows were evaluated under (ties: the deepest variant's), to re-evaluate to. */
   reference: EvalConditions;
   differences: ConditionDifference[];
+  /** Another evaluation of the same variant (same runtime) matches the reference: this one needs no re-evaluation. */
+  rematched: boolean;
 }
 
 /**
@@ -175,17 +177,20 @@ export interface ConditionFlag {
  */
 export function conditionFlags(rows: readonly VariantRow[]): Array<ConditionFlag | undefined> {
   const reference = referenceConditions(rows);
-  return rows.map((row) => {
+  const differencesOf = (row: VariantRow): ConditionDifference[] => {
     const ref = reference.get(row.model)!;
     const own = conditionsOf(row);
-    const differences = CONDITION_NAMES.filter((n) => !(n === 'device' && row.onnx) && conditionValue(own, n) !== conditionValue(ref, n)).map((name) => ({
+    return CONDITION_NAMES.filter((n) => !(n === 'device' && row.onnx) && conditionValue(own, n) !== conditionValue(ref, n)).map((name) => ({
       name,
       label: CONDITION_LABEL[name],
       value: conditionValue(own, name),
       reference: conditionValue(ref, name),
     }));
-    return differences.length ? { reference: ref, differences } : undefined;
-  });
+  };
+  const all = rows.map(differencesOf);
+  const runtime = (row: VariantRow) => `${variantKey(row)}|${row.onnx?.precision ?? 'torch'}`;
+  const matched = new Set(rows.flatMap((row, i) => (all[i].length ? [] : [runtime(row)])));
+  return rows.map((row, i) => (all[i].length ? { reference: reference.get(row.model)!, differences: all[i], rematched: matched.has(runtime(row)) } : undefined));
 }
 
 /** Each model's reference conditions (see conditionFlags): what its next evaluation should match. */
@@ -211,7 +216,8 @@ export function referenceConditions(rows: readonly VariantRow[]): Map<string, Ev
 
 /** The tooltip of a flag: each differing condition against the reference. */
 export const flagText = (flag: ConditionFlag): string =>
-  `Evaluated under other conditions than the model's other variants: ${flag.differences.map((d) => `${d.label} ${d.value} (others: ${d.reference})`).join(', ')}.`;
+  `Evaluated under other conditions than the model's other variants: ${flag.differences.map((d) => `${d.label} ${d.value} (others: ${d.reference})`).join(', ')}.` +
+  (flag.rematched ? ' Another evaluation of this variant matches them.' : '');
 
 /** One variant, however it runs: the model, the training run and the layers kept. */
 const variantKey = (row: VariantRow) => JSON.stringify([row.model, row.fromRun ?? null, row.layers]);
