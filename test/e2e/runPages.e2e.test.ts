@@ -20,6 +20,7 @@ import { modelFixture, type ModelFixture } from './fixtures';
 const WORKER_PYTHON = path.join(REPO_ROOT, '.venv', 'bin', 'python');
 const DEMO_TRIPLES = path.join(REPO_ROOT, '.demo', 'data', 'triples.jsonl');
 const STEPS = 12;
+const LIVE_STEPS = 16;
 
 /** One real worker run into `runDir`; the test stops at the first that fails, with its stderr. */
 function worker(verb: string, runDir: string, args: string[]): void {
@@ -66,7 +67,12 @@ describe('run pages in VS Code (code-server)', function () {
     const started = (dir: string) => readJson(path.join(runs, dir, 'run.json')).startedAt as string;
     names.six = `${model.name} · keep 6 · ${hhmm(started('train-keep6'))}`;
     names.twelve = `${model.name} · keep 12 · ${hhmm(started('train-keep12'))}`;
-    h = await CodeServerHarness.start({ workspace, vsix, machineSettings: { 'l3prune.pythonPath': WORKER_PYTHON } });
+    // A run launched by the extension (an l3prune task), to watch live: the waiting state, then points and an ETA.
+    const recipe = { batchSize: 4, maxLength: 24, warmupSteps: 3, checkpointEvery: LIVE_STEPS, mergeAtEnd: false };
+    const tasks = [{ type: 'l3prune', label: 'runpages: live run', verb: 'train', model: model.dir, keep: 3, data: DEMO_TRIPLES, steps: LIVE_STEPS, recipe, problemMatcher: [] }];
+    fs.mkdirSync(path.join(workspace, '.vscode'));
+    fs.writeFileSync(path.join(workspace, '.vscode', 'tasks.json'), JSON.stringify({ version: '2.0.0', tasks }, null, 2));
+    h = await CodeServerHarness.start({ workspace, vsix, machineSettings: { 'l3prune.pythonPath': WORKER_PYTHON }, env: { OMP_NUM_THREADS: '1' } });
   });
 
   afterEach(async function () {
@@ -92,6 +98,40 @@ describe('run pages in VS Code (code-server)', function () {
   it('names training runs "<model> · keep n · HH:MM" in the Runs tree', async function () {
     await h.openSidebar('L³Prune');
     for (const name of [names.six, names.twelve]) await runRow(name).waitFor({ state: 'visible', timeout: 60_000 });
+  });
+
+  it('follows a live run in the Loss view: "waiting for the first step", then its points; its page has an ETA', async function () {
+    this.timeout(400_000);
+    const before = new Set(fs.readdirSync(runs));
+    await h.runCommand('Tasks: Run Task');
+    await h.quickInputRows.filter({ hasText: 'runpages: live run' }).first().click();
+    // Polled from the launch on: the state lasts from run.json to the first step (model load), a few seconds.
+    let waiting = '';
+    let live = '';
+    const deadline = Date.now() + 180_000;
+    while (!live || !waiting) {
+      if (Date.now() > deadline) throw new Error(`live run ${live || '(no folder)'}: the Loss view never showed the waiting state; notifications: ${JSON.stringify(await h.notifications())}`);
+      live ||= fs.readdirSync(runs).find((n) => !before.has(n) && fs.existsSync(path.join(runs, n, 'run.json'))) ?? '';
+      const view = await lossView();
+      const text = await view.locator('#plot-waiting').innerText({ timeout: 200 }).catch(() => '');
+      if (/^Waiting for the first step of /.test(text)) {
+        waiting = text;
+        await h.screenshot('run-loss-waiting');
+      }
+      await h.page.waitForTimeout(150);
+    }
+    const name = `${model.name} · keep 3 · ${hhmm(readJson(path.join(runs, live, 'run.json')).startedAt)}`;
+    assert.equal(waiting, `Waiting for the first step of ${name}…`);
+    const view = await lossView();
+    await view.locator('#loss-plot canvas').first().waitFor({ state: 'attached', timeout: 120_000 });
+    await runRow(name).locator('.label-name').click();
+    const page = await runPage();
+    await page.locator('dd[data-field="ETA"]').waitFor({ state: 'attached', timeout: 60_000 });
+    assert.match(await page.locator('dd[data-field="status"]').innerText(), new RegExp(`^running · step \\d+ of ${LIVE_STEPS}`));
+    // At the end the ETA goes and the last loss becomes the final one, on the same page.
+    await page.locator('dd[data-field="final loss"]').waitFor({ state: 'attached', timeout: 300_000 });
+    assert.equal(await page.locator('dd[data-field="ETA"]').count(), 0);
+    await h.runCommand('View: Close Editor');
   });
 
   it('opens a training run as one page: four charts, a summary, whole-number step ticks', async function () {
