@@ -151,11 +151,16 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
     log(`initial plan: ${JSON.stringify(initial)}`);
     assert.ok(initial.keep >= 1 && initial.keep <= model.numLayers, `keep ${initial.keep} within 1…N`);
     assert.ok(initial.params > 0 && initial.bytes > 0, 'plan has params and bytes');
-    // The next step is offered before any analysis: "Train at this cut…" opens Prune and Finetune's first prompt.
+    // The next step is offered before any analysis: "Train at this cut…" opens the training form at the slider's cut.
     await web.locator('#train-at-cut').click();
-    await h.quickInput.waitFor({ state: 'visible', timeout: 30_000 });
-    await h.page.keyboard.press('Escape');
-    await h.quickInput.waitFor({ state: 'hidden', timeout: 10_000 });
+    const form = await h.webview('#train-form', 60_000);
+    await form.locator(`#field-keep`).waitFor({ state: 'attached', timeout: 30_000 });
+    assert.equal(await form.locator('#field-keep').inputValue(), String(initial.keep));
+    await form.locator('#cancel').click();
+    await h.editorTab(/^Prune and Finetune/).waitFor({ state: 'hidden', timeout: 10_000 });
+    // The layer stack was hidden behind the form: its page is loaded again.
+    web = await h.webview('#plan');
+    await web.locator('#plan[data-keep]').waitFor({ state: 'attached' });
   });
 
   it('updates the plan when the kept layer count changes', async function () {
