@@ -148,17 +148,18 @@ function suffixHint(file: string): string {
 }
 
 /**
- * Data files a run refused as bad input (error kind "user", see run.schema.json) and that have not changed since:
- * the form does not offer them again as the remembered file.
+ * Data files a run refused as bad input (run.json's error.resumable false, see run.schema.json) and that have not
+ * changed since: the form and the data pick do not offer them again.
  */
 export function refusedData(
-  runs: ReadonlyArray<{ verb: string; status: string; errorKind?: string; endedAt?: string | null; data?: string; message?: string }>,
+  runs: ReadonlyArray<{ verb: string; status: string; resumable?: boolean; endedAt?: string | null; data?: string; message?: string }>,
 ): Map<string, number> {
   const refused = new Map<string, number>();
   for (const run of runs) {
-    if (run.verb !== 'train' || run.status !== 'failed' || run.errorKind !== 'user' || !run.data) continue;
+    if (run.verb !== 'train' || run.status !== 'failed' || run.resumable !== false || !run.data) continue;
     // A refused model or spec says nothing about the data: only a message that names the data file counts.
     if (!run.message?.includes(path.basename(run.data))) continue;
+    // endedAt is to the millisecond; the file's mtime only has to be no later (a changed file is offered again).
     const at = Date.parse(run.endedAt ?? '');
     if (Number.isFinite(at)) refused.set(path.resolve(run.data), Math.max(at, refused.get(path.resolve(run.data)) ?? 0));
   }
@@ -180,7 +181,7 @@ export function refusedDataOf(runs: readonly RunSummary[]): Map<string, number> 
   return refusedData(
     runs.map((r) => {
       const data = (r.record.spec as { data?: unknown }).data;
-      return { verb: r.verb, status: r.status, errorKind: r.record.error?.kind, endedAt: r.record.endedAt, data: typeof data === 'string' ? data : undefined, message: r.error };
+      return { verb: r.verb, status: r.status, resumable: r.record.error?.resumable, endedAt: r.record.endedAt, data: typeof data === 'string' ? data : undefined, message: r.error };
     }),
   );
 }

@@ -477,9 +477,9 @@ const exportOf = (e: ExportResult): ExportResult => ({
 export function isResumable(run: RunSummary): boolean {
   if (run.verb !== 'train') return false;
   if (run.status === 'cancelled') return true;
-  // Refused input (error kind "user": the spec, model or data is wrong) fails the same way again: a resume
-  // reads the same spec back from run.json, so only a new run with other input can help.
-  return run.status === 'failed' && run.record.error?.kind !== 'user';
+  // Refused input (run.json's error.resumable false: its data or model cannot be used) fails the same way
+  // again: a resume reads the same spec back, so only a new run with other input can help.
+  return run.status === 'failed' && run.record.error?.resumable !== false;
 }
 
 /** An export's precision as its resolved spec says (runs made before fp16 exports have none: fp32); any other value a folder holds reads as fp32. */

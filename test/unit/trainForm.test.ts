@@ -4,8 +4,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import trainSchema from '../../protocol/specs/train.schema.json';
-import { checkTrainingData, refusedData, stillRefused, ALIASES } from '../../src/runs/dataCheck';
-import { isResumable, type RunSummary } from '../../src/runs/runStore';
+import { checkTrainingData, refusedData, refusedDataOf, stillRefused, ALIASES } from '../../src/runs/dataCheck';
+import { isResumable, RunStore, type RunSummary } from '../../src/runs/runStore';
 import { edit, initialState, remembered, toDefinition } from '../../src/runs/trainForm';
 import { specFromDefinition } from '../../src/runs/trainDefinition';
 import { parseTrainFormMessage } from '../../src/shared/protocol/trainFormMessages';
@@ -149,24 +149,56 @@ describe('training form: the data file is checked in the host as the worker woul
   it('does not offer a data file a run refused again until it changes', async () => {
     const file = path.join(dir, 'csv-as-jsonl.jsonl');
     const later = new Date(Date.now() + 60_000).toISOString();
-    const refused = refusedData([{ verb: 'train', status: 'failed', errorKind: 'user', endedAt: later, data: file, message: `${file}:1: not valid JSON` }]);
+    const refused = refusedData([{ verb: 'train', status: 'failed', resumable: false, endedAt: later, data: file, message: `${file}:1: not valid JSON` }]);
     assert.equal(stillRefused(file, refused), true);
     // A refused model says nothing about the data.
-    assert.equal(refusedData([{ verb: 'train', status: 'failed', errorKind: 'user', endedAt: later, data: file, message: 'model folder lacks config.json' }]).size, 0);
-    const earlier = refusedData([{ verb: 'train', status: 'failed', errorKind: 'user', endedAt: new Date(0).toISOString(), data: file, message: file }]);
+    assert.equal(refusedData([{ verb: 'train', status: 'failed', resumable: false, endedAt: later, data: file, message: 'model folder lacks config.json' }]).size, 0);
+    const earlier = refusedData([{ verb: 'train', status: 'failed', resumable: false, endedAt: new Date(0).toISOString(), data: file, message: file }]);
     assert.equal(stillRefused(file, earlier), false, 'changed since the refusal: offered again');
   });
 });
 
 describe('training form: a run refused for its input is not resumable', () => {
-  const run = (status: string, kind?: string) => ({ verb: 'train', status, record: { error: kind ? { message: 'x', kind } : status === 'failed' ? { message: 'x' } : null } }) as unknown as RunSummary;
-  it('offers Resume for a crash, an out-of-memory or a cancel, never for refused input', () => {
-    assert.equal(isResumable(run('failed', 'user')), false);
+  const run = (status: string, kind?: string, resumable?: false) =>
+    ({ verb: 'train', status, record: { error: kind ? { message: 'x', kind, ...(resumable === false ? { resumable } : {}) } : status === 'failed' ? { message: 'x' } : null } }) as unknown as RunSummary;
+  it('offers Resume for a crash, an out-of-memory, a busy device or a cancel, never for refused input', () => {
+    assert.equal(isResumable(run('failed', 'user', false)), false);
+    assert.equal(isResumable(run('failed', 'user')), true, 'a busy device: later, or elsewhere, a resume can run');
     assert.equal(isResumable(run('failed', 'resource')), true);
     assert.equal(isResumable(run('failed', 'internal')), true);
     assert.equal(isResumable(run('failed')), true);
     assert.equal(isResumable(run('cancelled')), true);
     assert.equal(isResumable(run('succeeded')), false);
+  });
+});
+
+describe('training form: a run folder the worker wrote after refusing the data', () => {
+  it('reads as failed, not resumable, and its data file is not offered again', async function () {
+    if (!haveWorker || !fs.existsSync(MODEL)) this.skip();
+    this.timeout(180_000);
+    const runs = fs.mkdtempSync(path.join(os.tmpdir(), 'l3p-refused-'));
+    const data = path.join(runs, 'triples.jsonl');
+    fs.writeFileSync(data, 'query,positive,negative\nq,p,n\n');
+    const runDir = path.join(runs, 'train-refused');
+    const args = ['-m', 'l3prune', 'train', '--run-dir', runDir, '--model', MODEL, '--keep', '2', '--data', data, '--steps', '1', '--device', 'cpu'];
+    // A lock folder of its own: another run training on this CPU must not make the device busy for this one.
+    const env = { ...process.env, OMP_NUM_THREADS: '1', L3PRUNE_LOCK_DIR: path.join(runs, 'locks') };
+    try {
+      execFileSync(PYTHON, args, { encoding: 'utf8', stdio: 'pipe', env });
+      assert.fail('the worker accepted a CSV named .jsonl');
+    } catch (e) {
+      assert.equal((e as { status?: number }).status, 2, String((e as { stderr?: string }).stderr));
+    }
+    const store = new RunStore(() => runs, () => false);
+    await store.refresh();
+    const run = store.get(runDir)!;
+    assert.equal(run.status, 'failed');
+    assert.deepEqual([run.record.error?.kind, run.record.error?.resumable], ['user', false]);
+    assert.equal(isResumable(run), false, 'no Resume for refused input');
+    assert.equal(stillRefused(data, refusedDataOf(store.list())), true, 'the refused file is not offered again');
+    // The host's own check refuses it before any spawn, at the line the worker named.
+    assert.match((await checkTrainingData(data)) ?? '', new RegExp(`${path.basename(data)}:1: not valid JSON`));
+    assert.match(run.error ?? '', new RegExp(`${path.basename(data)}:1: not valid JSON`));
   });
 });
 

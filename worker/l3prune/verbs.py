@@ -92,6 +92,14 @@ def _silent(_message: str) -> None:
     pass
 
 
+def refused_input(e: BaseException) -> bool:
+    """The data or the model the spec names cannot be used: a resume reads the same spec back and fails the same
+    way. (A busy device, a missing GPU, a lock folder are the machine's state: a resume, later or elsewhere, can help.)"""
+    # Only modules already loaded can have raised their errors (and encoder would load torch just to tell).
+    kinds = tuple(getattr(sys.modules.get(f"{__package__}.{m}"), c, None) for m, c in (("datasource", "DataError"), ("encoder", "ModelError")))
+    return isinstance(e, tuple(k for k in kinds if isinstance(k, type)))
+
+
 def disk_full(e: BaseException) -> bool:
     # safetensors and onnx report ENOSPC as their own error types, with the OS error only in the text.
     return (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) or "No space left on device" in str(e)
@@ -102,15 +110,16 @@ def out_of_memory(e: BaseException) -> bool:
 
 
 def fail(run: RunFolder | None, message: str, kind: str, code: int, say: Callable[[str], None] = say_on_stderr,
-         detail: str | None = None) -> int:
-    """Records the failure (error event, run.json "failed"), says it in one sentence and returns the exit code."""
+         detail: str | None = None, resumable: bool = True) -> int:
+    """Records the failure (error event, run.json "failed"), says it in one sentence and returns the exit code.
+    resumable=False: the run's own input was refused, so run.json says a resume cannot help."""
     message = " ".join(message.split())
     if run is not None:
         run.stop_heartbeat()
         extra = {"detail": detail} if detail else {}
         try:
             run.emit("error", message=message, kind=kind, **extra)
-            run.finish("failed", error={"message": message, "kind": kind})
+            run.finish("failed", error={"message": message, "kind": kind, **({} if resumable else {"resumable": False})})
         except OSError as e:
             # Even the report does not fit (full disk): run.json still says running with a dead pid, which every
             # reader shows as failed; stderr carries the message.
@@ -273,7 +282,7 @@ def run_verb(verb: Verb, args: argparse.Namespace) -> int:
             elif not verb.run_folder:
                 print(json.dumps({"event": outcome.event, **outcome.event_fields}), flush=True)
         except verb.user_errors as e:
-            return fail(job.run, str(e), "user", EXIT_USER_ERROR, say)
+            return fail(job.run, str(e), "user", EXIT_USER_ERROR, say, resumable=not refused_input(e))
         except Exception as e:  # noqa: BLE001 - the last line of defence: the run folder must still say "failed"
             if out_of_memory(e):
                 return fail(job.run, verb.advice(job).out_of_memory, "resource", EXIT_USER_ERROR, say)

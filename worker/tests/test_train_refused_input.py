@@ -1,5 +1,6 @@
-"""A training run refused for its input records error kind "user" in run.json: the extension's isResumable reads
-that kind (protocol/run.schema.json) and offers no Resume, since a resume reads the same spec and data back."""
+"""A training run refused for its input records error.resumable false in run.json (protocol/run.schema.json): the
+extension's isResumable offers no Resume, since a resume reads the same spec and data back. A busy device is the
+machine's state, not the input's: that failure stays resumable."""
 from __future__ import annotations
 
 from conftest import assert_failed_cleanly, worker_cli
@@ -12,6 +13,7 @@ def test_data_that_is_not_jsonl_fails_as_refused_input(tmp_path, tiny_llama, sch
     p = worker_cli("train", "--run-dir", str(run_dir), "--model", str(tiny_llama), "--keep", "2", "--data", str(data),
                    "--steps", "1", "--batch-size", "2", "--max-length", "16", "--device", "cpu")
     run = assert_failed_cleanly(p, run_dir, schemas, f"{data}:1", "not valid JSON", kind="user")
+    assert run["error"]["resumable"] is False
     # What the host's check quotes for the same file (src/runs/dataCheck.ts): the file and the line.
     assert run["error"]["message"].startswith(f"{data}:1:")
 
@@ -22,4 +24,22 @@ def test_a_missing_field_fails_as_refused_input_naming_its_line(tmp_path, tiny_l
     run_dir = tmp_path / "run"
     p = worker_cli("train", "--run-dir", str(run_dir), "--model", str(tiny_llama), "--keep", "2", "--data", str(data),
                    "--steps", "1", "--batch-size", "2", "--max-length", "16", "--device", "cpu")
-    assert_failed_cleanly(p, run_dir, schemas, f"{data}:2", "negative", kind="user")
+    run = assert_failed_cleanly(p, run_dir, schemas, f"{data}:2", "negative", kind="user")
+    assert run["error"]["resumable"] is False
+
+
+def test_a_busy_device_stays_resumable(tmp_path, tiny_llama, tiny_triples, schemas, monkeypatch):
+    from l3prune.devicelock import DeviceLock
+
+    monkeypatch.setenv("L3PRUNE_LOCK_DIR", str(tmp_path / "locks"))
+    holder = DeviceLock("cpu", tmp_path / "other-run")
+    holder.acquire()
+    try:
+        run_dir = tmp_path / "run"
+        p = worker_cli("train", "--run-dir", str(run_dir), "--model", str(tiny_llama), "--keep", "2", "--data", str(tiny_triples),
+                       "--steps", "1", "--batch-size", "2", "--max-length", "16", "--device", "cpu",
+                       env={"L3PRUNE_LOCK_DIR": str(tmp_path / "locks")})
+    finally:
+        holder.release()
+    run = assert_failed_cleanly(p, run_dir, schemas, "busy", kind="user")
+    assert "resumable" not in run["error"]

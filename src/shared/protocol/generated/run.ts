@@ -32,9 +32,13 @@ export interface RunRecord {
   error: null | {
     message: string;
     /**
-     * user: the input was refused (the spec, the model or the data is invalid); such a run is not resumable, since a resume reads the same spec back; resource: out of memory or disk; internal: anything else. A failed train run without kind user is resumable
+     * user: a sentence for the user (bad input, a busy device); resource: out of memory or disk; internal: anything else
      */
     kind?: 'user' | 'resource' | 'internal';
+    /**
+     * present when the run's own input (its data or model) was refused: a resume reads the same spec back and would fail the same way, so none is offered; absent: a failed train run can be resumed
+     */
+    resumable?: false;
   };
   /**
    * null unless status is succeeded; the full curves are in the layer_losses event
