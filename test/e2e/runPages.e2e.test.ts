@@ -6,7 +6,9 @@
  * across closing and reopening, one tab per run, a rename shown in the tree and the tab, the Loss view's legend
  * over two runs that selecting the analysis does not blank, and the analysis opening its curve in the layer stack.
  * Last, a window reload brings the page back (its serializer) with the same smoothing.
- * Screenshots: test-artifacts/run-page.png, run-page-legend.png, run-analyze-opens-curve.png, run-page-after-reload.png.
+ * An evaluation opens as its row in Compare.
+ * Screenshots: test-artifacts/run-page.png, run-page-legend.png, run-analyze-opens-curve.png, run-loss-waiting.png,
+ * run-evaluate-opens-scores.png, run-page-after-reload.png.
  */
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -63,6 +65,7 @@ describe('run pages in VS Code (code-server)', function () {
       worker('train', path.join(runs, 'train-keep6'), train(6));
       worker('train', path.join(runs, 'train-keep12'), train(12));
       worker('analyze', path.join(runs, 'analyze-demo'), ['--model', model.dir, '--data', DEMO_TRIPLES, '--samples', '16', '--batch-size', '8', '--max-length', '24']);
+      worker('evaluate', path.join(runs, 'evaluate-keep6'), ['--from-run', path.join(runs, 'train-keep6'), '--tasks', 'sts', '--max-examples', '16', '--max-length', '24', '--batch-size', '8']);
     });
     const started = (dir: string) => readJson(path.join(runs, dir, 'run.json')).startedAt as string;
     names.six = `${model.name} · keep 6 · ${hhmm(started('train-keep6'))}`;
@@ -223,6 +226,21 @@ describe('run pages in VS Code (code-server)', function () {
     assert.equal(await still.locator('#run-legend .run-legend-entry').count(), 2, 'the Loss view still shows both training runs');
     assert.equal(await still.locator('#loss-plot').getAttribute('data-runs'), '2');
     await h.screenshot('run-analyze-opens-curve');
+  });
+
+  it('opens an evaluation as its row among the variants (Compare), not as an empty run page', async function () {
+    const row = runsPane().locator('.monaco-list-row[role="treeitem"]').filter({ hasText: /^evaluate / });
+    await row.locator('.label-name').click({ button: 'right' });
+    const item = h.page.locator('.context-view .monaco-menu .action-item .action-label', { hasText: /^\s*Open Run\s*$/ });
+    await item.waitFor({ state: 'visible', timeout: 10_000 });
+    await item.hover();
+    await h.page.waitForTimeout(300);
+    await item.click();
+    const compare = await h.webview('#variants-scroll', 60_000);
+    const finished = fs.readFileSync(path.join(runs, 'evaluate-keep6', 'events.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((e) => e.event === 'evaluation_finished');
+    await compare.locator(`tr[data-average="${finished.averageScore}"]`).first().waitFor({ state: 'attached', timeout: 30_000 });
+    assert.equal(await tabs('evaluate').count(), 0, 'no run page for an evaluation');
+    await h.screenshot('run-evaluate-opens-scores');
   });
 
   it('brings the run page back after a window reload, with its smoothing', async function () {
