@@ -2,6 +2,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { RunServices } from '../services';
 import { RunPanel } from '../views/runPlots';
+import { runName } from '../views/runsTree';
 import { TrainFormPanel, type TrainFormServices } from '../views/trainFormPanel';
 import { cancelRun } from './trainLauncher';
 import { confirmCancel } from './cancelConfirm';
@@ -121,7 +122,8 @@ export async function chooseRuns(s: RunServices, arg: unknown, selection: readon
     void vscode.window.showInformationMessage(`There is no run to ${purpose.action}.`);
     return [];
   }
-  const items = candidates.map((run) => ({ label: run.id, description: runLine(run), run }));
+  // By the name the tree shows; the folder id beside it tells two runs of one name apart.
+  const items = candidates.map((run) => ({ label: runName(s.store, run), description: `${runLine(run)} · ${run.id}`, run }));
   const title = `Run to ${purpose.action}`;
   if (purpose.many) return ((await vscode.window.showQuickPick(items, { title, canPickMany: true })) ?? []).map((i) => i.run);
   const picked = await vscode.window.showQuickPick(items, { title });

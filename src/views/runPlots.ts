@@ -82,7 +82,13 @@ export class RunPanel implements vscode.Disposable {
   private readonly subscription: { dispose(): void };
   private disposed = false;
 
-  static show(extensionUri: vscode.Uri, store: RunStore, runs: RunSummary[], log: (line: string) => void): RunPanel {
+  static show(extensionUri: vscode.Uri, store: RunStore, picked: RunSummary[], log: (line: string) => void): RunPanel | undefined {
+    // Only training runs have series: an analysis or an evaluation among them would be an empty line.
+    const runs = picked.filter((r) => r.verb === 'train');
+    if (!runs.length) {
+      void vscode.window.showInformationMessage('Runs are overlaid by their loss: pick at least one training run.');
+      return undefined;
+    }
     const key = keyOf(runs.map((r) => r.runDir));
     const existing = RunPanel.open.get(key);
     if (existing) {
