@@ -517,10 +517,13 @@ export function compareVariants(s: Services, arg: unknown): ComparePanel {
   );
 }
 
-/** A run the Compare detail links to: its row in the Runs tree, and its page (the Runs view's Open Run). */
+/**
+ * A run the Compare detail links to. An evaluation's own page is this panel (Open Run on it shows its row here), so it is
+ * shown in the Runs view, selected, with its actions; a training run opens its page (loss, learning rate, recipe).
+ */
 async function showRun(s: Services, run: RunSummary): Promise<void> {
-  await s.runsView.reveal(run, { select: true, focus: false }).then(undefined, () => undefined);
-  await vscode.commands.executeCommand('l3prune.openRun', run);
+  await s.runsView.reveal(run, { select: true, focus: run.verb === 'evaluate' }).then(undefined, () => undefined);
+  if (run.verb !== 'evaluate') await vscode.commands.executeCommand('l3prune.openRun', run);
 }
 
 /** The variant an evaluate run scored, read back from its resolved spec (run.json): a train run, a cut model, or an export. */

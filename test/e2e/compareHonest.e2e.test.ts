@@ -220,6 +220,9 @@ describe('Honest comparisons in VS Code (code-server)', function () {
     assert.equal(await h.editorTab(/^run\.json/).count(), 0);
     await detail.scrollIntoViewIfNeeded();
     await h.screenshot('compare-honest-detail');
+    // The link shows the evaluation among the runs (its own page is this panel), selected.
+    await detail.locator('#detail-open-run').click();
+    await h.sidebarPane('Runs').locator('.monaco-list-row[role="treeitem"].selected').filter({ hasText: new RegExp(`keep ${SMALL_KEEP}`) }).waitFor({ state: 'visible', timeout: 10_000 });
   });
 
   it('Re-evaluate to match evaluates the flagged variant again under the reference conditions', async function () {

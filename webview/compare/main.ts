@@ -186,7 +186,7 @@ function renderDetail(): void {
   tbody.append(average);
   scores.append(thead, tbody);
   const links = el('p', 'detail-links');
-  const openEvaluation = button('Open evaluation run', 'detail-open-run');
+  const openEvaluation = button('Show evaluation in Runs', 'detail-open-run');
   openEvaluation.title = row.runId;
   openEvaluation.addEventListener('click', () => post({ type: 'openRun', id: row.id }));
   links.append(openEvaluation);
