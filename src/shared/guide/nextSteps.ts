@@ -36,12 +36,13 @@ export function nextSteps(job: FinishedJob): NextStep[] {
   }
   switch (job.verb) {
     case 'train':
-      // The run folder names the trained variant: every one of these commands takes it as its argument.
+      // The run folder names the trained variant: every one of these commands takes it as its argument. Short
+      // labels: a notification shrinks four buttons to fit, and "Export Sentence-Transformers…" would be cut.
       return [
         { title: 'Evaluate…', command: 'l3prune.evaluate', args: run },
         { title: 'Export ONNX…', command: 'l3prune.exportOnnx', args: run },
-        { title: 'Export Sentence-Transformers…', command: 'l3prune.exportSentenceTransformers', args: run },
-        { title: 'Compare Variants', command: 'l3prune.compareVariants', args: run },
+        { title: 'Export ST…', command: 'l3prune.exportSentenceTransformers', args: run },
+        { title: 'Compare', command: 'l3prune.compareVariants', args: run },
       ];
     case 'analyze':
       if (!job.model || !job.cuts) return [];
