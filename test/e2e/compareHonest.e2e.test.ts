@@ -163,6 +163,8 @@ describe('Honest comparisons in VS Code (code-server)', function () {
     };
     assert.match(await hoverPoint('latency'), new RegExp(`keep ${SMALL_KEEP} of .* ms per batch of 8 \\(cpu\\) — ≠ conditions: max length 32`));
     assert.match(await hoverPoint('params'), new RegExp(`keep ${SMALL_KEEP} of .* at [\\d.]+M parameters`));
+    assert.match(await hoverPoint('throughput'), new RegExp(`keep ${SMALL_KEEP} of .* at [\\d.]+ texts/s in batches of 8 \\(cpu\\)`));
+    await web.locator('#cost-axis').selectOption('params');
   });
 
   it('fits a narrow panel: Variant stays put, Average and cost are in view, the task columns scroll', async function () {

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { conditionFlags, flagText, type VariantRow } from '../../src/shared/compare/variants';
+import { conditionFlags, expectedCosts, flagText, paretoRows, type VariantRow } from '../../src/shared/compare/variants';
 import { countTaskExamples, estimateSeconds, workerDataDir } from '../../src/compare/evaluationEstimate';
 import { evaluateArgs } from '../../src/compare/variantRuns';
 import { parseCompareMessage } from '../../src/shared/protocol/compareMessages';
@@ -84,6 +84,18 @@ describe('honest comparisons: evaluation conditions', () => {
     ].join('\n');
     const out = execFileSync(python, ['-c', code, ...args], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' } });
     assert.deepEqual(JSON.parse(out), { maxLength: 48, batchSize: 4, maxExamples: 8, device: 'cpu' });
+  });
+});
+
+describe('honest comparisons: the throughput axis', () => {
+  it('more texts per second is better: the front and the proportional guide turn around', () => {
+    const rows = [
+      row({ id: 'full', layers: 30, textsPerSecond: 10, averageScore: 0.8 }),
+      row({ id: 'keep4', layers: 4, textsPerSecond: 60, averageScore: 0.7 }),
+      row({ id: 'keep8', layers: 8, textsPerSecond: 40, averageScore: 0.6 }),
+    ];
+    assert.deepEqual(paretoRows(rows, 'throughput'), [true, true, false]);
+    assert.deepEqual(expectedCosts(rows, 'throughput'), [10, 75, 37.5]);
   });
 });
 

@@ -1,6 +1,6 @@
 import uPlot from 'uplot';
 import {
-  conditionFlags, conditionsOf, conditionValue, costOf, flagText, paretoPlotData, paretoRows, taskColumns,
+  conditionFlags, conditionsOf, conditionValue, COST_AXES, costOf, flagText, paretoPlotData, paretoRows, taskColumns,
   type ConditionFlag, type CostAxis, type VariantRow,
 } from '../../src/shared/compare/variants';
 import { formatBytes, formatParams } from '../../src/shared/format/units';
@@ -18,7 +18,7 @@ const vscode = vscodeApi<ViewState>();
 const post = (message: CompareFromWebview) => vscode.postMessage(message);
 const app = document.getElementById('app')!;
 const state: ViewState = { axis: 'params', ...vscode.getState() };
-if (state.axis !== 'params' && state.axis !== 'latency') state.axis = 'params';
+if (!COST_AXES.includes(state.axis)) state.axis = 'params';
 
 let rows: VariantRow[] = [];
 let flags: Array<ConditionFlag | undefined> = [];
@@ -43,13 +43,16 @@ window.addEventListener('message', (event: MessageEvent<CompareToWebview>) => {
 });
 post({ type: 'ready' });
 
-const AXIS_LABEL: Record<CostAxis, string> = { params: 'parameters', latency: 'latency (ms per batch)' };
+const AXIS_LABEL: Record<CostAxis, string> = { params: 'parameters', latency: 'latency (ms per batch)', throughput: 'throughput (texts per second)' };
 const formatScore = (v: number | null | undefined) => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(4) : '—');
 const formatChange = (row: VariantRow) =>
   !row.onnx ? '' : typeof row.scoreChange === 'number' && Number.isFinite(row.scoreChange) ? `${row.scoreChange >= 0 ? '+' : '−'}${Math.abs(row.scoreChange).toFixed(4)}` : '—';
 const formatOrtNode = (row: VariantRow) =>
   !row.onnx ? '' : row.ortNodeTextsPerSecond === undefined ? 'timing…' : row.ortNodeTextsPerSecond === null ? '—' : `${row.ortNodeTextsPerSecond.toFixed(1)}${row.ortNodeSpeedup !== undefined && row.onnx.precision !== 'fp32' ? ` (×${row.ortNodeSpeedup.toFixed(2)})` : ''}`;
-const formatCost = (v: number, axis: CostAxis) => (axis === 'params' ? formatParams(Math.round(v)) : `${v >= 100 ? Math.round(v) : v.toFixed(1)} ms`);
+const formatCost = (v: number, axis: CostAxis) =>
+  axis === 'params' ? formatParams(Math.round(v)) : `${v >= 100 ? Math.round(v) : v.toFixed(1)}${axis === 'latency' ? ' ms' : ' texts/s'}`;
+/** What the hover line says after the cost: the unit's context on the axis shown. */
+const costContext = (row: VariantRow, axis: CostAxis) => (axis === 'params' ? 'parameters' : `${axis === 'latency' ? 'per batch' : 'in batches'} of ${row.batchSize} (${row.device})`);
 
 function render(): void {
   chart.clear();
@@ -68,14 +71,14 @@ function render(): void {
   axisLabel.htmlFor = 'cost-axis';
   const axis = el('select');
   axis.id = 'cost-axis';
-  for (const option of ['params', 'latency'] as const) {
+  for (const option of COST_AXES) {
     const o = el('option', undefined, AXIS_LABEL[option]);
     o.value = option;
     o.selected = state.axis === option;
     axis.append(o);
   }
   axis.addEventListener('change', () => {
-    state.axis = axis.value === 'latency' ? 'latency' : 'params';
+    state.axis = COST_AXES.find((a) => a === axis.value) ?? 'params';
     vscode.setState(state);
     // The hover line names the cost on the axis shown; one from the other axis would mislead.
     const hoverLine = document.getElementById('pareto-hover');
@@ -332,7 +335,7 @@ function drawChart(): void {
             if (row == null) return;
             const r = rows[row];
             const flag = flags[row];
-            hover.textContent = `${r.label}: average ${formatScore(r.averageScore)} at ${formatCost(costOf(r, axis), axis)} ${axis === 'params' ? 'parameters' : `per batch of ${r.batchSize} (${r.device})`}${flag ? ` — ≠ conditions: ${flag.differences.map((d) => `${d.label} ${d.value}`).join(', ')}` : ''}`;
+            hover.textContent = `${r.label}: average ${formatScore(r.averageScore)} at ${formatCost(costOf(r, axis), axis)} ${costContext(r, axis)}${flag ? ` — ≠ conditions: ${flag.differences.map((d) => `${d.label} ${d.value}`).join(', ')}` : ''}`;
             hover.dataset.axis = axis;
             hover.dataset.id = r.id;
           },

@@ -55,8 +55,9 @@ export interface VariantRow {
 export type OnnxPrecision = 'fp32' | 'fp16' | 'int8';
 const PRECISION_ORDER: Record<OnnxPrecision, number> = { fp32: 0, fp16: 1, int8: 2 };
 
-export type CostAxis = 'params' | 'latency';
-export const COST_AXES: readonly CostAxis[] = ['params', 'latency'];
+/** What a variant costs: parameters, latency (lower is better), or throughput (texts per second: higher is better). */
+export type CostAxis = 'params' | 'latency' | 'throughput';
+export const COST_AXES: readonly CostAxis[] = ['params', 'latency', 'throughput'];
 
 /** The part of the run store's summary (src/runs/runStore) a row is read from; the store itself is host code. */
 export interface VariantSource {
@@ -274,7 +275,7 @@ export function taskColumns(rows: readonly VariantRow[]): string[] {
 }
 
 export function costOf(row: VariantRow, axis: CostAxis): number {
-  return axis === 'params' ? row.params : row.latencyMsPerBatch;
+  return axis === 'params' ? row.params : axis === 'latency' ? row.latencyMsPerBatch : row.textsPerSecond;
 }
 
 export interface Point {
@@ -294,7 +295,9 @@ export function paretoFront(points: readonly Point[]): boolean[] {
 }
 
 export function paretoRows(rows: readonly VariantRow[], axis: CostAxis): boolean[] {
-  return paretoFront(rows.map((r) => ({ x: costOf(r, axis), y: r.averageScore ?? Number.NaN })));
+  // More throughput is better, as less cost is: the front is found on its negation.
+  const sign = axis === 'throughput' ? -1 : 1;
+  return paretoFront(rows.map((r) => ({ x: sign * costOf(r, axis), y: r.averageScore ?? Number.NaN })));
 }
 
 /**
@@ -317,6 +320,8 @@ export function expectedCosts(rows: readonly VariantRow[], axis: CostAxis): Arra
   return rows.map((row) => {
     const ref = reference.get(row.model)!;
     const cost = costOf(ref, axis);
+    // Throughput is the inverse of cost: it grows as the layers kept shrink.
+    if (axis === 'throughput') return Number.isFinite(cost) && row.layers > 0 ? (cost * ref.layers) / row.layers : undefined;
     return Number.isFinite(cost) && ref.layers > 0 ? (cost * row.layers) / ref.layers : undefined;
   });
 }
