@@ -457,10 +457,11 @@ export async function exportVariantOnnx(s: Services, arg: unknown): Promise<void
     { verb: 'export-onnx', status: 'succeeded', runDir: outcome.runDir, outDir: result.outDir },
     `Exported ${label}: ${formatBytes(result.bytes)}, opset ${result.opset}, ${result.numLayers} layers; ` +
       `ONNX Runtime matches torch to a cosine of at least ${result.parityMinCosine.toFixed(5)}.`,
+    // Short labels: after Try Encoder, four buttons share the toast's width.
     [
-      { title: 'Evaluate and Compare', run: () => evaluateExport(s, python, result.outDir, label, chosen.variant.model, result.numLayers) },
-      { title: 'Open ONNX Model', run: () => vscode.commands.executeCommand('l3prune.openOnnxModel', result.path) },
-      { title: 'Reveal Folder', run: () => revealPath(result.path) },
+      { title: 'Evaluate…', run: () => evaluateExport(s, python, result.outDir, label, chosen.variant.model, result.numLayers) },
+      { title: 'Open Model', run: () => vscode.commands.executeCommand('l3prune.openOnnxModel', result.path) },
+      { title: 'Reveal', run: () => revealPath(result.path) },
     ],
   );
 }
