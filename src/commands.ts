@@ -67,7 +67,7 @@ export const COMMANDS: Record<CommandId, Handler> = {
   'l3prune.openRun': async (s, arg, many) => openRunPages(s, await chooseRuns(s, invokedOn(arg, many), s.runsView.selection, ANY_RUN('open', true))),
   'l3prune.compareRuns': async (s, arg, many) => openRuns(s, await chooseRuns(s, invokedOn(arg, many), s.runsView.selection, ANY_RUN('compare', true))),
   'l3prune.cancelRun': async (s, arg, many) =>
-    cancelRuns(await chooseRuns(s, invokedOn(arg, many), s.runsView.selection, { action: 'cancel', applies: (r) => r.status === 'running', many: true })),
+    cancelRuns(s.store, await chooseRuns(s, invokedOn(arg, many), s.runsView.selection, { action: 'cancel', applies: (r) => r.status === 'running', many: true })),
   'l3prune.resumeRun': async (s, arg) =>
     resumeRun(s, (await chooseRuns(s, arg, s.runsView.selection, { action: 'resume', applies: isResumable, many: false }))[0]),
   'l3prune.deleteRun': async (s, arg, many) =>

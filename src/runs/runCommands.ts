@@ -40,12 +40,13 @@ export function followWithProgress(store: RunStore, runDir: string): void {
     };
     const subscription = store.onDidChange(check);
   });
-  void ended.then((run) => notifyRunEnded(run));
+  void ended.then((run) => notifyRunEnded(runName(store, run), run));
   showProgress(store, runDir, ended, true);
 }
 
 function showProgress(store: RunStore, runDir: string, ended: Promise<RunSummary>, cancellable: boolean): void {
-  const name = path.basename(runDir);
+  const run = store.get(runDir);
+  const name = run ? runName(store, run) : path.basename(runDir);
   const title = cancellable ? `Training ${name}` : `Cancelling ${name}: the worker finishes its step and writes a checkpoint`;
   void vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title, cancellable }, (progress, token) =>
     new Promise<void>((resolve) => {
@@ -70,7 +71,7 @@ function showProgress(store: RunStore, runDir: string, ended: Promise<RunSummary
         void (async () => {
           const run = store.get(runDir);
           if (run?.status !== 'running') return;
-          if (!(await confirmCancel([run.id]))) return showProgress(store, runDir, ended, true);
+          if (!(await confirmCancel([runName(store, run)]))) return showProgress(store, runDir, ended, true);
           const current = store.get(runDir);
           if (current?.status === 'running' && cancelRun(current)) showProgress(store, runDir, ended, false);
         })();
@@ -80,10 +81,8 @@ function showProgress(store: RunStore, runDir: string, ended: Promise<RunSummary
 }
 
 /** A training run's closing notification, with what to do next. */
-function notifyRunEnded(run: RunSummary): Promise<void> {
+function notifyRunEnded(named: string, run: RunSummary): Promise<void> {
   if (run.status !== 'succeeded' && run.status !== 'failed' && run.status !== 'cancelled') return Promise.resolve();
-  const what = [run.model ? path.basename(run.model) : undefined, run.keep !== undefined ? `keep ${run.keep}` : undefined].filter(Boolean).join(' · ');
-  const named = `Run ${run.id}${what ? ` (${what})` : ''}`;
   const steps = run.totalSteps ? `${run.step ?? 0}/${run.totalSteps} steps` : undefined;
   const message =
     run.status === 'succeeded'
@@ -143,9 +142,9 @@ export function openRuns(s: RunServices, runs: RunSummary[]): void {
  * Only runs whose worker is provably ours are "running"; cancelRun checks that again at the moment it signals,
  * which is after the user confirmed (a run may have ended while the dialog was open).
  */
-export async function cancelRuns(runs: RunSummary[]): Promise<void> {
+export async function cancelRuns(store: RunStore, runs: RunSummary[]): Promise<void> {
   const live = runs.filter((run) => run.status === 'running');
-  if (live.length && !(await confirmCancel(live.map((r) => r.id)))) return;
+  if (live.length && !(await confirmCancel(live.map((r) => runName(store, r))))) return;
   const refused = runs.filter((run) => run.status !== 'running' || !cancelRun(run));
   if (refused.length) {
     void vscode.window.showWarningMessage(

@@ -3,6 +3,7 @@ import * as vscode from 'vscode';
 import type { RemoteCodeConsent } from '../worker/remoteCode';
 import { cancelRun, launchTrain } from './trainLauncher';
 import { confirmCancel } from './cancelConfirm';
+import { runName } from '../views/runsTree';
 import type { DevicesReport } from '../shared/protocol/generated/devices-report';
 import { checkDefinition, consentFieldsIn, rendezvousOf, specFromDefinition, taskName, TASK_TYPE, type TrainTaskDefinition } from './trainDefinition';
 import { checkDevices, launchLine, parseDevices } from './trainDevices';
@@ -179,7 +180,7 @@ class TrainTerminal implements vscode.Pseudoterminal {
     if (run?.status !== 'running' || this.cancelAsked) return;
     this.cancelAsked = true;
     try {
-      if (!(await confirmCancel([run.id]))) return;
+      if (!(await confirmCancel([runName(this.deps.store, run)]))) return;
     } finally {
       this.cancelAsked = false;
     }
