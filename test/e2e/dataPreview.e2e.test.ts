@@ -13,6 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { FrameLocator } from 'playwright-core';
 import { CodeServerHarness, ensureVsix, log, REPO_ROOT, timed } from './harness';
+import { closeSuite, keepFailures } from './suite';
 import { assertPanelIgnoresHostileMessages, DEMO_MODEL_DIR, modelFixture, type ModelFixture } from './fixtures';
 
 const WORKER_PYTHON = path.join(REPO_ROOT, '.venv', 'bin', 'python');
@@ -56,19 +57,10 @@ describe('Preview training data in VS Code (code-server)', function () {
     });
   });
 
-  afterEach(async function () {
-    if (this.currentTest?.state === 'failed' && h?.page) {
-      await h.screenshot(`FAILED-preview-${this.currentTest.title}`).catch(() => undefined);
-      const notes = await h.notifications().catch(() => []);
-      if (notes.length) log(`notifications: ${JSON.stringify(notes)}`);
-    }
-  });
+  keepFailures('preview', () => h);
 
   after(async function () {
-    const csp = h?.cspViolations.filter((v) => v.includes('l3prune')) ?? [];
-    if (csp.length) log(`WARNING: ${csp.length} CSP violation(s) in the extension's webview, e.g. ${csp[0].slice(0, 300)}`);
-    await h?.dispose();
-    if (scratch && !process.env.E2E_KEEP_TMP) fs.rmSync(scratch, { recursive: true, force: true });
+    await closeSuite(h, scratch);
     log(`data preview e2e total: ${((Date.now() - started) / 1000).toFixed(1)}s`);
   });
 

@@ -9,13 +9,15 @@
  * The model is the worker tests' tiny Llama (worker/tests/conftest.py), so each run takes seconds of compute.
  */
 import * as assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CodeServerHarness, ensureVsix, log, REPO_ROOT, timed } from './harness';
+import { closeSuite, keepFailures, stopDetachedWorkers, writeTinyLlama } from './suite';
 
 const WORKER_PYTHON = path.join(REPO_ROOT, '.venv', 'bin', 'python');
+/** Every run here trains the tiny model at keep 2: notifications and dialogs name it by its name, not its folder. */
+const RUN_NAME = 'tiny-llama · keep 2 · \\d{2}:\\d{2}';
 
 describe('The flow between views in VS Code (code-server)', function () {
   this.bail(true);
@@ -53,12 +55,7 @@ describe('The flow between views in VS Code (code-server)', function () {
     const model = path.join(workspace, 'tiny-llama');
     const data = path.join(workspace, 'triples.jsonl');
     fs.mkdirSync(path.join(workspace, '.vscode'), { recursive: true });
-    execFileSync(WORKER_PYTHON, ['-c', [
-      'import sys; from pathlib import Path',
-      `sys.path.insert(0, ${JSON.stringify(path.join(REPO_ROOT, 'worker', 'tests'))})`,
-      'from conftest import make_tiny_llama, write_triples',
-      `make_tiny_llama(Path(${JSON.stringify(model)})); write_triples(Path(${JSON.stringify(data)}), 24)`,
-    ].join('\n')], { env: { ...process.env, OMP_NUM_THREADS: '1' } });
+    writeTinyLlama(WORKER_PYTHON, model, data);
     const recipe = { batchSize: 2, maxLength: 16, warmupSteps: 0, mergeAtEnd: false };
     const tasks = [
       { type: 'l3prune', label: 'flow: short run', verb: 'train', model, keep: 2, data, steps: 4, recipe: { ...recipe, checkpointEvery: 2 }, problemMatcher: [] },
@@ -76,22 +73,10 @@ describe('The flow between views in VS Code (code-server)', function () {
     });
   });
 
-  afterEach(async function () {
-    if (this.currentTest?.state === 'failed' && h?.page) await h.screenshot(`FAILED-flow-${this.currentTest.title}`).catch(() => undefined);
-  });
+  keepFailures('flow', () => h);
 
   after(async function () {
-    // A run left running by a failed test: stop it (its pid is in its run.json and is our child's group).
-    for (const name of runsDir ? trainDirs() : []) {
-      try {
-        const run = readRun(name);
-        if (run.status === 'running' && run.pid > 1) process.kill(-run.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-    await h?.dispose();
-    if (scratch && !process.env.E2E_KEEP_TMP) fs.rmSync(scratch, { recursive: true, force: true });
+    await closeSuite(h, scratch, () => runsDir && stopDetachedWorkers(runsDir));
   });
 
   let shortRun = '';
@@ -100,7 +85,7 @@ describe('The flow between views in VS Code (code-server)', function () {
     this.timeout(420_000);
     await h.openSidebar('L³Prune');
     shortRun = await timed('short run', () => runTask('flow: short run'));
-    const done = toast(new RegExp(`Run ${shortRun}.*trained`));
+    const done = toast(new RegExp(`${RUN_NAME} trained`));
     await done.waitFor({ state: 'visible', timeout: 300_000 }).catch(async () => {
       throw new Error(`no "trained" notification; notifications: ${JSON.stringify(await h.notifications())}`);
     });
@@ -131,7 +116,7 @@ describe('The flow between views in VS Code (code-server)', function () {
       if (Date.now() > deadline) throw new Error(`no checkpoint in ${longRun}; status ${readRun(longRun).status}`);
       await h.page.waitForTimeout(500);
     }
-    const progress = toast(new RegExp(`Training ${longRun}`));
+    const progress = toast(new RegExp(`Training ${RUN_NAME}`));
     await progress.waitFor({ state: 'visible', timeout: 30_000 });
     await progress.hover();
     await progress.locator('.monaco-button', { hasText: /^Cancel$/ }).click();
@@ -140,7 +125,7 @@ describe('The flow between views in VS Code (code-server)', function () {
       throw new Error(`no cancel confirmation; notifications: ${JSON.stringify(await h.notifications())}`);
     });
     const question = await dialog.innerText();
-    assert.match(question, new RegExp(`Cancel run ${longRun}\\? A checkpoint is written first; you can resume it\\.`));
+    assert.match(question, new RegExp(`Cancel run ${RUN_NAME}\\? A checkpoint is written first; you can resume it\\.`));
     const choices = (await dialog.locator('.monaco-button').allInnerTexts()).map((b) => b.trim()).filter(Boolean);
     assert.deepEqual(choices.sort(), ['Cancel Run', 'Keep Running']);
     await h.screenshot('flow-cancel-confirm');
@@ -187,7 +172,7 @@ describe('The flow between views in VS Code (code-server)', function () {
       shownMark = await mark();
     }
     assert.deepEqual(shownMark, { check: true, error: false }, 'the task terminal ends with the success mark, not the failure one');
-    const cancelled = toast(new RegExp(`Run ${longRun}.*cancelled at step`));
+    const cancelled = toast(new RegExp(`${RUN_NAME} cancelled at step`));
     await cancelled.waitFor({ state: 'visible', timeout: 30_000 });
     assert.ok((await cancelled.locator('.monaco-button').allInnerTexts()).some((b) => b.trim() === 'Resume'), 'the cancelled run offers Resume');
     const icon = (await cancelled.locator('.notification-list-item-icon').getAttribute('class')) ?? '';
@@ -215,7 +200,7 @@ describe('The flow between views in VS Code (code-server)', function () {
     await dialog.waitFor({ state: 'visible', timeout: 20_000 }).catch(async () => {
       throw new Error(`no confirmation after terminating the task; notifications: ${JSON.stringify(await h.notifications())}`);
     });
-    assert.match(await dialog.innerText(), new RegExp(`Cancel run ${keptRun}\\?`));
+    assert.match(await dialog.innerText(), new RegExp(`Cancel run ${RUN_NAME}\\?`));
     await dialog.locator('.monaco-button', { hasText: /^Keep Running$/ }).click();
     await dialog.waitFor({ state: 'hidden' });
     const stepNow = () => (fs.readFileSync(path.join(runsDir, keptRun, 'events.jsonl'), 'utf8').match(/"event": ?"step"/g) ?? []).length;
@@ -230,7 +215,7 @@ describe('The flow between views in VS Code (code-server)', function () {
     await row.hover();
     await row.locator('.action-label.codicon-debug-stop').click();
     await dialog.waitFor({ state: 'visible', timeout: 20_000 });
-    assert.match(await dialog.innerText(), new RegExp(`Cancel run ${keptRun}\\? A checkpoint is written first`));
+    assert.match(await dialog.innerText(), new RegExp(`Cancel run ${RUN_NAME}\\? A checkpoint is written first`));
     await dialog.locator('.monaco-button', { hasText: /^Cancel Run$/ }).click();
     await dialog.waitFor({ state: 'hidden' });
     const end = Date.now() + 120_000;

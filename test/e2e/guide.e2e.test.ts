@@ -3,13 +3,16 @@
  * leads to the walkthrough; its steps tick from what really happened (a model opened, an initial loss
  * computed by the worker), not from clicks; the palette finds every command by typing `l3prune`; the Models
  * view's "Open Model Folder…" button opens its dialog while a row is selected; "Reveal Run Folder" works in
- * this remote window (code-server has no revealFileInOS). Screenshots in test-artifacts/guide-*.png.
+ * this remote window (code-server has no revealFileInOS). After the initial loss it follows only the
+ * walkthrough's buttons to a trained, evaluated, compared and exported variant, each step ticking from the
+ * worker's records. Screenshots in test-artifacts/guide-*.png.
  */
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CodeServerHarness, ensureVsix, log, REPO_ROOT, timed } from './harness';
+import { closeSuite, keepFailures, stopDetachedWorkers } from './suite';
 import { modelFixture, type ModelFixture } from './fixtures';
 
 const WORKER_PYTHON = path.join(REPO_ROOT, '.venv', 'bin', 'python');
@@ -24,7 +27,7 @@ describe('first use: walkthrough, palette, remote-safe actions (code-server)', f
   let workspace: string;
 
   before(async function () {
-    const vsix = ensureVsix();
+    const vsix = ensureVsix(process.env.E2E_VSIX || undefined);
     scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'l3prune-e2e-guide-'));
     workspace = path.join(scratch, 'workspace');
     fs.mkdirSync(workspace);
@@ -37,22 +40,16 @@ describe('first use: walkthrough, palette, remote-safe actions (code-server)', f
     });
   });
 
-  afterEach(async function () {
-    if (this.currentTest?.state === 'failed' && h?.page) {
-      await h.screenshot(`guide-FAILED-${this.currentTest.title}`).catch(() => undefined);
-      log(`notifications: ${JSON.stringify(await h.notifications().catch(() => []))}`);
-    }
-  });
-
-  after(async function () {
-    await h?.dispose();
-    if (scratch && !process.env.E2E_KEEP_TMP) fs.rmSync(scratch, { recursive: true, force: true });
-  });
+  keepFailures('guide', () => h);
+  after(() => closeSuite(h, scratch, () => stopDetachedWorkers(path.join(workspace, '.l3prune', 'runs'))));
 
   const modelsPane = () => h.sidebarPane('Models');
   const step = (id: string) => h.page.locator(`button.getting-started-step[data-step-id$="#${id}"]`);
-  const stepDone = async (id: string, timeout = 20_000) =>
-    step(id).and(h.page.locator('[aria-checked="true"]')).waitFor({ state: 'attached', timeout });
+  const stepDone = async (id: string, timeout = 20_000) => {
+    await step(id).and(h.page.locator('[aria-checked="true"]')).waitFor({ state: 'attached', timeout });
+    // A ticked step makes the page select the next one a moment later, and take the focus (closing any quick input).
+    await h.page.waitForTimeout(2_000);
+  };
   const isDone = async (id: string) => (await step(id).getAttribute('aria-checked')) === 'true';
 
   it('welcomes a new user in the Models view with the way to the walkthrough', async function () {
@@ -136,10 +133,7 @@ describe('first use: walkthrough, palette, remote-safe actions (code-server)', f
     }
     this.timeout(300_000);
     await timed('initial loss from the walkthrough', async () => {
-      await h.runCommand('L3Prune: Open Walkthrough');
-      await step('initialLoss').click();
-      const detail = h.page.locator('.getting-started-step[aria-expanded="true"]');
-      await detail.getByRole('button', { name: 'Compute Initial Loss…' }).click();
+      await stepButton('initialLoss', 'Compute Initial Loss…', true);
       await h.quickInputRows.filter({ hasText: 'triples.jsonl' }).first().click();
       await h.quickInputRows.filter({ hasText: 'Custom' }).first().click();
       for (const value of ['32', '16']) {
@@ -158,6 +152,144 @@ describe('first use: walkthrough, palette, remote-safe actions (code-server)', f
     });
     assert.equal(await isDone('chooseCut'), false);
     await h.screenshot('guide-walkthrough-initial-loss');
+  });
+
+  // From here on the user follows only the walkthrough's own buttons, on to a trained, evaluated, compared and
+  // exported variant; each step ticks from what the worker did.
+  const stepButton = async (id: string, name: string, opensPick = false) => {
+    if (!(await h.page.locator('.gettingStartedContainer').isVisible())) await h.runCommand('L3Prune: Open Walkthrough');
+    await step(id).click();
+    const button = h.page.locator('.getting-started-step[aria-expanded="true"]').getByRole('button', { name });
+    await button.waitFor({ state: 'visible' });
+    // The page focuses a step it has just expanded, a moment later: a quick pick opened before that would close.
+    await h.page.waitForTimeout(1_000);
+    await button.click();
+    if (!opensPick) return;
+    if (await h.quickInput.waitFor({ state: 'visible', timeout: 5_000 }).then(() => false, () => true)) await button.click();
+  };
+  const toast = (text: RegExp) => h.page.locator('.notifications-toasts .notification-list-item').filter({ hasText: text });
+  const runRecords = () => {
+    const runs = path.join(workspace, '.l3prune', 'runs');
+    return (fs.existsSync(runs) ? fs.readdirSync(runs) : []).flatMap((name) => {
+      const file = path.join(runs, name, 'run.json');
+      return fs.existsSync(file) ? [{ name, ...(JSON.parse(fs.readFileSync(file, 'utf8')) as { verb: string; status: string; spec: Record<string, unknown> }) }] : [];
+    });
+  };
+  let smallCut = 0;
+
+  it('ticks "Choose a cut" from the step\'s "Prune at Small Cut"', async function () {
+    if (!fs.existsSync(WORKER_PYTHON)) this.skip();
+    await stepButton('chooseCut', 'Prune at Small Cut');
+    const chosen = toast(/Cut chosen for .*: keep \d+ of/);
+    await chosen.waitFor({ state: 'visible', timeout: 30_000 });
+    smallCut = Number(/keep (\d+) of/.exec(await chosen.innerText())![1]);
+    assert.ok(smallCut >= 1 && smallCut <= model.numLayers / 2, `the small cut ${smallCut} is in the first half`);
+    await h.runCommand('L3Prune: Open Walkthrough');
+    await stepDone('chooseCut');
+    assert.equal(await isDone('train'), false);
+  });
+
+  it('trains at that cut from the step\'s "Prune and Finetune…", and ticks it when the run succeeded', async function () {
+    if (!smallCut) this.skip();
+    this.timeout(480_000);
+    await stepButton('train', 'Prune and Finetune…');
+    const form = await h.webview('#train-form', 120_000);
+    await form.locator('#plan[data-fits]').waitFor({ state: 'attached', timeout: 60_000 });
+    assert.equal(await form.locator('#field-keep').inputValue(), String(smallCut), 'the form starts at the chosen cut');
+    assert.equal(await form.locator('#field-data').inputValue(), DEMO_TRIPLES, 'and with the configured data');
+    for (const [field, value] of [['steps', '4'], ['batchSize', '4'], ['maxLength', '32']]) await form.locator(`#field-${field}`).fill(value);
+    await form.locator('#problem-data:empty').waitFor({ state: 'attached', timeout: 20_000 });
+    await h.page.waitForTimeout(1_000);
+    await form.locator('#start').click();
+    await timed('train from the walkthrough', async () => {
+      const deadline = Date.now() + 420_000;
+      let train: ReturnType<typeof runRecords>[number] | undefined;
+      while (Date.now() < deadline) {
+        train = runRecords().find((r) => r.verb === 'train');
+        if (train && train.status !== 'running') break;
+        await h.page.waitForTimeout(1_000);
+      }
+      assert.equal(train?.status, 'succeeded', `the walkthrough's run trained (${train?.name ?? 'no run folder'})`);
+      assert.equal(train?.spec.keep, smallCut);
+    });
+    await h.runCommand('L3Prune: Open Walkthrough');
+    await stepDone('train', 60_000);
+    await h.screenshot('guide-walkthrough-trained');
+  });
+
+  /** The step's (or the palette's) Evaluate…, on one built-in task with a few examples, under the model's conditions. */
+  async function evaluateFromGuide(chooseVariant: () => Promise<void>, screenshot?: string): Promise<string> {
+    await chooseVariant();
+    // The five built-in tasks are ticked once the worker's MTEB list has come (the first time takes a while).
+    await h.acceptPick(/Tasks to evaluate/, { placeholder: /Built-in tasks(,| only)/, timeout: 180_000 });
+    await h.acceptPick(/Evaluation conditions/, screenshot ? { placeholder: /same conditions/, timeout: 30_000, screenshot } : undefined);
+    await h.answerInput(/Examples per task/, '4');
+    const done = toast(/average score/);
+    await done.waitFor({ state: 'visible', timeout: 540_000 }).catch(async () => {
+      throw new Error(`no score; notifications: ${JSON.stringify(await h.notifications())}`);
+    });
+    const text = (await done.locator('.notification-list-item-message').innerText()).trim();
+    await done.hover();
+    await done.locator('.codicon-notifications-clear, .codicon-close').first().click().catch(() => undefined);
+    return text;
+  }
+
+  it('evaluates the trained variant from the step\'s "Evaluate…", then the full model under the same conditions', async function () {
+    if (!smallCut) this.skip();
+    this.timeout(1_200_000);
+    const trained = await timed('evaluate the trained variant', () =>
+      evaluateFromGuide(async () => {
+        await stepButton('evaluate', 'Evaluate…', true);
+        await h.quickInputRows.filter({ hasText: /finetuned by/ }).first().click();
+      }, 'guide-walkthrough-evaluate-conditions'),
+    );
+    log(trained);
+    await h.runCommand('L3Prune: Open Walkthrough');
+    await stepDone('evaluate', 60_000);
+    await timed('evaluate the full model', () =>
+      evaluateFromGuide(async () => {
+        await h.runCommand('L3Prune: Evaluate…');
+        await h.quickInputRows.filter({ hasText: model.name }).filter({ hasText: /layers ·/ }).first().click();
+        await h.quickInputRows.filter({ hasText: 'Full model' }).first().click();
+      }),
+    );
+    const evaluations = runRecords().filter((r) => r.verb === 'evaluate' && r.status === 'succeeded');
+    assert.equal(evaluations.length, 2);
+    const conditions = evaluations.map((r) => JSON.stringify([r.spec.maxLength, r.spec.batchSize]));
+    assert.equal(conditions[0], conditions[1], `both evaluated under the same conditions: ${conditions.join(' vs ')}`);
+  });
+
+  it('compares both from the step\'s "Compare Variants", with no row flagged, and ticks it', async function () {
+    if (!smallCut) this.skip();
+    this.timeout(120_000);
+    await stepButton('compare', 'Compare Variants');
+    const web = await h.webview('#variants', 60_000);
+    const rows = web.locator('#variants tbody tr.variant-row');
+    await rows.nth(1).waitFor({ state: 'attached', timeout: 30_000 });
+    assert.deepEqual(
+      await rows.evaluateAll((trs) => trs.map((tr) => [Number((tr as HTMLElement).dataset.layers), (tr as HTMLElement).dataset.flagged])).then((r) => r.sort((a, b) => Number(a[0]) - Number(b[0]))),
+      [[smallCut, 'false'], [model.numLayers, 'false']],
+      'the trained variant and the full model, evaluated alike, so neither is flagged',
+    );
+    await h.screenshot('guide-walkthrough-compared');
+    await h.runCommand('L3Prune: Open Walkthrough');
+    await stepDone('compare', 30_000);
+  });
+
+  it('exports the trained variant from the step\'s "Export ONNX…" and ticks the last step', async function () {
+    if (!smallCut) this.skip();
+    this.timeout(600_000);
+    await timed('export from the walkthrough', async () => {
+      await stepButton('export', 'Export ONNX…', true);
+      await h.quickInputRows.filter({ hasText: /finetuned by/ }).first().click();
+      await h.pick(/^Precision of the ONNX export/, /^fp32/);
+      await toast(/Exported .*ONNX Runtime matches torch/).waitFor({ state: 'visible', timeout: 540_000 });
+    });
+    await h.runCommand('L3Prune: Open Walkthrough');
+    await stepDone('export', 30_000);
+    const ids = MANIFEST.contributes.walkthroughs[0].steps.map((s: { id: string }) => s.id);
+    for (const id of ids) assert.equal(await isDone(id), true, `${id} is done: the walkthrough is complete`);
+    await h.screenshot('guide-walkthrough-complete');
   });
 
   it('reveals a run folder in the Explorer of this remote window, with no error', async function () {

@@ -344,8 +344,17 @@ export class CodeServerHarness {
    * equals the title exactly, so fuzzy matches or "recently used" ordering cannot pick another command.
    */
   async runCommand(title: string): Promise<void> {
-    await this.openPalette();
-    await this.quickInput.fill(`>${title}`);
+    for (let attempt = 1; ; attempt++) {
+      await this.openPalette();
+      try {
+        await this.quickInput.fill(`>${title}`, { timeout: 5_000 });
+        break;
+      } catch (error) {
+        // A webview that opens late (a panel revealed by the previous command) takes the focus and closes the palette.
+        if (attempt >= 3) throw error;
+        log(`the palette closed before "${title}" was typed (attempt ${attempt}); retrying`);
+      }
+    }
     const row = this.quickInputRows.filter({
       has: this.page.locator('.label-name', { hasText: new RegExp(`^\\s*${escapeRegExp(title)}\\s*$`) }),
     }).first();

@@ -10,6 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { addSnapshot, COMMIT } from '../fixtures/hubCache';
 import { CodeServerHarness, ensureVsix, log } from './harness';
+import { closeSuite, keepFailures } from './suite';
 import { modelFixture, type ModelFixture } from './fixtures';
 
 const REPO_ID = 'HuggingFaceTB/SmolLM2-135M-Instruct';
@@ -32,14 +33,8 @@ describe('Models from the Hugging Face cache in VS Code (code-server)', function
     h = await CodeServerHarness.start({ workspace, vsix, env: { HF_HUB_CACHE: cache } });
   });
 
-  afterEach(async function () {
-    if (this.currentTest?.state === 'failed' && h?.page) await h.screenshot(`FAILED-hub-${this.currentTest.title}`).catch(() => undefined);
-  });
-
-  after(async function () {
-    await h?.dispose();
-    if (scratch && !process.env.E2E_KEEP_TMP) fs.rmSync(scratch, { recursive: true, force: true });
-  });
+  keepFailures('hub', () => h);
+  after(() => closeSuite(h, scratch));
 
   const modelsPane = () => h.sidebarPane('Models');
 

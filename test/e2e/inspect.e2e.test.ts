@@ -17,6 +17,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { FrameLocator } from 'playwright-core';
 import { CodeServerHarness, ensureVsix, expectText, log, REPO_ROOT, timed } from './harness';
+import { closeSuite, keepFailures, stopDetachedWorkers } from './suite';
 import { assertPanelIgnoresHostileMessages, layerParamsFromHeaders, modelFixture, type ModelFixture } from './fixtures';
 
 const WORKER_PYTHON = path.join(REPO_ROOT, '.venv', 'bin', 'python');
@@ -54,21 +55,10 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
     });
   });
 
-  afterEach(async function () {
-    if (this.currentTest?.state === 'failed' && h?.page) {
-      await h.screenshot(`FAILED-${this.currentTest.title}`).catch(() => undefined);
-      const notes = await h.notifications().catch(() => []);
-      if (notes.length) log(`notifications: ${JSON.stringify(notes)}`);
-    }
-  });
+  keepFailures('inspect', () => h);
 
   after(async function () {
-    // Not a failure (the UI works), but worth fixing: something the webview meant to apply was blocked.
-    const csp = h?.cspViolations.filter((v) => v.includes('l3prune')) ?? [];
-    if (csp.length) log(`WARNING: ${csp.length} CSP violation(s) in the extension's webview, e.g. ${csp[0].slice(0, 300)}`);
-    await h?.dispose();
-    stopDetachedWorkers(path.join(scratch, 'workspace', '.l3prune', 'runs'));
-    if (scratch && !process.env.E2E_KEEP_TMP) fs.rmSync(scratch, { recursive: true, force: true });
+    await closeSuite(h, scratch, () => stopDetachedWorkers(path.join(scratch, 'workspace', '.l3prune', 'runs')));
     log(`e2e total: ${((Date.now() - started) / 1000).toFixed(1)}s`);
   });
 
@@ -480,16 +470,3 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
     };
   }
 });
-
-/** Training workers are detached on purpose (they outlive the window); a failed test must not leave one behind. */
-function stopDetachedWorkers(runsDir: string): void {
-  if (!fs.existsSync(runsDir)) return;
-  for (const name of fs.readdirSync(runsDir)) {
-    try {
-      const record = JSON.parse(fs.readFileSync(path.join(runsDir, name, 'run.json'), 'utf8'));
-      if (record.status === 'running' && Number.isInteger(record.pid)) process.kill(-record.pid, 'SIGKILL');
-    } catch {
-      // no run.json, or the worker is already gone
-    }
-  }
-}

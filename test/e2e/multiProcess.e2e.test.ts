@@ -5,11 +5,11 @@
  * The model is the worker tests' tiny Llama (worker/tests/conftest.py), so the run takes seconds of compute.
  */
 import * as assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CodeServerHarness, ensureVsix, REPO_ROOT, timed } from './harness';
+import { closeSuite, keepFailures, writeTinyLlama } from './suite';
 
 const WORKER_PYTHON = path.join(REPO_ROOT, '.venv', 'bin', 'python');
 const STEPS = 6;
@@ -31,12 +31,7 @@ describe('A two-process training run from tasks.json in VS Code (code-server)', 
     const model = path.join(workspace, 'tiny-llama');
     const data = path.join(workspace, 'triples.jsonl');
     fs.mkdirSync(path.join(workspace, '.vscode'), { recursive: true });
-    execFileSync(WORKER_PYTHON, ['-c', [
-      'import sys; from pathlib import Path',
-      `sys.path.insert(0, ${JSON.stringify(path.join(REPO_ROOT, 'worker', 'tests'))})`,
-      'from conftest import make_tiny_llama, write_triples',
-      `make_tiny_llama(Path(${JSON.stringify(model)})); write_triples(Path(${JSON.stringify(data)}), 24)`,
-    ].join('\n')], { env: { ...process.env, OMP_NUM_THREADS: '1' } });
+    writeTinyLlama(WORKER_PYTHON, model, data);
     const task = {
       type: 'l3prune', label: 'train on two processes', verb: 'train', model, keep: 2, data, steps: STEPS, devices: 'cpu:2',
       recipe: { batchSize: 2, maxLength: 16, warmupSteps: 0, checkpointEvery: 3, mergeAtEnd: false },
@@ -51,14 +46,8 @@ describe('A two-process training run from tasks.json in VS Code (code-server)', 
     });
   });
 
-  afterEach(async function () {
-    if (this.currentTest?.state === 'failed' && h?.page) await h.screenshot(`FAILED-mp-${this.currentTest.title}`).catch(() => undefined);
-  });
-
-  after(async function () {
-    await h?.dispose();
-    if (scratch && !process.env.E2E_KEEP_TMP) fs.rmSync(scratch, { recursive: true, force: true });
-  });
+  keepFailures('mp', () => h);
+  after(() => closeSuite(h, scratch));
 
   it('runs the task on two processes to the end and shows it in the Runs view', async function () {
     this.timeout(600_000);

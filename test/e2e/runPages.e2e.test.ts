@@ -16,7 +16,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { FrameLocator } from 'playwright-core';
-import { CodeServerHarness, ensureVsix, escapeRegExp, log, REPO_ROOT, timed } from './harness';
+import { CodeServerHarness, ensureVsix, escapeRegExp, REPO_ROOT, timed } from './harness';
+import { closeSuite, keepFailures } from './suite';
 import { modelFixture, type ModelFixture } from './fixtures';
 
 const WORKER_PYTHON = path.join(REPO_ROOT, '.venv', 'bin', 'python');
@@ -78,19 +79,8 @@ describe('run pages in VS Code (code-server)', function () {
     h = await CodeServerHarness.start({ workspace, vsix, machineSettings: { 'l3prune.pythonPath': WORKER_PYTHON }, env: { OMP_NUM_THREADS: '1' } });
   });
 
-  afterEach(async function () {
-    if (this.currentTest?.state === 'failed' && h?.page) {
-      await h.screenshot(`runpages-FAILED-${this.currentTest.title}`).catch(() => undefined);
-      log(`notifications: ${JSON.stringify(await h.notifications().catch(() => []))}`);
-    }
-  });
-
-  after(async function () {
-    const csp = h?.cspViolations.filter((v) => v.includes('l3prune')) ?? [];
-    if (csp.length) log(`WARNING: ${csp.length} CSP violation(s), e.g. ${csp[0].slice(0, 300)}`);
-    await h?.dispose();
-    if (scratch && !process.env.E2E_KEEP_TMP) fs.rmSync(scratch, { recursive: true, force: true });
-  });
+  keepFailures('runpages', () => h);
+  after(() => closeSuite(h, scratch));
 
   const runsPane = () => h.sidebarPane('Runs');
   const runRow = (label: string) => h.treeItem(label, runsPane());

@@ -13,6 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { FrameLocator } from 'playwright-core';
 import { CodeServerHarness, ensureVsix, expectText, log, REPO_ROOT } from './harness';
+import { closeSuite, keepFailures } from './suite';
 import { assertPanelIgnoresHostileMessages, DEMO_MODEL_DIR, modelFixture, type ModelFixture } from './fixtures';
 
 const WORKER_PYTHON = path.join(REPO_ROOT, '.venv', 'bin', 'python');
@@ -67,16 +68,9 @@ describe('The training form in VS Code (code-server)', function () {
     await h.treeItem(model.name, h.sidebarPane('Models')).locator('.label-description', { hasText: /\blayers\b/ }).waitFor({ state: 'visible', timeout: 60_000 });
   });
 
-  afterEach(async function () {
-    if (this.currentTest?.state === 'failed' && h?.page) await h.screenshot(`FAILED-train-form-${this.currentTest.title}`).catch(() => undefined);
-  });
+  keepFailures('train-form', () => h);
 
-  after(async function () {
-    const csp = h?.cspViolations.filter((v) => v.includes('l3prune')) ?? [];
-    if (csp.length) log(`WARNING: ${csp.length} CSP violation(s) in the extension's webview, e.g. ${csp[0].slice(0, 300)}`);
-    await h?.dispose();
-    if (scratch && !process.env.E2E_KEEP_TMP) fs.rmSync(scratch, { recursive: true, force: true });
-  });
+  after(() => closeSuite(h, scratch));
 
   it('opens one form with every recipe group and the CPU defaults', async function () {
     this.timeout(240_000);

@@ -19,6 +19,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CodeServerHarness, ensureVsix, log, REPO_ROOT, timed } from './harness';
+import { keepFailures } from './suite';
 
 const WORKER_PYTHON = path.join(REPO_ROOT, '.venv', 'bin', 'python');
 const VICTIM_TEXT = "export PATH=/usr/bin  # the user's own file, which no write may reach\n";
@@ -122,13 +123,7 @@ describe('A hostile workspace in VS Code (code-server)', function () {
     h = await CodeServerHarness.start({ workspace, vsix, machineSettings: { 'l3prune.pythonPath': WORKER_PYTHON } });
   });
 
-  afterEach(async function () {
-    if (this.currentTest?.state === 'failed' && h?.page) {
-      await h.screenshot(`FAILED-hostile-${this.currentTest.title}`).catch(() => undefined);
-      const notes = await h.notifications().catch(() => []);
-      if (notes.length) log(`notifications: ${JSON.stringify(notes)}`);
-    }
-  });
+  keepFailures('hostile', () => h);
 
   after(async function () {
     clearInterval(heartbeat);
