@@ -1,4 +1,3 @@
-import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { RunServices } from '../services';
 import { RunPanel } from '../views/runPlots';
@@ -46,7 +45,17 @@ export function followWithProgress(store: RunStore, runDir: string): void {
 
 function showProgress(store: RunStore, runDir: string, ended: Promise<RunSummary>, cancellable: boolean): void {
   const run = store.get(runDir);
-  const name = run ? runName(store, run) : path.basename(runDir);
+  if (!run) {
+    // Launched, but its run.json is not read yet: the notification waits for it, so it names the run by its name.
+    const appeared = store.onDidChange(() => {
+      if (!store.get(runDir)) return;
+      appeared.dispose();
+      showProgress(store, runDir, ended, cancellable);
+    });
+    void ended.then(() => appeared.dispose());
+    return;
+  }
+  const name = runName(store, run);
   const title = cancellable ? `Training ${name}` : `Cancelling ${name}: the worker finishes its step and writes a checkpoint`;
   void vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title, cancellable }, (progress, token) =>
     new Promise<void>((resolve) => {
