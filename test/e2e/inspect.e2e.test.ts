@@ -379,6 +379,11 @@ describe('L³Prune Studio in VS Code (code-server)', function () {
       this.timeout(900_000);
       await waitForDescription(/step ([5-9]|1[0-5])\/20/, 180_000);
       await runAction('Cancel Run');
+      // A cancel asks first (flow.e2e checks the question); the user confirms.
+      const dialog = h.page.locator('.monaco-dialog-box');
+      await dialog.waitFor({ state: 'visible', timeout: 20_000 });
+      await dialog.locator('.monaco-button', { hasText: /^Cancel Run$/ }).click();
+      await dialog.waitFor({ state: 'hidden' });
       const cancelled = await waitForDescription(/cancelled/, 180_000);
       log(`after cancel: ${cancelled}`);
       await runAction('Resume Run');
