@@ -205,8 +205,19 @@ describe('Evaluate and compare variants in VS Code (code-server)', function () {
       await h.pick(/^Precision of the ONNX export/, /^fp32/);
       await toast(/Exported .*ONNX Runtime matches torch/).waitFor({ state: 'visible', timeout: 540_000 });
     });
-    await h.runCommand('L3Prune: Try Encoder…');
-    await h.quickInputRows.filter({ hasText: `keep ${SMALL_KEEP}` }).first().click();
+    // In CI the pick once closed under the click, just after the export (the focus moved; the cause is not known):
+    // asked again, as a user would.
+    for (let attempt = 1; ; attempt++) {
+      await h.runCommand('L3Prune: Try Encoder…');
+      try {
+        await h.quickInputRows.filter({ hasText: `keep ${SMALL_KEEP}` }).first().click({ timeout: 10_000 });
+        break;
+      } catch (error) {
+        if (attempt >= 2) throw error;
+        log('the Try Encoder pick closed before its row was clicked; opening it again');
+        await h.page.keyboard.press('Escape');
+      }
+    }
     const page = await h.webview('#texts', 120_000);
     await assertPanelIgnoresHostileMessages(h, page, ['ready', 'compare'], { seed: 4, watched: [path.join(workspace, '.l3prune')] });
     await page.locator('#texts').fill('A man is playing a guitar.\nSomeone plays music.\nThe stock market fell today.');
