@@ -3,29 +3,30 @@ extension's isResumable offers no Resume, since a resume reads the same spec and
 machine's state, not the input's: that failure stays resumable."""
 from __future__ import annotations
 
+import pytest
 from conftest import assert_failed_cleanly, worker_cli
 
 
-def test_data_that_is_not_jsonl_fails_as_refused_input(tmp_path, tiny_llama, schemas):
+def train_once(run_dir, model, data, env=None):
+    return worker_cli("train", "--run-dir", str(run_dir), "--model", str(model), "--keep", "2", "--data", str(data),
+                      "--steps", "1", "--batch-size", "2", "--max-length", "16", "--device", "cpu", env=env)
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "words"),
+    [
+        pytest.param("query,positive,negative\nq,p,n\n", 1, "not valid JSON", id="not-jsonl"),
+        pytest.param('{"query": "q", "positive": "p", "negative": "n"}\n{"query": "q", "positive": "p"}\n', 2, "negative", id="missing-field"),
+    ],
+)
+def test_bad_data_fails_as_refused_input_naming_its_line(tmp_path, tiny_llama, schemas, content, line, words):
     data = tmp_path / "triples.jsonl"
-    data.write_text("query,positive,negative\nq,p,n\n", encoding="utf-8")
+    data.write_text(content, encoding="utf-8")
     run_dir = tmp_path / "run"
-    p = worker_cli("train", "--run-dir", str(run_dir), "--model", str(tiny_llama), "--keep", "2", "--data", str(data),
-                   "--steps", "1", "--batch-size", "2", "--max-length", "16", "--device", "cpu")
-    run = assert_failed_cleanly(p, run_dir, schemas, f"{data}:1", "not valid JSON", kind="user")
+    run = assert_failed_cleanly(train_once(run_dir, tiny_llama, data), run_dir, schemas, f"{data}:{line}", words, kind="user")
     assert run["error"]["resumable"] is False
     # What the host's check quotes for the same file (src/runs/dataCheck.ts): the file and the line.
-    assert run["error"]["message"].startswith(f"{data}:1:")
-
-
-def test_a_missing_field_fails_as_refused_input_naming_its_line(tmp_path, tiny_llama, schemas):
-    data = tmp_path / "triples.jsonl"
-    data.write_text('{"query": "q", "positive": "p", "negative": "n"}\n{"query": "q", "positive": "p"}\n', encoding="utf-8")
-    run_dir = tmp_path / "run"
-    p = worker_cli("train", "--run-dir", str(run_dir), "--model", str(tiny_llama), "--keep", "2", "--data", str(data),
-                   "--steps", "1", "--batch-size", "2", "--max-length", "16", "--device", "cpu")
-    run = assert_failed_cleanly(p, run_dir, schemas, f"{data}:2", "negative", kind="user")
-    assert run["error"]["resumable"] is False
+    assert run["error"]["message"].startswith(f"{data}:{line}:")
 
 
 def test_a_busy_device_stays_resumable(tmp_path, tiny_llama, tiny_triples, schemas, monkeypatch):
@@ -36,9 +37,7 @@ def test_a_busy_device_stays_resumable(tmp_path, tiny_llama, tiny_triples, schem
     holder.acquire()
     try:
         run_dir = tmp_path / "run"
-        p = worker_cli("train", "--run-dir", str(run_dir), "--model", str(tiny_llama), "--keep", "2", "--data", str(tiny_triples),
-                       "--steps", "1", "--batch-size", "2", "--max-length", "16", "--device", "cpu",
-                       env={"L3PRUNE_LOCK_DIR": str(tmp_path / "locks")})
+        p = train_once(run_dir, tiny_llama, tiny_triples, env={"L3PRUNE_LOCK_DIR": str(tmp_path / "locks")})
     finally:
         holder.release()
     run = assert_failed_cleanly(p, run_dir, schemas, "busy", kind="user")
