@@ -123,9 +123,3 @@ export function estimateSeconds(
   const total = counts.reduce((sum, c) => sum + (known.get(c.task) ?? mean) * (cap === undefined ? c.examples : Math.min(cap, c.examples)), 0);
   return (total * layers) / measured.layers;
 }
-
-export function formatDuration(seconds: number): string {
-  if (seconds < 60) return `${Math.max(1, Math.round(seconds))} s`;
-  if (seconds < 3600) return `${Math.round(seconds / 60)} min`;
-  return `${(seconds / 3600).toFixed(1)} h`;
-}

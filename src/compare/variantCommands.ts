@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { Services } from '../services';
-import { formatBytes, formatParams } from '../shared/format/units';
+import { formatBytes, formatParams, formatRoughDuration } from '../shared/format/units';
 import { EVALUATE_DEFAULTS, EXPORT_ONNX_DEFAULTS } from '../shared/protocol/generated/defaults';
 import { referenceConditions, variantRows, type EvalConditions, type VariantRow } from '../shared/compare/variants';
 import type { LayerStack } from '../shared/model/stack';
@@ -19,7 +19,7 @@ import { isDatasetsOffline, ONLINE_ENV } from '../worker/modelDownload';
 import { runWithProgress } from '../worker/workerProgress';
 import { notifyFinished } from '../workspace/nextStepsHost';
 import { OrtNodeSpeeds } from './ortNodeSpeeds';
-import { countsText, countTaskExamples, estimateSeconds, formatDuration, lastEvaluationOf, workerDataDir } from './evaluationEstimate';
+import { countsText, countTaskExamples, estimateSeconds, lastEvaluationOf, workerDataDir } from './evaluationEstimate';
 import { runEvaluate, runExportOnnx, variantLabel, variantModelFolders, type ExportPrecision, type OnnxTarget, type Variant } from './variantRuns';
 
 const MAX_EXAMPLES_KEY = 'l3prune.evaluate.maxExamples';
@@ -184,7 +184,7 @@ async function askMaxExamples(s: Services, context?: ExamplesContext): Promise<n
     const seconds = context ? estimateSeconds(counts, cap, context.layers, measured) : undefined;
     const time = seconds === undefined
       ? 'no time estimate yet: the first evaluation of this model measures its speed'
-      : `≈ ${formatDuration(seconds)} (from ${measured!.runId}, at ${measured!.layers} layers, scaled to ${context!.layers})`;
+      : `≈ ${formatRoughDuration(seconds)} (from ${measured!.runId}, at ${measured!.layers} layers, scaled to ${context!.layers})`;
     return `${counts.length ? `${countsText(counts, cap)}. ` : ''}${time}.`;
   };
   const box = vscode.window.createInputBox();

@@ -28,6 +28,13 @@ export function formatDuration(seconds: number): string {
   return `${(seconds / 3600).toFixed(1)} h`;
 }
 
+/** An estimate, rounded as coarsely as it is known: "22 s", "7 min", "1.1 h". */
+export function formatRoughDuration(seconds: number): string {
+  if (seconds < 60) return `${Math.max(1, Math.round(seconds))} s`;
+  if (seconds < 3600) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
 /** A countdown, to the second: "4m 12s". */
 export function formatEta(seconds: number): string {
   if (seconds < 60) return `${Math.round(seconds)}s`;
