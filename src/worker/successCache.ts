@@ -1,27 +1,24 @@
 /**
- * Remembers which keys a check succeeded for, for this session: the worker-package probe costs a Python start
- * (about 1.5 s) on every job otherwise. Only a success is kept, so a user who installs the package and tries
- * again is checked again; jobs that start together share one check instead of each starting its own.
+ * A check or report per key (an interpreter) kept for this session once it succeeded: the worker-package probe
+ * and the worker's reports each cost a Python start otherwise. Only a success is kept, so a user who installs the
+ * package and tries again is checked again; callers that ask together share one attempt instead of each starting
+ * its own.
  */
-export class SuccessCache {
-  private readonly passed = new Set<string>();
-  private readonly pending = new Map<string, Promise<boolean>>();
+export class SuccessCache<T = boolean> {
+  private readonly kept = new Map<string, Promise<T>>();
 
-  async check(key: string, run: () => Promise<boolean>): Promise<boolean> {
-    if (this.passed.has(key)) return true;
-    const inFlight = this.pending.get(key);
-    if (inFlight) return inFlight;
-    const attempt = run()
-      .then((ok) => {
-        if (ok) this.passed.add(key);
-        return ok;
-      })
-      .finally(() => this.pending.delete(key));
-    this.pending.set(key, attempt);
+  constructor(private readonly succeeded: (value: T) => boolean = Boolean) {}
+
+  check(key: string, run: () => Promise<T>): Promise<T> {
+    let attempt = this.kept.get(key);
+    if (!attempt) {
+      attempt = run();
+      this.kept.set(key, attempt);
+      attempt.then(
+        (value) => this.succeeded(value) || this.kept.delete(key),
+        () => this.kept.delete(key),
+      );
+    }
     return attempt;
-  }
-
-  forget(key: string): void {
-    this.passed.delete(key);
   }
 }

@@ -1,6 +1,7 @@
 import type * as vscode from 'vscode';
 import { schemaCheck, type JsonSchema } from '../protocol/schemas';
 import { startWorker } from './workerProcess';
+import { SuccessCache } from './successCache';
 
 /**
  * The verbs without a run folder that answer with one JSON line on stdout (`devices`, `mteb-tasks`): the line
@@ -24,7 +25,8 @@ export function reportParser<T>(schema: JsonSchema, schemaFile: string): (stdout
 }
 
 export class WorkerReports<T> {
-  private readonly cache = new Map<string, Promise<T | string>>();
+  /** A report is kept per interpreter; a sentence saying why there is none is not, so the next ask tries again. */
+  private readonly cache = new SuccessCache<T | string>((report) => typeof report !== 'string');
 
   constructor(
     private readonly log: vscode.LogOutputChannel,
@@ -36,13 +38,7 @@ export class WorkerReports<T> {
 
   /** The report, or the one sentence saying why there is none (the worker's own, when it failed). */
   get(python: string): Promise<T | string> {
-    let pending = this.cache.get(python);
-    if (!pending) {
-      pending = this.ask(python);
-      this.cache.set(python, pending);
-      void pending.then((r) => typeof r === 'string' && this.cache.delete(python));
-    }
-    return pending;
+    return this.cache.check(python, () => this.ask(python));
   }
 
   private async ask(python: string): Promise<T | string> {
