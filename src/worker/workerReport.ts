@@ -42,15 +42,13 @@ export class WorkerReports<T> {
   }
 
   private async ask(python: string): Promise<T | string> {
-    this.log.info(`${this.verb}: ${python} -m l3prune ${[this.verb, ...this.args].join(' ')}`);
+    // startWorker logs the launch and its end (with the worker's sentence on a failure): only the report is told here.
     const worker = await startWorker({ python, verb: this.verb, args: this.args });
     const lines: string[] = [];
     for await (const line of worker.lines) lines.push(line);
     const done = await worker.done;
     if (done.exitCode !== 0) {
-      const why = done.stderr.trim().split('\n').pop()?.replace(/^l3prune: /, '') || `exit ${done.exitCode ?? done.signal}`;
-      this.log.warn(`${this.verb} failed: ${why}`);
-      return why;
+      return done.stderr.trim().split('\n').pop()?.replace(/^l3prune: /, '') || `exit ${done.exitCode ?? done.signal}`;
     }
     const report = this.parse(lines.join('\n'));
     this.log[typeof report === 'string' ? 'warn' : 'info'](`${this.verb}: ${typeof report === 'string' ? report : this.describe(report)}`);
